@@ -1,0 +1,58 @@
+# salesbot — every target installs what it needs into .venv first (Python 3.11 or 3.12 and pip are enough).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || command -v python3)
+VENV := .venv
+UV := $(VENV)/bin/uv
+RUN := $(VENV)/bin
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON := $(VENV)/bin/python
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-fast test-system soak lint typecheck format migrate bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(VENV)/bin/pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+install: $(VENV)/.installed ## create .venv and install salesbot with its dev tools (from uv.lock)
+
+run: install ## start the whole product: embedded PostgreSQL+pgvector and Redis, API and worker (Ctrl-C stops)
+	$(RUN)/salesbot dev
+
+test: install ## run the test suite (starts its own PostgreSQL and Redis)
+	$(RUN)/pytest -m "not soak"
+
+test-fast: install ## the test suite without slow tests
+	$(RUN)/pytest -m "not slow and not soak and not system"
+
+test-system: install ## system tests: real salesbot processes, fake providers and LLM
+	$(RUN)/pytest -m "system and not soak" tests/system
+
+soak: install ## long soak variants of the system tests
+	$(RUN)/pytest -m soak tests/system
+
+lint: install ## ruff (lint + format check) and mypy --strict
+	$(RUN)/ruff check src tests bench migrations
+	$(RUN)/ruff format --check src tests bench migrations
+	$(RUN)/mypy
+
+typecheck: install ## mypy --strict only
+	$(RUN)/mypy
+
+format: install ## apply ruff formatting and safe fixes
+	$(RUN)/ruff check --fix src tests bench migrations
+	$(RUN)/ruff format src tests bench migrations
+
+migrate: install ## apply database migrations (DATABASE_URL, or the embedded dev database)
+	$(RUN)/salesbot migrate
+
+bench: install ## run the benchmarks and write bench/results/*.json
+	@for script in bench/bench_*.py; do echo "== $$script"; $(RUN)/python $$script || exit 1; done
+
+clean: ## stop nothing, delete caches and .venv (keeps .salesbot data)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

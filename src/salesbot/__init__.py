@@ -1,0 +1,1 @@
+"""salesbot: a WhatsApp-first AI sales assistant."""

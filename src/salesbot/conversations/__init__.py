@@ -1,0 +1,1 @@
+"""Conversations: the turn job, conversation state and its repository, the operations API."""

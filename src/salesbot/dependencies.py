@@ -1,0 +1,45 @@
+"""FastAPI dependencies shared by the routers (`Annotated` aliases)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from arq.connections import ArqRedis
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesbot.resources import Resources
+from salesbot.settings import Settings
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def get_settings_dep(resources: ResourcesDep) -> Settings:
+    return resources.settings
+
+
+def get_redis(resources: ResourcesDep) -> ArqRedis:
+    return resources.redis
+
+
+async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: committed after the handler returns, rolled back on any error."""
+    async with resources.sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+RedisDep = Annotated[ArqRedis, Depends(get_redis)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]

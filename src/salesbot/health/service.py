@@ -1,0 +1,74 @@
+"""Readiness checks: database, pgvector extension, Redis and a live worker heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import text
+
+from salesbot.resources import Resources
+
+# arq writes this key (with a TTL) on every health check of a running worker.
+WORKER_HEARTBEAT_KEY = "arq:queue:health-check"
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    detail: str
+    latency_ms: float
+
+
+async def _database(resources: Resources) -> str:
+    async with resources.engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+    return "connected"
+
+
+async def _pgvector(resources: Resources) -> str:
+    async with resources.engine.connect() as connection:
+        version = await connection.scalar(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
+    if version is None:
+        raise RuntimeError("vector extension is not installed (run `salesbot migrate`)")
+    return f"vector {version}"
+
+
+async def _redis(resources: Resources) -> str:
+    await resources.redis.ping()
+    return "pong"
+
+
+async def _worker(resources: Resources) -> str:
+    heartbeat = await resources.redis.get(WORKER_HEARTBEAT_KEY)
+    if heartbeat is None:
+        raise RuntimeError("no worker heartbeat in the last interval (is `salesbot worker` running?)")
+    return heartbeat.decode() if isinstance(heartbeat, bytes) else str(heartbeat)
+
+
+CHECKS: dict[str, Callable[[Resources], Awaitable[str]]] = {
+    "database": _database,
+    "pgvector": _pgvector,
+    "redis": _redis,
+    "worker": _worker,
+}
+
+
+async def _run(check: Callable[[Resources], Awaitable[str]], resources: Resources) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        detail = await asyncio.wait_for(check(resources), CHECK_TIMEOUT_SECONDS)
+        ok = True
+    except TimeoutError:
+        detail, ok = f"timed out after {CHECK_TIMEOUT_SECONDS:.0f}s", False
+    except Exception as exc:  # every failure of a dependency is a readiness answer, not a crash
+        detail, ok = f"{type(exc).__name__}: {exc}"[:300], False
+    return CheckResult(ok=ok, detail=detail, latency_ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+async def check_readiness(resources: Resources) -> dict[str, CheckResult]:
+    results = await asyncio.gather(*(_run(check, resources) for check in CHECKS.values()))
+    return dict(zip(CHECKS, results, strict=True))

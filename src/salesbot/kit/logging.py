@@ -1,0 +1,73 @@
+"""Structured logging on the standard library: dotted event names plus key=value fields.
+
+Usage: ``log = get_logger(__name__); log.info("inbox.duplicate_dropped", provider="wazzup", chat=chat_hash)``.
+Fields are rendered as JSON-safe ``key=value`` pairs; callers pass hashed chat keys, never raw phone numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {k: v for k, v in record.__dict__.items() if k not in _RESERVED}
+        head = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {record.getMessage()}"
+        parts = [head] + [f"{key}={_render(value)}" for key, value in fields.items()]
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, str) and value and " " not in value and "=" not in value:
+        return value
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+class EventLogger:
+    """A thin wrapper that turns keyword arguments into structured fields."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+
+    def _log(self, level: int, event: str, exc_info: bool, fields: dict[str, Any]) -> None:
+        if self._logger.isEnabledFor(level):
+            safe = {f"f_{k}" if k in _RESERVED else k: v for k, v in fields.items()}
+            self._logger.log(level, event, extra=safe, exc_info=exc_info, stacklevel=3)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._log(logging.DEBUG, event, False, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log(logging.INFO, event, False, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log(logging.WARNING, event, False, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._log(logging.ERROR, event, False, fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        self._log(logging.ERROR, event, True, fields)
+
+
+def get_logger(name: str) -> EventLogger:
+    return EventLogger(logging.getLogger(name))
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # httpx logs full request URLs, which can carry secrets (Wazzup webhook paths, Twilio SIDs).
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "hpack", "pgserver", "arq.worker"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

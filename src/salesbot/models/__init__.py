@@ -1,0 +1,34 @@
+"""ORM models, one file per table. Importing this package registers every table on `Base.metadata`."""
+
+from salesbot.models.conversation import Conversation
+from salesbot.models.customer import Customer
+from salesbot.models.enums import (
+    Author,
+    Channel,
+    ConversationStatus,
+    DeliveryStatus,
+    Direction,
+    Owner,
+    SalesStage,
+)
+from salesbot.models.knowledge_chunk import KnowledgeChunk
+from salesbot.models.message import Message
+from salesbot.models.product import EMBEDDING_DIM, Product
+from salesbot.models.quote import Quote
+
+__all__ = [
+    "EMBEDDING_DIM",
+    "Author",
+    "Channel",
+    "Conversation",
+    "ConversationStatus",
+    "Customer",
+    "DeliveryStatus",
+    "Direction",
+    "KnowledgeChunk",
+    "Message",
+    "Owner",
+    "Product",
+    "Quote",
+    "SalesStage",
+]

@@ -1,0 +1,52 @@
+"""Values stored in database columns (and exposed by the API)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    WAZZUP = "wazzup"
+    TWILIO = "twilio"
+    CONSOLE = "console"
+
+
+class ConversationStatus(StrEnum):
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class SalesStage(StrEnum):
+    GREETING = "greeting"
+    QUALIFYING = "qualifying"
+    NEEDS_ANALYSIS = "needs_analysis"
+    SOLUTION = "solution"
+    COMPANY_DETAILS = "company_details"
+    QUOTING = "quoting"
+    CLOSING = "closing"
+
+
+class Owner(StrEnum):
+    BOT = "bot"
+    HUMAN = "human"
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class Author(StrEnum):
+    CUSTOMER = "customer"
+    BOT = "bot"
+    MANAGER = "manager"
+    SYSTEM = "system"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    CANCELLED = "cancelled"

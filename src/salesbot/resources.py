@@ -1,0 +1,54 @@
+"""Process-wide resources (engine, Redis/arq pool, HTTP client), opened once by the API lifespan or the worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from salesbot.db import create_engine, create_sessionmaker
+from salesbot.settings import Settings
+
+HTTP_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=10.0, pool=5.0)
+
+
+def redis_settings(url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(url)
+    # Fail fast on a dead Redis: readiness must report it, not hang on it.
+    settings.conn_timeout = 2
+    settings.conn_retries = 2
+    settings.conn_retry_delay = 1
+    return settings
+
+
+@dataclass(frozen=True)
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    # ArqRedis is a redis.asyncio.Redis: one pool serves coordination state and job enqueueing.
+    redis: ArqRedis
+    http: httpx.AsyncClient
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings, *, redis: ArqRedis | None = None) -> AsyncIterator[Resources]:
+    """Open everything a process needs; `redis` reuses a pool the caller already has (the arq worker's)."""
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("DATABASE_URL and REDIS_URL must be set (or run `salesbot dev` for embedded services)")
+    engine = create_engine(settings.database_url)
+    own_redis = redis is None
+    pool = redis if redis is not None else await create_pool(redis_settings(settings.redis_url))
+    http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False)
+    try:
+        yield Resources(settings, engine, create_sessionmaker(engine), pool, http)
+    finally:
+        await http.aclose()
+        if own_redis:
+            await pool.aclose()
+        await engine.dispose()
