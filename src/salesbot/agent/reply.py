@@ -1,0 +1,50 @@
+"""The boundary between a conversation turn and the agent: `ReplyRequest -> AgentReply`.
+
+The turn job (conversations) builds a `ReplyRequest` inside its transaction, wrapped in a SAVEPOINT, and calls
+a `ReplyGenerator`. The agent may read history and change conversation state (stage, facts, quotes, customer
+details) through the session, flushing only; the turn job commits, or rolls the savepoint back when it
+discards the draft because newer customer messages arrived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesbot.models import Conversation, Customer, Message
+from salesbot.resources import Resources
+
+
+@dataclass(frozen=True)
+class ReplyRequest:
+    session: AsyncSession
+    resources: Resources
+    conversation: Conversation
+    customer: Customer
+    # The customer's messages of this burst, already persisted, oldest first.
+    new_messages: Sequence[Message]
+
+
+@dataclass(frozen=True)
+class AgentReply:
+    """What the customer should receive, with the turn record stored on the outbound message."""
+
+    text: str
+    model: str
+    fallback_used: bool = False
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: Decimal = Decimal(0)
+    latency_ms: int = 0
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    # True when the agent handed the chat to a manager (request_human, usage limit): the conversation is
+    # already owned by a human and this reply is the last automated message, sent despite the takeover.
+    handoff: bool = False
+
+
+class ReplyGenerator(Protocol):
+    async def __call__(self, request: ReplyRequest) -> AgentReply: ...
