@@ -1,0 +1,140 @@
+"""What a run of the sales agent works with: identity and state come from here, never from tool arguments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypedDict
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesbot.agent.pii import PiiMasker
+from salesbot.agent.playbook import Playbook
+from salesbot.agent.stages import FunnelState
+from salesbot.knowledge.types import CatalogSearch
+from salesbot.models import Conversation, Customer
+from salesbot.settings import Settings
+
+# Bounds on what the conversation's `facts` JSONB keeps, so it cannot grow without limit in a long chat.
+MAX_SHOWN_SKUS = 40
+MAX_FIGURES = 400
+MAX_STAGE_HISTORY = 30
+
+
+class SelectedItem(TypedDict):
+    sku: str
+    qty: int
+
+
+class StageChange(TypedDict):
+    at: str
+    from_stage: str
+    to_stage: str
+    reason: str
+
+
+class ConversationFacts(TypedDict, total=False):
+    """The agent's keys in `conversation.facts` (other domains may add their own)."""
+
+    need: str
+    shown_skus: list[str]
+    selected: list[SelectedItem]
+    # Every number that appeared in a tool result of this conversation (normalised), for the grounding check.
+    figures: list[str]
+    last_quote_id: int
+    stage_history: list[StageChange]
+    handoff_reason: str
+    # Id of the newest message folded into `conversation.summary`.
+    summarized_until: int
+
+
+@dataclass(frozen=True)
+class PastQuote:
+    id: int
+    created_at: datetime
+    total: Decimal
+    currency: str
+    items: str  # "OC-100 x 3, DK-200 x 1"
+
+
+@dataclass(frozen=True)
+class CustomerProfile:
+    """What is known about the customer from earlier conversations (returning customers)."""
+
+    returning: bool
+    previous_stage: str | None
+    past_quotes: list[PastQuote]
+
+
+@dataclass
+class TurnState:
+    """Mutable state of one turn, shared by the tools, the output checks and the service."""
+
+    handoff: bool = False
+    handoff_reason: str | None = None
+    # Numbers that appeared in tool results during this turn (also persisted to facts["figures"]).
+    figures: set[str] = field(default_factory=set[str])
+    grounding_retries: int = 0
+    leak_retries: int = 0
+
+
+@dataclass
+class AgentDeps:
+    session: AsyncSession
+    settings: Settings
+    playbook: Playbook
+    conversation: Conversation
+    customer: Customer
+    profile: CustomerProfile
+    pii: PiiMasker
+    search: CatalogSearch
+    language: str
+    now: datetime
+    turn: TurnState = field(default_factory=TurnState)
+    # Numbers the business itself states (playbook texts, past quotes): always grounded.
+    baseline_figures: frozenset[str] = frozenset()
+    conversation_id: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.conversation_id = self.conversation.id
+
+    @property
+    def facts(self) -> ConversationFacts:
+        facts: ConversationFacts = dict(self.conversation.facts or {})  # type: ignore[assignment]
+        return facts
+
+    def update_facts(self, **changes: Any) -> None:
+        """Reassign the JSONB (SQLAlchemy does not see in-place changes of a plain dict)."""
+        self.conversation.facts = {**(self.conversation.facts or {}), **changes}
+
+    def selected_items(self) -> list[SelectedItem]:
+        return list(self.facts.get("selected", []))
+
+    def funnel_state(self, *, quotes: int) -> FunnelState:
+        facts = self.facts
+        return FunnelState(
+            need=facts.get("need"),
+            shown_skus=frozenset(facts.get("shown_skus", [])),
+            selected_skus=frozenset(item["sku"] for item in facts.get("selected", [])),
+            customer_name=self.customer.name,
+            customer_company=self.customer.company,
+            quotes=quotes,
+        )
+
+    def remember_shown(self, skus: list[str]) -> None:
+        shown = [sku for sku in self.facts.get("shown_skus", []) if sku not in skus] + skus
+        self.update_facts(shown_skus=shown[-MAX_SHOWN_SKUS:])
+
+    def remember_figures(self, found: set[str]) -> None:
+        """Numbers a tool returned become grounded for this and later turns."""
+        new = found - self.turn.figures
+        if not new:
+            return
+        self.turn.figures |= new
+        known = self.facts.get("figures", [])
+        merged = [value for value in known if value not in new] + sorted(new)
+        self.update_facts(figures=merged[-MAX_FIGURES:])
+
+    def grounded_figures(self) -> set[str]:
+        return set(self.facts.get("figures", [])) | self.turn.figures | set(self.baseline_figures)

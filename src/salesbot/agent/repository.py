@@ -1,0 +1,88 @@
+"""SQL the agent needs (history, returning-customer profile, catalog prices for quotes). Only reads and flushes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesbot.agent.deps import CustomerProfile, PastQuote
+from salesbot.models import Conversation, Customer, DeliveryStatus, Direction, Message, Product, Quote
+
+
+async def messages_after(
+    session: AsyncSession, conversation_id: int, *, after_id: int, before_id: int | None
+) -> list[Message]:
+    """Messages of the conversation with after_id < id < before_id, oldest first (failed/cancelled sends skipped)."""
+    query = (
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.id > after_id)
+        .where(
+            (Message.direction == Direction.INBOUND)
+            | Message.delivery_status.is_(None)
+            | Message.delivery_status.not_in([DeliveryStatus.FAILED, DeliveryStatus.CANCELLED])
+        )
+        .order_by(Message.id)
+    )
+    if before_id is not None:
+        query = query.where(Message.id < before_id)
+    return list((await session.scalars(query)).all())
+
+
+async def quote_count(session: AsyncSession, conversation_id: int) -> int:
+    return int((await session.scalar(select(func.count()).where(Quote.conversation_id == conversation_id))) or 0)
+
+
+async def customer_profile(session: AsyncSession, customer: Customer, conversation: Conversation) -> CustomerProfile:
+    """Earlier conversations and quotes of this customer (recognised by channel + chat id)."""
+    previous = await session.scalar(
+        select(Conversation)
+        .where(Conversation.customer_id == customer.id, Conversation.id != conversation.id)
+        .order_by(Conversation.id.desc())
+        .limit(1)
+    )
+    quotes = (
+        await session.scalars(
+            select(Quote)
+            .join(Conversation, Conversation.id == Quote.conversation_id)
+            .where(Conversation.customer_id == customer.id)
+            .order_by(Quote.id.desc())
+            .limit(3)
+        )
+    ).all()
+    past = [
+        PastQuote(
+            id=quote.id,
+            created_at=quote.created_at,
+            total=quote.total,
+            currency=quote.currency,
+            items=", ".join(f"{item['sku']} x {item['qty']}" for item in quote.items),
+        )
+        for quote in quotes
+    ]
+    return CustomerProfile(
+        returning=previous is not None or bool(past),
+        previous_stage=previous.sales_stage.value if previous is not None else None,
+        past_quotes=past,
+    )
+
+
+async def active_products(session: AsyncSession, skus: Sequence[str]) -> dict[str, Product]:
+    """Active catalog products by SKU (matched case-insensitively), keyed by the SKU as requested."""
+    wanted = {sku.strip().upper() for sku in skus if sku.strip()}
+    if not wanted:
+        return {}
+    rows = (
+        await session.scalars(select(Product).where(func.upper(Product.sku).in_(wanted), Product.active.is_(True)))
+    ).all()
+    by_upper: dict[str, list[Product]] = {}
+    for product in rows:
+        by_upper.setdefault(product.sku.upper(), []).append(product)
+    found: dict[str, Product] = {}
+    for sku in skus:
+        candidates = by_upper.get(sku.strip().upper(), [])
+        exact = [product for product in candidates if product.sku == sku.strip()]
+        if exact or len(candidates) == 1:
+            found[sku] = (exact or candidates)[0]
+    return found
