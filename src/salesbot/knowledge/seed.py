@@ -1,0 +1,70 @@
+"""The demo business loaded by `salesbot dev` on first start: Falcon Office Systems, an IT and office equipment
+supplier in Dubai. `demo/products.csv` holds its catalog (251 products in AED, English descriptions, about half
+also in Arabic and Russian) and `demo/knowledge/` its policies (company, delivery, payment, warranty, returns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesbot.db import create_engine, create_sessionmaker, unit_of_work
+from salesbot.kit.logging import get_logger
+from salesbot.knowledge.embeddings import Embedder, get_embedder
+from salesbot.knowledge.ingest import ImportReport, KnowledgeReport, ingest_knowledge_path, ingest_product_file
+from salesbot.models import KnowledgeChunk, Product
+from salesbot.settings import Settings
+
+log = get_logger(__name__)
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+DEMO_PRODUCTS = DEMO_DIR / "products.csv"
+DEMO_KNOWLEDGE = DEMO_DIR / "knowledge"
+DEMO_CURRENCY = "AED"
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    products: ImportReport | None
+    knowledge: KnowledgeReport | None
+
+
+async def seed_demo_data(
+    session: AsyncSession, embedder: Embedder, *, batch_size: int = 32, progress: bool = False
+) -> SeedResult:
+    """Load the demo catalog if there are no products, and the demo knowledge if there are no chunks."""
+    products = knowledge = None
+    if not (await session.execute(select(exists().where(Product.id.is_not(None))))).scalar():
+        products = await ingest_product_file(
+            session, DEMO_PRODUCTS, embedder, default_currency=DEMO_CURRENCY, batch_size=batch_size, progress=progress
+        )
+    if not (await session.execute(select(exists().where(KnowledgeChunk.id.is_not(None))))).scalar():
+        knowledge = await ingest_knowledge_path(
+            session, DEMO_KNOWLEDGE, embedder, batch_size=batch_size, progress=progress
+        )
+    return SeedResult(products, knowledge)
+
+
+async def _seed(settings: Settings) -> SeedResult:
+    engine = create_engine(settings.database_url, pool_size=2)
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as session:
+            return await seed_demo_data(
+                session, get_embedder(settings), batch_size=settings.embedding.batch_size, progress=True
+            )
+    finally:
+        await engine.dispose()
+
+
+def seed_demo_if_empty(settings: Settings) -> SeedResult:
+    """Blocking entry point for `salesbot dev` (runs before the API and the worker start)."""
+    result = asyncio.run(_seed(settings))
+    if result.products is not None:
+        log.info("knowledge.demo_catalog_loaded", products=result.products.added)
+    if result.knowledge is not None:
+        log.info("knowledge.demo_knowledge_loaded", chunks=result.knowledge.added)
+    return result

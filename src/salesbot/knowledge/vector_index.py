@@ -1,0 +1,109 @@
+"""What the database's vector support looks like: the pgvector version and the dimension of each vector column.
+
+pgvector 0.6 (bundled with pgserver) filters *after* an HNSW index scan; 0.8 (the production images) adds
+iterative index scans. Search picks its strategy from the detected version. The embedding columns are
+created as `vector(1024)` (BGE-M3) and `salesbot reindex` changes them when the configured model has
+another dimension (`set_dimension`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesbot.kit.logging import get_logger
+
+log = get_logger(__name__)
+
+# HNSW indexes `vector` columns of up to 2000 dimensions.
+HNSW_MAX_DIM: Final = 2000
+
+
+@dataclass(frozen=True)
+class VectorTable:
+    table: str
+    index: str
+
+
+PRODUCTS: Final = VectorTable("products", "ix_products_embedding_hnsw")
+KNOWLEDGE: Final = VectorTable("knowledge_chunks", "ix_knowledge_chunks_embedding_hnsw")
+VECTOR_TABLES: Final = (PRODUCTS, KNOWLEDGE)
+# The index parameters of the initial migration (m=16, ef_construction=64 are pgvector's defaults).
+HNSW_WITH: Final = "(m = 16, ef_construction = 64)"
+
+_versions: dict[str, tuple[int, ...]] = {}
+
+
+def _cache_key(session: AsyncSession) -> str:
+    bind = session.get_bind()
+    return bind.engine.url.render_as_string(hide_password=True)
+
+
+def parse_version(value: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", value)[:3])
+
+
+async def pgvector_version(session: AsyncSession) -> tuple[int, ...]:
+    """The installed pgvector extension version, e.g. (0, 6, 2); cached per database URL."""
+    key = _cache_key(session)
+    version = _versions.get(key)
+    if version is None:
+        raw = (await session.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))).scalar()
+        if raw is None:
+            raise RuntimeError("the pgvector extension is not installed in this database (run `salesbot migrate`)")
+        version = _versions[key] = parse_version(str(raw))
+    return version
+
+
+def supports_iterative_scan(version: tuple[int, ...]) -> bool:
+    return version >= (0, 8)
+
+
+async def column_dimension(session: AsyncSession, table: VectorTable) -> int | None:
+    """The declared dimension of `table.embedding` (None for an unconstrained `vector`)."""
+    typmod = (
+        await session.execute(
+            text(
+                "SELECT atttypmod FROM pg_attribute "
+                "WHERE attrelid = CAST(:table AS regclass) AND attname = 'embedding' AND NOT attisdropped"
+            ),
+            {"table": table.table},
+        )
+    ).scalar_one()
+    return int(typmod) if typmod and typmod > 0 else None
+
+
+async def set_dimension(session: AsyncSession, table: VectorTable, dim: int) -> bool:
+    """Make `table.embedding` a `vector(dim)`: existing vectors are dropped (they belong to another model) and
+    the HNSW index is rebuilt. Returns False when the column already had that dimension."""
+    if not 1 <= dim <= HNSW_MAX_DIM:
+        raise ValueError(f"an HNSW index holds vectors of 1..{HNSW_MAX_DIM} dimensions, not {dim}")
+    current = await column_dimension(session, table)
+    if current == dim:
+        return False
+    # DDL cannot take bind parameters; table/index names are constants above and dim is an int.
+    await session.execute(text(f"DROP INDEX IF EXISTS {table.index}"))
+    await session.execute(text(f"ALTER TABLE {table.table} ALTER COLUMN embedding TYPE vector({int(dim)}) USING NULL"))
+    await session.execute(text(f"UPDATE {table.table} SET embedding_model = NULL"))  # noqa: S608  (constant name)
+    await session.execute(
+        text(f"CREATE INDEX {table.index} ON {table.table} USING hnsw (embedding vector_cosine_ops) WITH {HNSW_WITH}")
+    )
+    log.info("knowledge.vector_dimension_changed", table=table.table, old=current, new=dim)
+    return True
+
+
+async def drop_vector_index(session: AsyncSession, table: VectorTable) -> None:
+    await session.execute(text(f"DROP INDEX IF EXISTS {table.index}"))
+
+
+async def create_vector_index(session: AsyncSession, table: VectorTable) -> None:
+    await session.execute(
+        text(
+            f"CREATE INDEX IF NOT EXISTS {table.index} ON {table.table} "
+            f"USING hnsw (embedding vector_cosine_ops) WITH {HNSW_WITH}"
+        )
+    )

@@ -1,0 +1,68 @@
+"""`salesbot ingest products|knowledge` and `salesbot reindex` through the real command line entry point."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salesbot.cli import build_parser, main
+from salesbot.knowledge.seed import DEMO_KNOWLEDGE
+from salesbot.models import KnowledgeChunk, Product
+from salesbot.settings import Settings, get_settings
+from tests.knowledge.test_ingest_products import ROWS, write_csv
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("EMBEDDING_MODEL", "offline")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_parser() -> None:
+    args = build_parser().parse_args(["ingest", "products", "catalog.csv", "--full"])
+    assert (args.kind, args.path, args.full) == ("products", "catalog.csv", True)
+    args = build_parser().parse_args(["ingest", "knowledge", "docs/"])
+    assert (args.kind, args.path) == ("knowledge", "docs/")
+    args = build_parser().parse_args(["reindex", "--check"])
+    assert (args.check, args.force) == (True, False)
+    assert build_parser().parse_args(["dev", "--no-demo"]).no_demo is True
+
+
+async def test_ingest_and_reindex_commands(
+    cli_env: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    csv_path = write_csv(tmp_path / "catalog.csv", [*ROWS, "BAD,Broken,,,-1,,,\n"])
+    assert await asyncio.to_thread(main, ["ingest", "products", str(csv_path)]) == 0
+    output = capsys.readouterr()
+    assert "added 4, updated 0, unchanged 0, deactivated 0, rejected 1 (embedded 4)" in output.out
+    assert "rejected line 7 (sku BAD): price must not be negative" in output.err
+
+    assert await asyncio.to_thread(main, ["ingest", "products", str(csv_path)]) == 0
+    assert "added 0, updated 0, unchanged 4" in capsys.readouterr().out
+
+    assert await asyncio.to_thread(main, ["ingest", "knowledge", str(DEMO_KNOWLEDGE)]) == 0
+    assert "5 files: chunks added" in capsys.readouterr().out
+
+    assert await asyncio.to_thread(main, ["reindex", "--check"]) == 0
+    assert await asyncio.to_thread(main, ["reindex", "--force"]) == 0
+    assert "products: 4 of 4 rows re-embedded" in capsys.readouterr().out
+
+    async with sessionmaker() as session:
+        assert len((await session.execute(select(Product))).scalars().all()) == 4
+        assert (await session.execute(select(KnowledgeChunk.source).distinct())).scalars().all()
+
+    # A file that cannot be imported: exit 1, nothing written.
+    assert await asyncio.to_thread(main, ["ingest", "products", str(tmp_path / "missing.csv")]) == 1
+    assert "error:" in capsys.readouterr().err
