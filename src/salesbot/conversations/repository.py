@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
-from salesbot.models import Conversation, Owner
+from salesbot.models import (
+    Author,
+    Channel,
+    Conversation,
+    ConversationStatus,
+    Customer,
+    DeliveryStatus,
+    Direction,
+    Message,
+    Owner,
+)
+
+# The predicate of the partial unique index `uq_conversations_active_customer`.
+ACTIVE_ONLY = text("status = 'active'")
 
 
 async def release_expired_takeovers(session: AsyncSession, *, now: datetime) -> int:
@@ -18,5 +34,155 @@ async def release_expired_takeovers(session: AsyncSession, *, now: datetime) -> 
             Conversation.owner == Owner.HUMAN, Conversation.owner_until.is_not(None), Conversation.owner_until <= now
         )
         .values(owner=Owner.BOT, owner_until=None)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# --- customers and conversations of inbound messages --------------------------------------------------------
+
+
+async def find_customer_and_active_conversation(
+    session: AsyncSession, *, channel: Channel, chat_id: str
+) -> tuple[int | None, int | None]:
+    """(customer id, active conversation id) in one read; the common case of a returning customer."""
+    row = (
+        await session.execute(
+            select(Customer.id, Conversation.id)
+            .outerjoin(
+                Conversation,
+                (Conversation.customer_id == Customer.id) & (Conversation.status == ConversationStatus.ACTIVE),
+            )
+            .where(Customer.channel == channel, Customer.chat_id == chat_id)
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else (None, None)
+
+
+async def find_or_create_customer(
+    session: AsyncSession, *, channel: Channel, chat_id: str, name: str | None, now: datetime
+) -> int:
+    """The customer's id, created on first contact.
+
+    Reads first and inserts only when missing: an existing row may be locked for seconds by a running turn (the
+    agent saving customer details), and a plain read never waits for that lock.
+    """
+    found: int | None = await session.scalar(
+        select(Customer.id).where(Customer.channel == channel, Customer.chat_id == chat_id)
+    )
+    if found is not None:
+        return found
+    created: int | None = await session.scalar(
+        insert(Customer)
+        .values(channel=channel, chat_id=chat_id, name=name, first_inbound_at=now, last_inbound_at=now)
+        .on_conflict_do_nothing(index_elements=[Customer.channel, Customer.chat_id])
+        .returning(Customer.id)
+    )
+    if created is not None:
+        return created
+    # A concurrent request created it between our read and insert.
+    return (
+        await session.execute(select(Customer.id).where(Customer.channel == channel, Customer.chat_id == chat_id))
+    ).scalar_one()
+
+
+async def find_or_create_active_conversation(session: AsyncSession, *, customer_id: int, channel: Channel) -> int:
+    """The customer's active conversation (at most one, by a partial unique index), opened when there is none."""
+    query = select(Conversation.id).where(
+        Conversation.customer_id == customer_id, Conversation.status == ConversationStatus.ACTIVE
+    )
+    found: int | None = await session.scalar(query)
+    if found is not None:
+        return found
+    created: int | None = await session.scalar(
+        insert(Conversation)
+        .values(customer_id=customer_id, channel=channel)
+        .on_conflict_do_nothing(index_elements=[Conversation.customer_id], index_where=ACTIVE_ONLY)
+        .returning(Conversation.id)
+    )
+    if created is not None:
+        return created
+    return (await session.execute(query)).scalar_one()
+
+
+async def get_conversation(session: AsyncSession, conversation_id: int) -> Conversation | None:
+    """The conversation with its customer loaded."""
+    return await session.scalar(
+        select(Conversation).options(joinedload(Conversation.customer)).where(Conversation.id == conversation_id)
+    )
+
+
+async def lock_unprocessed_inbound(session: AsyncSession, conversation_id: int, *, after_id: int = 0) -> list[Message]:
+    """Customer messages no turn has consumed yet, oldest first, row-locked until the turn commits."""
+    result = await session.scalars(
+        select(Message)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.direction == Direction.INBOUND,
+            Message.processed_at.is_(None),
+            Message.id > after_id,
+        )
+        .order_by(Message.id)
+        .with_for_update()
+    )
+    return list(result)
+
+
+async def mark_processed(session: AsyncSession, message_ids: Sequence[int], *, now: datetime) -> None:
+    await session.execute(update(Message).where(Message.id.in_(message_ids)).values(processed_at=now))
+
+
+async def move_messages(session: AsyncSession, message_ids: Sequence[int], *, to_conversation_id: int) -> None:
+    await session.execute(update(Message).where(Message.id.in_(message_ids)).values(conversation_id=to_conversation_id))
+
+
+async def conversations_with_stalled_inbound(session: AsyncSession, *, older_than: datetime, limit: int) -> list[int]:
+    """Conversations whose customer messages wait for a turn since before `older_than`.
+
+    Rows a running turn holds (FOR UPDATE) are skipped: that turn is alive and will consume them.
+    """
+    rows = await session.scalars(
+        select(Message.conversation_id)
+        .where(
+            Message.direction == Direction.INBOUND,
+            Message.processed_at.is_(None),
+            Message.created_at < older_than,
+        )
+        .order_by(Message.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return sorted(set(rows))
+
+
+async def unapplied_manager_echoes(session: AsyncSession, conversation_id: int) -> list[int]:
+    """Messages a manager wrote outside salesbot (provider echoes) whose takeover was not applied yet.
+
+    `apply_manager_echo` marks an echo applied by setting its `processed_at`.
+    """
+    result = await session.scalars(
+        select(Message.id)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.direction == Direction.OUTBOUND,
+            Message.author == Author.MANAGER,
+            Message.idempotency_key.is_(None),
+            Message.processed_at.is_(None),
+        )
+        .order_by(Message.id)
+    )
+    return list(result)
+
+
+async def cancel_pending_bot_messages(session: AsyncSession, conversation_id: int, *, reason: str) -> int:
+    """Withdraw the bot's replies that have not left yet (a human took the chat, or it was closed)."""
+    result = await session.execute(
+        update(Message)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.direction == Direction.OUTBOUND,
+            Message.author == Author.BOT,
+            Message.delivery_status == DeliveryStatus.PENDING,
+        )
+        .values(delivery_status=DeliveryStatus.CANCELLED, error=reason)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,337 @@
+"""Webhook benchmark: the full inbox path against a bare FastAPI endpoint, same server settings, same run.
+
+    .venv/bin/python bench/bench_webhook.py                       # 4000 requests, 32 connections
+    .venv/bin/python bench/bench_webhook.py --requests 10000 --concurrency 64
+
+Both apps are served by uvicorn in a child process with identical settings (one process, uvloop, httptools,
+no access log) and receive the same Wazzup webhook bodies (one text message each, unique `messageId`, spread
+over 1000 chats) through keep-alive connections from a small asyncio HTTP/1.1 client:
+
+- bare: `POST /webhooks/wazzup/{secret}` that reads the body and answers `{"ok": true}`;
+- full: salesbot's app: secret check, JSON parsing, Redis claim, one PostgreSQL transaction (customer,
+  conversation, message), burst signal in Redis, arq enqueue, `{"ok": true}`.
+
+PostgreSQL (embedded, durable: fsync and synchronous commit on) and Redis run on this machine too, as does the
+load generator, so absolute numbers are a lower bound; the ratio is the inbox's cost over a do-nothing
+endpoint. No worker runs, so turns queue up unprocessed. The two servers are measured in alternating rounds
+(`--rounds`, default 3) and each is reported by its median round, so a burst of unrelated load on the machine
+skews one round, not the comparison. Writes bench/results/webhook.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+RESULTS = Path(__file__).resolve().parent / "results" / "webhook.json"
+SECRET = "bench-secret-5f1d2c3b4a69788796a5b4c3d2e1f0a9"
+CHANNEL = "b96a999e-06f5-4cac-8413-ba999993f981"
+DATABASE = "salesbot_bench_webhook"
+UVICORN_OPTIONS: dict[str, Any] = {
+    "host": "127.0.0.1",
+    "loop": "uvloop",
+    "http": "httptools",
+    "access_log": False,
+    "log_level": "warning",
+    "workers": 1,
+}
+
+
+# --- the servers (run in a child process: `bench_webhook.py --serve bare|full --port N`) -----------------------
+
+
+def bare_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/webhooks/wazzup/{secret}")
+    async def webhook(secret: str, request: Request) -> dict[str, bool]:
+        await request.body()
+        return {"ok": True}
+
+    return app
+
+
+def serve(kind: str, port: int) -> None:
+    import uvicorn
+
+    if kind == "bare":
+        app = bare_app()
+    else:
+        from salesbot.app import create_app_from_env
+
+        app = create_app_from_env()
+    uvicorn.run(app, port=port, **UVICORN_OPTIONS)
+
+
+# --- the load generator -----------------------------------------------------------------------------------------
+
+
+def body(chat_index: int) -> bytes:
+    message = {
+        "messageId": str(uuid.uuid4()),
+        "dateTime": datetime.now(UTC).isoformat(),
+        "channelId": CHANNEL,
+        "chatType": "whatsapp",
+        "chatId": f"7990{chat_index:07d}",
+        "type": "text",
+        "isEcho": False,
+        "contact": {"name": "Bench Customer"},
+        "text": "Здравствуйте! Сколько стоит доставка в Казань?",
+        "status": "inbound",
+    }
+    return json.dumps({"messages": [message]}).encode()
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes) -> int:
+    head = (
+        f"POST /webhooks/wazzup/{SECRET} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode()
+    writer.write(head + payload)
+    await writer.drain()
+    headers = await reader.readuntil(b"\r\n\r\n")
+    status = int(headers.split(b" ", 2)[1])
+    length = 0
+    for line in headers.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    await reader.readexactly(length)
+    return status
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    concurrency: int
+    seconds: float
+    requests_per_second: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+
+
+async def load(name: str, port: int, *, requests: int, concurrency: int, warmup: int) -> Result:
+    counter = iter(range(10**9))
+
+    async def connection(count: int, latencies: list[float], errors: list[int]) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _ in range(count):
+                payload = body(next(counter) % 1000)
+                started = time.perf_counter()
+                status = await _request(reader, writer, payload)
+                latencies.append(time.perf_counter() - started)
+                if status != 200:
+                    errors.append(status)
+        finally:
+            writer.close()
+
+    async def phase(total: int) -> tuple[list[float], list[int], float]:
+        latencies: list[float] = []
+        errors: list[int] = []
+        share, extra = divmod(total, concurrency)
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(connection(share + (1 if i < extra else 0), latencies, errors) for i in range(concurrency))
+        )
+        return latencies, errors, time.perf_counter() - started
+
+    await phase(warmup)
+    latencies, errors, seconds = await phase(requests)
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+    return Result(
+        name=name,
+        requests=requests,
+        concurrency=concurrency,
+        seconds=round(seconds, 3),
+        requests_per_second=round(requests / seconds, 1),
+        p50_ms=round(statistics.median(ordered) * 1000, 2),
+        p90_ms=round(pct(0.90), 2),
+        p99_ms=round(pct(0.99), 2),
+        max_ms=round(ordered[-1] * 1000, 2),
+        errors=len(errors),
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def wait_ready(port: int, process: subprocess.Popen[bytes], *, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n")
+            await writer.drain()
+            line = await reader.readline()
+            writer.close()
+            if b" 200 " in line:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError("server did not become ready")
+
+
+async def measure(kind: str, env: dict[str, str], args: argparse.Namespace, log: Path) -> Result:
+    port = free_port()
+    with log.open("ab") as output:
+        # Started once per round, before any measurement: blocking here costs the event loop nothing measured.
+        process = subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, __file__, "--serve", kind, "--port", str(port)], env=env, stdout=output, stderr=output
+        )
+    try:
+        await wait_ready(port, process)
+        return await load(kind, port, requests=args.requests, concurrency=args.concurrency, warmup=args.warmup)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def stored_messages(database_url: str) -> int:
+    from sqlalchemy import text
+
+    from salesbot.db import create_engine
+
+    engine = create_engine(database_url)
+    async with engine.connect() as connection:
+        count = int(await connection.scalar(text("SELECT count(*) FROM messages")) or 0)
+    await engine.dispose()
+    return count
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serve", choices=["bare", "full"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+        return 0
+
+    from salesbot.devstack import EmbeddedPostgres, EmbeddedRedis
+    from salesbot.migrate import upgrade
+
+    with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
+        root = Path(tmp)
+        postgres, redis = EmbeddedPostgres(root), EmbeddedRedis(root, persistent=False)
+        postgres.start()
+        redis.start()
+        try:
+            postgres.create_database(DATABASE)
+            database_url = postgres.url(DATABASE)
+            upgrade(database_url)
+            env = {
+                **os.environ,
+                "SALESBOT_ENV_FILE": "",
+                "SALESBOT_ENV": "development",
+                "DATABASE_URL": database_url,
+                "REDIS_URL": redis.url,
+                "WAZZUP_WEBHOOK_SECRET": SECRET,
+                "WAZZUP_CHANNEL_ID": CHANNEL,
+                "LOG_LEVEL": "INFO",
+            }
+            log = root / "servers.log"
+            load_before = os.getloadavg()
+            rounds: dict[str, list[Result]] = {"bare": [], "full": []}
+            for _ in range(args.rounds):
+                for kind in ("bare", "full"):
+                    rounds[kind].append(asyncio.run(measure(kind, env, args, log)))
+            stored = asyncio.run(stored_messages(database_url))
+        finally:
+            redis.stop()
+            postgres.stop()
+
+    bare, full = (
+        sorted(rounds[kind], key=lambda r: r.requests_per_second)[len(rounds[kind]) // 2] for kind in ("bare", "full")
+    )
+    expected = (args.requests + args.warmup) * args.rounds
+    ratio = {
+        "throughput_full_over_bare": round(full.requests_per_second / bare.requests_per_second, 3),
+        "p50_full_over_bare": round(full.p50_ms / bare.p50_ms, 2),
+        "p99_full_over_bare": round(full.p99_ms / bare.p99_ms, 2),
+    }
+    print(f"{'endpoint':<8} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
+    for result in (bare, full):
+        print(
+            f"{result.name:<8} {result.requests_per_second:>9.1f} {result.p50_ms:>8.2f} {result.p90_ms:>8.2f} "
+            f"{result.p99_ms:>8.2f} {result.max_ms:>8.2f} {result.errors:>7}"
+        )
+    print(f"median of {args.rounds} alternating rounds; load average before the run: {load_before[0]:.2f}")
+    print(
+        f"full/bare: throughput x{ratio['throughput_full_over_bare']}, p50 x{ratio['p50_full_over_bare']}, "
+        f"p99 x{ratio['p99_full_over_bare']}; stored {stored}/{expected} messages"
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "webhook",
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                    "load_average_before": [round(value, 2) for value in load_before],
+                },
+                "server": {k: v for k, v in UVICORN_OPTIONS.items() if k != "host"},
+                "load": {
+                    "requests": args.requests,
+                    "warmup": args.warmup,
+                    "concurrency": args.concurrency,
+                    "rounds": args.rounds,
+                },
+                "results": [asdict(bare), asdict(full)],
+                "rounds": {kind: [asdict(result) for result in results] for kind, results in rounds.items()},
+                "ratio": ratio,
+                "stored_messages": stored,
+                "expected_messages": expected,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    errors = sum(result.errors for results in rounds.values() for result in results)
+    return 0 if stored == expected and not errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

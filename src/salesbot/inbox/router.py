@@ -1,0 +1,95 @@
+"""Provider webhooks: verify, parse, hand to the inbox service, acknowledge. Nothing slow happens here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from salesbot.inbox import service
+from salesbot.kit.errors import AppError
+from salesbot.kit.logging import get_logger
+from salesbot.messaging.base import InboundEvent, MessagingProvider, WebhookRequest
+from salesbot.messaging.registry import Providers, build_providers
+from salesbot.models import Channel
+from salesbot.resources import Resources
+
+log = get_logger(__name__)
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+# Async dependencies on purpose: FastAPI runs plain `def` dependencies in a worker thread, a thread hop per
+# dependency on the hottest path of the service.
+async def get_inbox_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+InboxResourcesDep = Annotated[Resources, Depends(get_inbox_resources)]
+
+
+async def get_providers(request: Request, resources: InboxResourcesDep) -> Providers:
+    """The app's provider adapters, built once per set of process resources."""
+    cached: tuple[object, Providers] | None = getattr(request.app.state, "providers", None)
+    if cached is None or cached[0] is not resources:
+        cached = (resources, build_providers(resources))
+        request.app.state.providers = cached
+    return cached[1]
+
+
+ProvidersDep = Annotated[Providers, Depends(get_providers)]
+
+
+async def _read(request: Request) -> WebhookRequest:
+    return WebhookRequest(
+        path=request.url.path,
+        query=request.url.query,
+        headers={name.lower(): value for name, value in request.headers.items()},
+        body=await request.body(),
+        path_params={name: str(value) for name, value in request.path_params.items()},
+    )
+
+
+async def _receive(request: Request, provider: MessagingProvider, resources: InboxResourcesDep) -> service.InboxResult:
+    webhook = await _read(request)
+    provider.verify(webhook)
+    events: list[InboundEvent] = provider.parse(webhook)
+    try:
+        return await service.accept(resources, events)
+    except AppError:
+        raise
+    except Exception as exc:
+        # Nothing was persisted (database or Redis down, or a bug): ask the provider to deliver again later
+        # instead of answering 500.
+        log.exception("inbox.unavailable", channel=provider.channel.value, error=type(exc).__name__)
+        raise AppError("temporarily unavailable, retry later", status_code=503) from exc
+
+
+@router.post("/wazzup/{secret}", summary="Wazzup v3 webhook (messages, statuses, registration test)")
+async def wazzup_webhook(
+    secret: str, request: Request, resources: InboxResourcesDep, providers: ProvidersDep
+) -> dict[str, Any]:
+    """`secret` is `WAZZUP_WEBHOOK_SECRET`; the adapter compares it in constant time (404 when wrong)."""
+    await _receive(request, providers.get(Channel.WAZZUP), resources)
+    return {"ok": True}
+
+
+@router.post("/twilio", summary="Twilio WhatsApp incoming message", response_class=Response)
+async def twilio_webhook(request: Request, resources: InboxResourcesDep, providers: ProvidersDep) -> Response:
+    await _receive(request, providers.get(Channel.TWILIO), resources)
+    return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+@router.post("/twilio/status", summary="Twilio message status callback", response_class=Response)
+async def twilio_status_webhook(request: Request, resources: InboxResourcesDep, providers: ProvidersDep) -> Response:
+    await _receive(request, providers.get(Channel.TWILIO), resources)
+    return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+@router.post("/console", summary="Console provider: a message from the simulator or `salesbot chat`")
+async def console_webhook(request: Request, resources: InboxResourcesDep, providers: ProvidersDep) -> dict[str, Any]:
+    result = await _receive(request, providers.get(Channel.CONSOLE), resources)
+    return {"ok": True, "duplicate": result.duplicates > 0, "conversation_ids": sorted(result.conversation_ids)}

@@ -1,0 +1,1 @@
+"""Messaging providers: one adapter per vendor (Wazzup, Twilio, console) behind `base.MessagingProvider`."""

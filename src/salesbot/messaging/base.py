@@ -1,0 +1,218 @@
+"""The contract every messaging provider implements, the events webhooks are parsed into, and the error taxonomy.
+
+A provider adapter is the only code that knows a vendor's wire format: the inbox hands it a framework-neutral
+`WebhookRequest`, gets back typed `InboundEvent`s, and the outbox calls `send_*`. Vendor failures leave an adapter
+only as one of the `ProviderError` classes below (never as an HTTP-library exception), so the outbox decides
+between retry, failure, template and opt-out without knowing the vendor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from salesbot.kit.errors import AppError
+from salesbot.models import Channel, DeliveryStatus
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """What a webhook route received, independent of the web framework."""
+
+    path: str
+    query: str
+    # Header names lower-cased.
+    headers: Mapping[str, str]
+    body: bytes
+    path_params: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass(frozen=True)
+class Media:
+    url: str
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message the customer wrote (any type: text, image, vcard, unsupported, ...)."""
+
+    channel: Channel
+    provider_message_id: str
+    # The provider's address of the chat, stored as `Customer.chat_id` and used to answer.
+    chat_id: str
+    text: str
+    content_type: str = "text"
+    media: tuple[Media, ...] = ()
+    contact_name: str | None = None
+    sent_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EchoMessage:
+    """An outgoing message the provider reports back (Wazzup `isEcho: true`): the bot's own or a human's."""
+
+    channel: Channel
+    provider_message_id: str
+    chat_id: str
+    text: str
+    content_type: str = "text"
+    media: tuple[Media, ...] = ()
+    author_name: str | None = None
+    sent_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A delivery status of an outbound message, identified by the provider's message id."""
+
+    channel: Channel
+    provider_message_id: str
+    status: DeliveryStatus
+    error_code: str | None = None
+    error_description: str | None = None
+
+    @property
+    def error(self) -> str | None:
+        if self.error_code is None and self.error_description is None:
+            return None
+        return ": ".join(part for part in (self.error_code, self.error_description) if part)
+
+
+InboundEvent = InboundMessage | EchoMessage | StatusUpdate
+
+
+@dataclass(frozen=True)
+class SendResult:
+    # None when the provider accepted the message but did not return an id (Wazzup's duplicate answer).
+    provider_message_id: str | None
+    # The provider refused the idempotency key as already used: the message went out on an earlier attempt.
+    already_sent: bool = False
+
+
+# --- errors ---------------------------------------------------------------------------------------------------
+
+
+class ProviderError(Exception):
+    """A send failed; `code` is the vendor's error code (or the HTTP status), `description` its text."""
+
+    def __init__(self, code: str, description: str = "") -> None:
+        super().__init__(f"{code}: {description}" if description else code)
+        self.code = code
+        self.description = description
+
+
+class RetryableProviderError(ProviderError):
+    """Network failure, 5xx: the same request may succeed later."""
+
+    def __init__(self, code: str, description: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(code, description)
+        self.retry_after = retry_after
+
+
+class RateLimitedError(RetryableProviderError):
+    """429 and vendor rate-limit codes: retry, but not sooner than `retry_after`."""
+
+
+class PermanentProviderError(ProviderError):
+    """The provider rejected the message for good (bad number, invalid request, no balance...)."""
+
+
+class WindowClosedError(PermanentProviderError):
+    """The 24-hour customer-service window is closed: only an approved template may be sent."""
+
+
+class OptedOutError(PermanentProviderError):
+    """The recipient unsubscribed or blocked the sender at the provider."""
+
+
+class ProviderNotConfiguredError(PermanentProviderError):
+    """Credentials or a template needed for this send are not configured."""
+
+
+class WebhookRejectedError(AppError):
+    """The request is not from the provider (wrong secret: 404, bad signature: 403)."""
+
+
+class MalformedWebhookError(AppError):
+    """The request is authentic but its body cannot be parsed (400)."""
+
+    status_code = 400
+
+
+# --- the protocol ---------------------------------------------------------------------------------------------
+
+
+class MessagingProvider(Protocol):
+    """One messaging vendor: webhook verification and parsing, sending, limits."""
+
+    @property
+    def channel(self) -> Channel: ...
+
+    @property
+    def max_text_length(self) -> int:
+        """Longest text part to send in one message; the outbox splits longer replies."""
+        ...
+
+    @property
+    def window_applies(self) -> bool:
+        """Whether free-form messages need the customer's last message within 24 hours (WABA, Twilio)."""
+        ...
+
+    @property
+    def has_window_template(self) -> bool:
+        """Whether a template is configured for a closed 24-hour window."""
+        ...
+
+    @property
+    def idempotent_sends(self) -> bool:
+        """Whether the provider de-duplicates sends by our idempotency key (else the outbox reconciles)."""
+        ...
+
+    def verify(self, request: WebhookRequest) -> None:
+        """Raise `WebhookRejectedError` unless the request provably comes from the provider."""
+        ...
+
+    def parse(self, request: WebhookRequest) -> list[InboundEvent]:
+        """Parse a verified request; raise `MalformedWebhookError` for a body that cannot be read."""
+        ...
+
+    async def send_text(self, chat_id: str, text: str, *, idempotency_key: str) -> SendResult: ...
+
+    async def send_media(
+        self, chat_id: str, url: str, *, idempotency_key: str, caption: str | None = None
+    ) -> SendResult: ...
+
+    async def send_template(self, chat_id: str, *, idempotency_key: str) -> SendResult:
+        """Send the configured closed-window template (raises `ProviderNotConfiguredError` without one)."""
+        ...
+
+    async def find_sent(self, chat_id: str, text: str, *, since: datetime, exclude: Collection[str]) -> str | None:
+        """After a crash mid-send: the provider id of a message with this text sent since `since`, if any.
+
+        Providers with idempotent sends return None (a resend with the same key is safe there).
+        """
+        ...
+
+
+# Column sizes of `messages.provider_message_id` and `customers.chat_id`: longer values are not a real provider's.
+MAX_ID_LENGTH = 128
+
+
+def clean_text(text: str) -> str:
+    """PostgreSQL text cannot hold NUL characters; a payload carrying one must not make the webhook fail."""
+    return text.replace("\x00", "")
+
+
+def valid_id(value: str) -> bool:
+    return 0 < len(value) <= MAX_ID_LENGTH and "\x00" not in value
+
+
+def error_token(code: object) -> str:
+    """Vendor error codes compared case- and separator-insensitively (`repeatedCrmMessageId` = `REPEATED_CRM_...`)."""
+    return "".join(ch for ch in str(code).upper() if ch.isalnum())

@@ -1,0 +1,150 @@
+"""SQL of the outbox: pending rows in order, delivery statuses, and what the gate needs to know."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesbot.models import Author, Channel, Conversation, DeliveryStatus, Direction, Message
+
+# Delivery only moves forward. `cancelled` ranks with `pending`: a withdrawn row the provider reports as sent
+# (a takeover that raced the HTTP call) shows what really happened.
+_RANK = {
+    DeliveryStatus.PENDING: 0,
+    DeliveryStatus.CANCELLED: 0,
+    DeliveryStatus.SENT: 1,
+    DeliveryStatus.DELIVERED: 2,
+    DeliveryStatus.READ: 3,
+}
+
+
+def status_advances(current: DeliveryStatus | None, new: DeliveryStatus) -> bool:
+    """Whether a reported status may replace the current one (never backwards; `failed` only before delivery)."""
+    if current is None:
+        return True
+    if current is DeliveryStatus.FAILED:
+        return False
+    if new is DeliveryStatus.FAILED:
+        return current in (DeliveryStatus.PENDING, DeliveryStatus.CANCELLED, DeliveryStatus.SENT)
+    return _RANK.get(new, 0) > _RANK.get(current, 0)
+
+
+async def next_pending(session: AsyncSession, conversation_id: int) -> Message | None:
+    """The conversation's oldest pending outbound row, locked (skipped if another deliverer holds it)."""
+    return await session.scalar(
+        select(Message)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.direction == Direction.OUTBOUND,
+            Message.delivery_status == DeliveryStatus.PENDING,
+        )
+        .order_by(Message.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+
+
+async def lock_by_provider_id(session: AsyncSession, channel: Channel, provider_message_id: str) -> Message | None:
+    return await session.scalar(
+        select(Message)
+        .where(
+            Message.channel == channel,
+            Message.provider_message_id == provider_message_id,
+            Message.direction == Direction.OUTBOUND,
+        )
+        .with_for_update()
+    )
+
+
+async def last_inbound_at(session: AsyncSession, customer_id: int) -> datetime | None:
+    """When the customer last wrote (any conversation): the start of the 24-hour window."""
+    return await session.scalar(
+        select(func.max(Message.created_at))
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Conversation.customer_id == customer_id, Message.direction == Direction.INBOUND)
+    )
+
+
+async def manager_wrote_after(session: AsyncSession, conversation_id: int, message_id: int) -> bool:
+    """Whether a manager's message came after the customer message a bot reply answers (the reply is stale)."""
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    Message.conversation_id == conversation_id,
+                    Message.author == Author.MANAGER,
+                    Message.id > message_id,
+                )
+            )
+        )
+    )
+
+
+async def provider_ids(session: AsyncSession, conversation_id: int) -> set[str]:
+    rows = await session.scalars(
+        select(Message.provider_message_id).where(
+            Message.conversation_id == conversation_id,
+            Message.direction == Direction.OUTBOUND,
+            Message.provider_message_id.is_not(None),
+        )
+    )
+    return {row for row in rows if row}
+
+
+async def withdraw_group(session: AsyncSession, message: Message, *, status: DeliveryStatus, reason: str) -> int:
+    """The remaining pending parts of the same reply as `message` (same idempotency-key prefix) get `status`."""
+    if not message.idempotency_key:
+        return 0
+    prefix = message.idempotency_key.rsplit(":", 1)[0] + ":"
+    result = await session.execute(
+        update(Message)
+        .where(
+            Message.conversation_id == message.conversation_id,
+            Message.direction == Direction.OUTBOUND,
+            Message.delivery_status == DeliveryStatus.PENDING,
+            Message.id != message.id,
+            Message.idempotency_key.startswith(prefix, autoescape=True),
+        )
+        .values(delivery_status=status, error=reason)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def group_sent_template(session: AsyncSession, message: Message) -> bool:
+    """Whether another part of the same reply already went out as the closed-window template."""
+    if not message.idempotency_key:
+        return False
+    prefix = message.idempotency_key.rsplit(":", 1)[0] + ":"
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    Message.conversation_id == message.conversation_id,
+                    Message.content_type == "template",
+                    Message.idempotency_key.startswith(prefix, autoescape=True),
+                )
+            )
+        )
+    )
+
+
+async def conversations_with_stalled_outbox(
+    session: AsyncSession, *, created_before: datetime, attempted_before: datetime, due_before: datetime, limit: int
+) -> list[int]:
+    """Conversations with pending rows no delivery job seems to be working on (lost job, Redis loss)."""
+    rows = await session.scalars(
+        select(Message.conversation_id)
+        .where(
+            Message.direction == Direction.OUTBOUND,
+            Message.delivery_status == DeliveryStatus.PENDING,
+            Message.created_at < created_before,
+            (Message.last_attempt_at.is_(None)) | (Message.last_attempt_at < attempted_before),
+            (Message.next_attempt_at.is_(None)) | (Message.next_attempt_at < due_before),
+        )
+        .order_by(Message.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return sorted(set(rows))

@@ -1,0 +1,177 @@
+"""The outbox's entry points: write outbound rows (inside the caller's transaction), schedule their delivery
+(after the caller's commit), and the small pieces of Redis state delivery relies on.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salesbot.kit.hashing import short_hash
+from salesbot.kit.logging import get_logger
+from salesbot.messaging.base import StatusUpdate
+from salesbot.models import Author, Channel, Conversation, DeliveryStatus, Direction, Message
+from salesbot.models._columns import utcnow
+from salesbot.outbox import repository
+from salesbot.outbox.splitting import split_text
+
+log = get_logger(__name__)
+
+DELIVER_JOB = "deliver_outbox"
+ECHO_MARKER_TTL_SECONDS = 600
+EARLY_STATUS_TTL_SECONDS = 600
+
+
+def _generation_key(conversation_id: int) -> str:
+    return f"sb:outbox:gen:{conversation_id}"
+
+
+async def write_outbound(
+    session: AsyncSession,
+    conversation: Conversation,
+    *,
+    text: str,
+    author: Author,
+    key_prefix: str,
+    limit: int,
+    in_reply_to_id: int | None = None,
+) -> list[Message]:
+    """Pending outbound rows for `text`, split under `limit`, keyed `{key_prefix}:{part}` (flushes only).
+
+    The key is deterministic for replies (`reply:{conversation}:{last inbound id}`): a retried turn writes the same
+    keys, and the unique index refuses a second copy.
+    """
+    rows = [
+        Message(
+            conversation_id=conversation.id,
+            channel=conversation.channel,
+            direction=Direction.OUTBOUND,
+            author=author,
+            text=part,
+            delivery_status=DeliveryStatus.PENDING,
+            idempotency_key=f"{key_prefix}:{index}",
+            part_index=index,
+            in_reply_to_id=in_reply_to_id,
+        )
+        for index, part in enumerate(split_text(text, limit))
+    ]
+    session.add_all(rows)
+    await session.flush()
+    return rows
+
+
+async def schedule_delivery(redis: ArqRedis, conversation_id: int) -> None:
+    """Make sure a delivery job will send the conversation's pending rows; call after the commit that wrote them.
+
+    The job id carries a generation that each delivery job bumps when it starts scanning: a call before that
+    coalesces into the queued job (which will see the rows), a call after it enqueues the next one.
+    """
+    generation = await redis.get(_generation_key(conversation_id))
+    suffix = generation.decode() if isinstance(generation, bytes) else "0"
+    await redis.enqueue_job(DELIVER_JOB, conversation_id, _job_id=f"deliver:{conversation_id}:{suffix}")
+
+
+async def start_generation(redis: Redis, conversation_id: int) -> None:
+    await redis.incr(_generation_key(conversation_id))
+
+
+async def schedule_delivery_extra(redis: ArqRedis, conversation_id: int, *, defer_seconds: float = 0) -> None:
+    """An additional run (work arrived while the lock was held, or a budget ran out)."""
+    await redis.enqueue_job(
+        DELIVER_JOB,
+        conversation_id,
+        _job_id=f"deliver:{conversation_id}:extra:{uuid.uuid4().hex}",
+        _defer_by=defer_seconds or None,
+    )
+
+
+# --- echo markers: recognise the bot's own messages when the provider echoes them back ---------------------------
+
+
+def _echo_key(channel: Channel, chat_id: str, text: str) -> str:
+    return f"sb:outbox:echo:{channel.value}:{short_hash(chat_id)}:{short_hash(text, length=32)}"
+
+
+async def remember_pending_send(redis: Redis, channel: Channel, chat_id: str, text: str, message_id: int) -> None:
+    """Set before the provider call: an echo may arrive before the call returns the provider's id."""
+    try:
+        await redis.set(_echo_key(channel, chat_id, text), message_id, ex=ECHO_MARKER_TTL_SECONDS)
+    except RedisError as exc:
+        log.warning("outbox.echo_marker_unavailable", error=type(exc).__name__)
+
+
+async def pending_send_for_echo(redis: Redis, channel: Channel, chat_id: str, text: str) -> int | None:
+    try:
+        value = await redis.get(_echo_key(channel, chat_id, text))
+    except RedisError:
+        return None
+    return int(value) if value is not None else None
+
+
+# --- statuses ---------------------------------------------------------------------------------------------------
+
+
+def _early_key(channel: Channel, provider_message_id: str) -> str:
+    return f"sb:outbox:early-status:{channel.value}:{short_hash(provider_message_id, length=32)}"
+
+
+async def apply_status(session: AsyncSession, event: StatusUpdate) -> bool:
+    """Record a delivery status from a webhook (never backwards); False when the message id is unknown yet."""
+    message = await repository.lock_by_provider_id(session, event.channel, event.provider_message_id)
+    if message is None:
+        return False
+    if not repository.status_advances(message.delivery_status, event.status):
+        return True
+    message.delivery_status = event.status
+    if event.status is DeliveryStatus.SENT and message.sent_at is None:
+        message.sent_at = utcnow()
+    if event.status is DeliveryStatus.FAILED:
+        message.error = event.error or "failed"
+        conversation = await session.get(Conversation, message.conversation_id)
+        if conversation is not None:
+            # A reply that never arrived is something a manager must see.
+            conversation.needs_attention = True
+        log.warning("outbox.delivery_failed", message_id=message.id, error=message.error)
+    await session.flush()
+    return True
+
+
+async def stash_early_status(redis: Redis, event: StatusUpdate) -> None:
+    """Keep a status that arrived before the send call recorded the provider id (applied when it is)."""
+    payload = json.dumps({"status": event.status.value, "code": event.error_code, "text": event.error_description})
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(_early_key(event.channel, event.provider_message_id), payload)
+            pipe.expire(_early_key(event.channel, event.provider_message_id), EARLY_STATUS_TTL_SECONDS)
+            await pipe.execute()
+    except RedisError as exc:
+        log.warning("outbox.early_status_unavailable", error=type(exc).__name__)
+
+
+async def pop_early_statuses(redis: Redis, channel: Channel, provider_message_id: str) -> list[StatusUpdate]:
+    key = _early_key(channel, provider_message_id)
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, 0, -1)
+            pipe.delete(key)
+            raw, _ = await pipe.execute()
+    except RedisError:
+        return []
+    updates = []
+    for item in raw:
+        data = json.loads(item)
+        updates.append(
+            StatusUpdate(
+                channel=channel,
+                provider_message_id=provider_message_id,
+                status=DeliveryStatus(data["status"]),
+                error_code=data.get("code"),
+                error_description=data.get("text"),
+            )
+        )
+    return updates

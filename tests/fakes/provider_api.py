@@ -1,0 +1,369 @@
+"""Recording fakes of the Wazzup and Twilio HTTP APIs, served through respx (in-process tests) or a real local
+HTTP server (tests with worker subprocesses).
+
+They implement what the outbox relies on: Wazzup refuses a repeated `crmMessageId` with
+`REPEATED_CRM_MESSAGE_ID`, Twilio lists the messages it accepted. Scripted failures (`fail_next`) come first;
+`outage` answers every send with one reply while it is set (a provider down for a period, or rate limiting).
+The HTTP server can also stall accepted sends and echo Wazzup sends back to the bot's webhook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import respx
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+WAZZUP_BASE = "https://wazzup.test/v3"
+TWILIO_BASE = "https://twilio.test"
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One message a fake provider accepted."""
+
+    chat_id: str
+    text: str | None
+    provider_message_id: str
+    key: str | None = None
+    template: str | None = None
+    # When the fake accepted it (time.time()).
+    at: float = 0.0
+
+
+Reply = tuple[int, dict[str, Any]]
+# A scripted failure that never reaches HTTP: the connection is refused.
+NETWORK_ERROR: Reply = (0, {})
+
+
+@dataclass
+class FakeWazzupApi:
+    api_key: str
+    sent: list[Sent] = field(default_factory=list)
+    calls: int = 0
+    fail_next: deque[Reply] = field(default_factory=deque)
+    # While set, every send is answered with this (after `fail_next`); counted in `outage_answers`.
+    outage: Reply | None = None
+    outage_answers: int = 0
+    # Sends refused as a repeated crmMessageId (a resend of a message that already went out).
+    repeats: int = 0
+    _keys: dict[str, str] = field(default_factory=dict)
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        self.calls += 1
+        if headers.get("authorization") != f"Bearer {self.api_key}":
+            return 401, {"error": "UNAUTHORIZED", "description": "bad key"}
+        if method != "POST" or not path.endswith("/message"):
+            return 404, {}
+        payload = json.loads(body)
+        if self.fail_next:
+            return self.fail_next.popleft()
+        if self.outage is not None:
+            self.outage_answers += 1
+            return self.outage
+        key = payload.get("crmMessageId")
+        if key in self._keys:
+            self.repeats += 1
+            return 400, {
+                "status": 400,
+                "requestId": uuid.uuid4().hex,
+                "error": "REPEATED_CRM_MESSAGE_ID",
+                "description": "You have already sent message with same crmMessageId",
+                "data": {"crmMessageId": key},
+            }
+        message_id = str(uuid.uuid4())
+        self._keys[key] = message_id
+        self.sent.append(
+            Sent(
+                chat_id=payload["chatId"],
+                text=payload.get("text"),
+                provider_message_id=message_id,
+                key=key,
+                template=payload.get("templateId"),
+                at=time.time(),
+            )
+        )
+        return 201, {"messageId": message_id, "chatId": payload["chatId"]}
+
+
+@dataclass
+class FakeTwilioApi:
+    account_sid: str
+    auth_token: str
+    sent: list[Sent] = field(default_factory=list)
+    calls: int = 0
+    posts: int = 0
+    fail_next: deque[Reply] = field(default_factory=deque)
+    # While set, every message creation is answered with this (after `fail_next`).
+    outage: Reply | None = None
+    outage_answers: int = 0
+    # Sids to hand out next (a test can know a message's sid before it is sent).
+    next_sids: deque[str] = field(default_factory=deque)
+    _records: list[dict[str, Any]] = field(default_factory=list)
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes, query: str = "") -> Reply:
+        self.calls += 1
+        expected = "Basic " + base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        if headers.get("authorization") != expected:
+            return 401, {"code": 20003, "message": "Authenticate", "status": 401}
+        if not path.endswith(f"/Accounts/{self.account_sid}/Messages.json"):
+            return 404, {"code": 20404, "message": "not found", "status": 404}
+        if method == "GET":
+            params = dict(parse_qsl(query))
+            found = [
+                record
+                for record in reversed(self._records)
+                if record["to"] == params.get("To") and record["from"] == params.get("From")
+            ]
+            return 200, {"messages": found}
+        self.posts += 1
+        if self.fail_next:
+            return self.fail_next.popleft()
+        if self.outage is not None:
+            self.outage_answers += 1
+            return self.outage
+        form = dict(parse_qsl(body.decode()))
+        sid = self.next_sids.popleft() if self.next_sids else "SM" + uuid.uuid4().hex
+        record = {
+            "sid": sid,
+            "to": form["To"],
+            "from": form["From"],
+            "body": form.get("Body", ""),
+            "status": "queued",
+            "date_created": format_datetime(datetime.now(UTC)),
+        }
+        self._records.append(record)
+        self.sent.append(
+            Sent(
+                chat_id=form["To"],
+                text=form.get("Body"),
+                provider_message_id=sid,
+                template=form.get("ContentSid"),
+                at=time.time(),
+            )
+        )
+        return 201, {**record, "direction": "outbound-api", "num_segments": "1", "error_code": None}
+
+
+@contextlib.contextmanager
+def mocked(wazzup: FakeWazzupApi, twilio: FakeTwilioApi) -> Any:
+    """respx routes for both fakes; any other outbound HTTP request fails the test."""
+
+    def respond(request: httpx.Request, reply: Reply) -> httpx.Response:
+        status, payload = reply
+        if status == 0:
+            raise httpx.ConnectError("connection refused (scripted)", request=request)
+        return httpx.Response(status, json=payload)
+
+    def wazzup_side_effect(request: httpx.Request) -> httpx.Response:
+        return respond(request, wazzup.handle(request.method, request.url.path, dict(request.headers), request.content))
+
+    def twilio_side_effect(request: httpx.Request) -> httpx.Response:
+        reply = twilio.handle(
+            request.method, request.url.path, dict(request.headers), request.content, request.url.query.decode()
+        )
+        return respond(request, reply)
+
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
+        router.route(url__startswith=WAZZUP_BASE).mock(side_effect=wazzup_side_effect)
+        router.route(url__startswith=TWILIO_BASE).mock(side_effect=twilio_side_effect)
+        yield router
+
+
+class _QuietServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        # The test process keeps its own signal handling.
+        yield
+
+
+@dataclass
+class FakeProviderServer:
+    """Both fakes behind a real HTTP server on 127.0.0.1 (for worker subprocesses).
+
+    `hold_after_accept = n` makes the next n accepted sends hang after being recorded, like a provider that
+    took the message but whose answer never arrives (the worker is killed while waiting for it).
+    `stall_after_accept = s` answers every accepted send only after `s` seconds (a slow provider; a worker
+    killed meanwhile never learns that the message went out).
+    `wazzup_echo_url` makes the fake behave like a Wazzup account that reports API sends back: each accepted
+    Wazzup send is echoed to that webhook URL as an `isEcho: true` message before the send call is answered
+    (the race the outbox's pending-send marker exists for), then reported `delivered` in `statuses[]`.
+
+    Serve it on the test's event loop (`serving()`) or on its own loop in a thread (`in_thread()`), so a busy
+    test loop (a load generator) does not delay the provider's answers or its recorded arrival times.
+    """
+
+    wazzup: FakeWazzupApi
+    twilio: FakeTwilioApi
+    hold_after_accept: int = 0
+    # Sends recorded and left unanswered so far.
+    held: int = 0
+    stall_after_accept: float = 0.0
+    wazzup_echo_url: str | None = None
+    # Echo and status webhooks the bot answered 200 / otherwise.
+    echoes_posted: int = 0
+    statuses_posted: int = 0
+    echo_failures: int = 0
+    port: int = 0
+    _release: asyncio.Event = field(default_factory=asyncio.Event)
+    _http: httpx.AsyncClient | None = None
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def wazzup_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v3"
+
+    @property
+    def twilio_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        path, query = scope["path"], scope["query_string"].decode()
+        wazzup = path.startswith("/v3")
+        if wazzup:
+            status, payload = self.wazzup.handle(scope["method"], path, headers, body)
+        else:
+            status, payload = self.twilio.handle(scope["method"], path, headers, body, query)
+        accepted = status in (200, 201) and scope["method"] == "POST"
+        if accepted and wazzup and self.wazzup_echo_url:
+            await self._echo(json.loads(body), str(payload.get("messageId")))
+        if accepted and self.hold_after_accept > 0:
+            self.hold_after_accept -= 1
+            self.held += 1
+            # No answer while the client waits; the client is killed meanwhile, the server stops eventually.
+            await self._release.wait()
+            status, payload = 503, {"error": "SERVER_STOPPING"}
+        elif accepted and self.stall_after_accept > 0:
+            await asyncio.sleep(self.stall_after_accept)
+        data = json.dumps(payload).encode()
+        await send(
+            {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
+        )
+        await send({"type": "http.response.body", "body": data})
+        if accepted and wazzup and self.wazzup_echo_url:
+            task = asyncio.create_task(self._delivered(str(payload.get("messageId"))))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _post_webhook(self, body: dict[str, Any]) -> bool:
+        assert self._http is not None
+        assert self.wazzup_echo_url is not None
+        try:
+            response = await self._http.post(self.wazzup_echo_url, json=body)
+        except httpx.HTTPError:
+            self.echo_failures += 1
+            return False
+        if response.status_code != 200:
+            self.echo_failures += 1
+        return response.status_code == 200
+
+    async def _echo(self, request: dict[str, Any], message_id: str) -> None:
+        echo = {
+            "messageId": message_id,
+            "dateTime": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "channelId": request.get("channelId"),
+            "chatType": request.get("chatType", "whatsapp"),
+            "chatId": request.get("chatId"),
+            "type": "text",
+            "isEcho": True,
+            "status": "sent",
+            "text": request.get("text", ""),
+            "contact": {"name": request.get("chatId")},
+        }
+        if await self._post_webhook({"messages": [echo]}):
+            self.echoes_posted += 1
+
+    async def _delivered(self, message_id: str) -> None:
+        timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        status = {"messageId": message_id, "timestamp": timestamp, "status": "delivered"}
+        if await self._post_webhook({"statuses": [status]}):
+            self.statuses_posted += 1
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[FakeProviderServer]:
+        config = uvicorn.Config(
+            self, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False, backlog=2048
+        )
+        server = _QuietServer(config)
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        self.port = server.servers[0].sockets[0].getsockname()[1]
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+        try:
+            yield self
+        finally:
+            self._release.set()
+            for pending in list(self._background):
+                pending.cancel()
+            await self._http.aclose()
+            server.should_exit = True
+            server.force_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+
+    @contextlib.contextmanager
+    def in_thread(self) -> Iterator[FakeProviderServer]:
+        """`serving()` on its own event loop in a daemon thread; stops (and joins) on exit."""
+        with serve_in_thread(self.serving) as server:
+            yield server
+
+
+@contextlib.contextmanager
+def serve_in_thread(serving: Any, *, name: str = "fake-server") -> Iterator[Any]:
+    """Run an async context manager factory (`serving`) on a fresh event loop in a thread, until exit."""
+    started = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        state["loop"], state["stop"] = asyncio.get_running_loop(), stop
+        async with serving() as value:
+            state["value"] = value
+            started.set()
+            await stop.wait()
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported to the caller below
+            state["error"] = exc
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    started.wait(30)
+    if "value" not in state:
+        raise RuntimeError(f"{name} did not start") from state.get("error")
+    try:
+        yield state["value"]
+    finally:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(30)
