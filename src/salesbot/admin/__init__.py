@@ -1,0 +1,1 @@
+"""The admin panel for managers (`/admin`, SQLAdmin): login, conversations with takeover, catalog, dashboard."""

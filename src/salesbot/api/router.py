@@ -1,0 +1,196 @@
+"""`/api/v1`: thin routes over `api.service` (the request's session commits; jobs are enqueued after the commit)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from salesbot.api import service
+from salesbot.api.dependencies import ConversationFiltersDep, PageDep, require_api_token
+from salesbot.api.schemas import (
+    DB_ID_MAX,
+    SEARCH_PATTERN,
+    ConversationDetail,
+    ConversationOut,
+    ConversationPatch,
+    ManagerMessageIn,
+    MessageOut,
+    Page,
+    ProductCreate,
+    ProductOut,
+    ProductPatch,
+    QuoteOut,
+)
+from salesbot.dependencies import RedisDep, ResourcesDep, SessionDep, SettingsDep
+from salesbot.knowledge.embeddings import get_embedder
+from salesbot.reporting.repository import ConversationSort, ProductFilters
+from salesbot.reporting.stats import DashboardStats, compute_stats
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        400: "The body could not be read (not UTF-8, or not JSON)",
+        401: "Missing or invalid API token",
+        404: "Not found",
+        409: "Conflicts with the current state",
+    }
+    return {code: {"model": ErrorOut, "description": descriptions[code]} for code in codes}
+
+
+def _field_error(exc: service.FieldError) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("body", exc.field), "msg": exc.message, "input": None}]
+    )
+
+
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["operations"],
+    dependencies=[Depends(require_api_token)],
+    responses=_errors(401),
+)
+
+ConversationId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="conversation id")]
+ProductId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="product id")]
+QuoteId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="quote id")]
+SortParam = Annotated[
+    ConversationSort, Query(description="sort key; a leading '-' sorts descending (newest activity first)")
+]
+
+
+@router.get("/conversations", summary="List conversations")
+async def list_conversations(
+    session: SessionDep,
+    filters: ConversationFiltersDep,
+    paging: PageDep,
+    sort: SortParam = ConversationSort.LAST_MESSAGE_AT_DESC,
+) -> Page[ConversationOut]:
+    return await service.conversations_page(session, filters, sort, paging)
+
+
+@router.get(
+    "/conversations/export.csv",
+    summary="Export conversations as CSV (streamed)",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV, one row per conversation"}
+    },
+)
+async def export_conversations(
+    resources: ResourcesDep,
+    filters: ConversationFiltersDep,
+    sort: SortParam = ConversationSort.LAST_MESSAGE_AT_DESC,
+) -> StreamingResponse:
+    filename = f"conversations-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
+    return StreamingResponse(
+        service.export_conversations_csv(resources.sessionmaker, filters, sort),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )
+
+
+@router.get("/conversations/{conversation_id:int}", summary="A conversation with its messages", responses=_errors(404))
+async def get_conversation(session: SessionDep, conversation_id: ConversationId) -> ConversationDetail:
+    return await service.conversation_detail(session, conversation_id)
+
+
+@router.patch(
+    "/conversations/{conversation_id:int}",
+    summary="Change status, stage, owner or the customer's name",
+    description=(
+        "Stage changes follow the sales funnel (DESIGN.md): an invalid stage or transition is a 422. "
+        "`owner: human` takes the chat over for HUMAN_TAKEOVER_HOURS (pending bot replies are withdrawn); "
+        "`owner: bot` hands it back; `status: closed` closes it."
+    ),
+    responses=_errors(400, 404, 409),
+)
+async def patch_conversation(
+    session: SessionDep, settings: SettingsDep, conversation_id: ConversationId, patch: ConversationPatch
+) -> ConversationOut:
+    try:
+        return await service.patch_conversation(session, settings, conversation_id, patch)
+    except service.FieldError as exc:
+        raise _field_error(exc) from exc
+
+
+@router.post(
+    "/conversations/{conversation_id:int}/messages",
+    summary="Send a message as the manager",
+    description=(
+        "Queued through the outbox like any reply (delivered, retried, recorded); the manager becomes the owner of "
+        "the chat. Returns the queued message parts (a long text is split to the channel's limit)."
+    ),
+    status_code=status.HTTP_201_CREATED,
+    responses=_errors(400, 404),
+)
+async def post_manager_message(
+    session: SessionDep,
+    settings: SettingsDep,
+    redis: RedisDep,
+    background: BackgroundTasks,
+    conversation_id: ConversationId,
+    body: ManagerMessageIn,
+) -> list[MessageOut]:
+    messages = await service.send_manager_message(session, settings, conversation_id, body.text)
+    # Background tasks run after the session dependency committed (SessionDep has function scope).
+    background.add_task(service.schedule_delivery_after_commit, redis, conversation_id)
+    return messages
+
+
+@router.get("/products", summary="List products")
+async def list_products(
+    session: SessionDep,
+    paging: PageDep,
+    q: Annotated[
+        str | None, Query(max_length=200, pattern=SEARCH_PATTERN, description="substring of SKU, name or category")
+    ] = None,
+    sku: Annotated[str | None, Query(max_length=64, pattern=SEARCH_PATTERN, description="exact SKU")] = None,
+    category: Annotated[str | None, Query(max_length=120, pattern=SEARCH_PATTERN)] = None,
+    active: Annotated[bool | None, Query(description="only active (true) or deactivated (false) products")] = None,
+) -> Page[ProductOut]:
+    filters = ProductFilters(search=q, sku=sku, category=category, active=active)
+    return await service.products_page(session, filters, paging)
+
+
+@router.post("/products", summary="Create a product", status_code=status.HTTP_201_CREATED, responses=_errors(400, 409))
+async def create_product(session: SessionDep, settings: SettingsDep, body: ProductCreate) -> ProductOut:
+    return await service.create_product(session, get_embedder(settings), body)
+
+
+@router.patch(
+    "/products/{product_id:int}",
+    summary="Change a product (text changes re-embed it)",
+    description="Omitted fields keep their value; set `active: false` to deactivate.",
+    responses=_errors(400, 404, 409),
+)
+async def update_product(
+    session: SessionDep, settings: SettingsDep, product_id: ProductId, body: ProductPatch
+) -> ProductOut:
+    return await service.update_product(session, get_embedder(settings), product_id, body)
+
+
+@router.get("/products/{product_id:int}", summary="A product", responses=_errors(404))
+async def get_product(session: SessionDep, product_id: ProductId) -> ProductOut:
+    return await service.get_product(session, product_id)
+
+
+@router.get("/quotes/{quote_id:int}", summary="A quote", responses=_errors(404))
+async def get_quote(session: SessionDep, quote_id: QuoteId) -> QuoteOut:
+    return await service.get_quote(session, quote_id)
+
+
+@router.get("/stats", summary="Dashboard numbers")
+async def get_stats(
+    session: SessionDep,
+    days: Annotated[int, Query(ge=1, le=366, description="whole UTC days, ending today")] = 14,
+) -> DashboardStats:
+    return await compute_stats(session, days=days, now=datetime.now(UTC))
