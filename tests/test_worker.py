@@ -35,3 +35,27 @@ async def test_expired_takeovers_return_to_the_bot(resources: Resources) -> None
     async with resources.sessionmaker() as session:
         owners = {row.id: row.owner for row in await session.execute(select(Conversation.id, Conversation.owner))}
     assert owners == {expired.id: Owner.BOT, current.id: Owner.HUMAN}
+
+
+def test_a_crashed_workers_job_is_rerun_after_the_job_timeout_even_with_long_cron_jobs(resources: Resources) -> None:
+    from salesbot.settings import InventorySettings
+    from salesbot.worker import build_worker, crash_recovery_seconds
+
+    # The inventory sync cron job allows 300 s; arq would lease every job that long (310 s of crash recovery).
+    settings = resources.settings.model_copy(
+        update={"inventory": InventorySettings(source="file", file_path="/nonexistent/stock.csv")}
+    )
+    from arq.worker import Worker
+
+    from salesbot.worker import worker_options
+
+    plain = Worker(**worker_options(settings), burst=True)
+    assert plain.in_progress_timeout_s == 310  # arq's own choice: the longest cron timeout + 10 s
+    plain._pool = None
+    worker = build_worker(settings, burst=True)
+    try:
+        assert "sync_inventory" in worker.functions
+        assert worker.in_progress_timeout_s == crash_recovery_seconds(settings)
+        assert crash_recovery_seconds(settings) == settings.worker_job_timeout_seconds + 10
+    finally:
+        worker._pool = None

@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("title", sa.String(length=300), server_default="", nullable=False),
         sa.Column("content", sa.Text(), nullable=False),
         sa.Column("language", sa.String(length=8), nullable=True),
+        sa.Column("active", sa.Boolean(), server_default=sa.text("true"), nullable=False),
         sa.Column("embedding", pgvector.sqlalchemy.vector.VECTOR(dim=1024), nullable=True),
         sa.Column("embedding_model", sa.String(length=200), nullable=True),
         sa.Column("content_hash", sa.String(length=64), nullable=True),
@@ -193,7 +194,11 @@ def upgrade() -> None:
         sa.Column("idempotency_key", sa.String(length=160), nullable=True),
         sa.Column("part_index", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("send_attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("in_reply_to_id", sa.BigInteger(), nullable=True),
         sa.Column("model", sa.String(length=200), nullable=True),
         sa.Column("fallback_used", sa.Boolean(), nullable=True),
         sa.Column("tokens_in", sa.Integer(), nullable=True),
@@ -211,6 +216,9 @@ def upgrade() -> None:
             name=op.f("fk_messages_conversation_id_conversations"),
             ondelete="CASCADE",
         ),
+        sa.ForeignKeyConstraint(
+            ["in_reply_to_id"], ["messages.id"], name=op.f("fk_messages_in_reply_to_id_messages"), ondelete="SET NULL"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_messages")),
         sa.UniqueConstraint("channel", "provider_message_id", name=op.f("uq_messages_channel_provider_message_id")),
         sa.UniqueConstraint("idempotency_key", name=op.f("uq_messages_idempotency_key")),
@@ -224,6 +232,20 @@ def upgrade() -> None:
         ["delivery_status"],
         unique=False,
         postgresql_where=sa.text("direction = 'outbound'"),
+    )
+    op.create_index(
+        "ix_messages_unprocessed_inbound",
+        "messages",
+        ["conversation_id"],
+        unique=False,
+        postgresql_where=sa.text("direction = 'inbound' AND processed_at IS NULL"),
+    )
+    op.create_index(
+        "ix_messages_outbox_pending",
+        "messages",
+        ["conversation_id", "id"],
+        unique=False,
+        postgresql_where=sa.text("direction = 'outbound' AND delivery_status = 'pending'"),
     )
     op.create_table(
         "quotes",
@@ -252,6 +274,16 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_quotes_conversation_id"), table_name="quotes")
     op.drop_table("quotes")
+    op.drop_index(
+        "ix_messages_outbox_pending",
+        table_name="messages",
+        postgresql_where=sa.text("direction = 'outbound' AND delivery_status = 'pending'"),
+    )
+    op.drop_index(
+        "ix_messages_unprocessed_inbound",
+        table_name="messages",
+        postgresql_where=sa.text("direction = 'inbound' AND processed_at IS NULL"),
+    )
     op.drop_index("ix_messages_pending", table_name="messages", postgresql_where=sa.text("direction = 'outbound'"))
     op.drop_index("ix_messages_conversation_id_created_at", table_name="messages")
     op.drop_table("messages")

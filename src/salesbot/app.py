@@ -8,13 +8,21 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from salesbot.admin.site import mount_admin
+from salesbot.api.middleware import AllowHeaderMiddleware
+from salesbot.api.router import router as api_router
 from salesbot.health.router import router as health_router
+from salesbot.inbox.router import router as inbox_router
 from salesbot.kit.errors import AppError
 from salesbot.kit.logging import configure_logging, get_logger
 from salesbot.resources import open_resources
 from salesbot.settings import Settings, get_settings
+from salesbot.simulator.router import router as simulator_router
 
 log = get_logger(__name__)
+
+# No request this service accepts is larger (provider webhooks are a few KiB): bigger bodies get 413 unread.
+MAX_REQUEST_BODY_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -24,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(settings) as resources:
             app.state.resources = resources
+            admin.bind(resources)
             log.info("api.started", env=settings.env.value)
             yield
         log.info("api.stopped")
@@ -33,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="WhatsApp sales assistant: provider webhooks, operations API and admin.",
         lifespan=lifespan,
+        # Enforced by Starlette while the body streams in (and on Content-Length): 413 before anything is parsed.
+        max_body_size=MAX_REQUEST_BODY_BYTES,
     )
 
     @app.exception_handler(AppError)
@@ -40,6 +51,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
 
     app.include_router(health_router)
+    app.include_router(inbox_router)
+    app.include_router(api_router)
+    app.add_middleware(AllowHeaderMiddleware, routes=api_router.routes, prefix=api_router.prefix)
+    if settings.console_provider_enabled:
+        app.include_router(simulator_router)
+    admin = mount_admin(app, settings)
     return app
 
 

@@ -29,7 +29,7 @@ def _with_service_urls(settings: Settings, *, start_embedded: bool) -> Settings:
 def cmd_dev(args: argparse.Namespace) -> int:
     from salesbot.dev import run_dev
 
-    return run_dev(get_settings(), host=args.host, port=args.port)
+    return run_dev(get_settings(), host=args.host, port=args.port, demo_data=not args.no_demo)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -70,6 +70,59 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from salesbot.knowledge import commands
+
+    settings = get_settings()
+    settings = _with_service_urls(settings, start_embedded=not settings.database_url)
+    configure_logging(settings.log_level)
+    if args.kind == "products":
+        return commands.ingest_products(settings, Path(args.path), full=args.full)
+    return commands.ingest_knowledge(settings, Path(args.path))
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from salesbot.knowledge import commands
+
+    settings = get_settings()
+    settings = _with_service_urls(settings, start_embedded=not settings.database_url)
+    configure_logging(settings.log_level)
+    return commands.reindex_all(settings, force=args.force, check=args.check)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from salesbot.simulator.terminal import default_phone, discover_url, run_chat
+
+    data_dir = get_settings().data_dir
+    try:
+        phone = args.phone or default_phone(data_dir)
+        return run_chat(args.url or discover_url(data_dir), phone, name=args.name, stdin=sys.stdin, out=sys.stdout)
+    except ValueError as exc:
+        print(f"salesbot chat: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from salesbot.agent.eval.runner import run_eval_command
+
+    settings = get_settings()
+    configure_logging("WARNING")
+    code, scorecard = run_eval_command(
+        settings,
+        names=args.scenario,
+        scenarios_path=Path(args.scenarios) if args.scenarios else None,
+        database_url=args.database_url or None,
+        model_name=args.model,
+        verbose=args.verbose,
+    )
+    print(scorecard)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="salesbot", description="WhatsApp sales assistant")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -77,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="run the whole product locally (embedded PostgreSQL and Redis)")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--no-demo", action="store_true", help="do not load the demo catalog into an empty database")
     dev.set_defaults(handler=cmd_dev)
 
     serve = commands.add_parser("serve", help="run the HTTP API (webhooks, REST API, admin)")
@@ -92,6 +146,43 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(handler=cmd_migrate)
+
+    evaluate = commands.add_parser(
+        "eval", help="run the scripted sales conversations against the configured model and print a scorecard"
+    )
+    evaluate.add_argument(
+        "-k", "--scenario", action="append", default=[], help="only scenarios whose name contains this"
+    )
+    evaluate.add_argument("--scenarios", help="a scenario YAML file or folder (default: the shipped scenarios)")
+    evaluate.add_argument("--model", help="override LLM_MODEL for this run (e.g. offline)")
+    evaluate.add_argument(
+        "--database-url",
+        default="",
+        help="run against this migrated database (inside a rolled-back transaction); default: a throwaway one",
+    )
+    evaluate.add_argument("-v", "--verbose", action="store_true", help="print every turn, not only failures")
+    evaluate.set_defaults(handler=cmd_eval)
+
+    ingest = commands.add_parser("ingest", help="import the product catalog or knowledge documents")
+    ingest_kinds = ingest.add_subparsers(dest="kind", required=True, metavar="WHAT")
+    products = ingest_kinds.add_parser("products", help="upsert products by SKU from a CSV, JSON or JSON Lines file")
+    products.add_argument("path", metavar="FILE")
+    products.add_argument("--full", action="store_true", help="deactivate active products missing from FILE")
+    products.set_defaults(handler=cmd_ingest)
+    knowledge = ingest_kinds.add_parser("knowledge", help="chunk and index Markdown/text files (a file or a folder)")
+    knowledge.add_argument("path", metavar="PATH")
+    knowledge.set_defaults(handler=cmd_ingest)
+
+    reindex = commands.add_parser("reindex", help="re-embed products and knowledge for the configured model")
+    reindex.add_argument("--force", action="store_true", help="re-embed every row, not only stale ones")
+    reindex.add_argument("--check", action="store_true", help="only report; exit 1 when a reindex is needed")
+    reindex.set_defaults(handler=cmd_reindex)
+
+    chat = commands.add_parser("chat", help="talk to the running bot from the terminal (console provider)")
+    chat.add_argument("--url", help="the bot's address (default: the running `salesbot dev`, else 127.0.0.1:8000)")
+    chat.add_argument("--phone", help="the customer's phone (default: a test number kept in SALESBOT_DATA_DIR)")
+    chat.add_argument("--name", help="the customer's name, as WhatsApp would show it")
+    chat.set_defaults(handler=cmd_chat)
     return parser
 
 

@@ -42,4 +42,7 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RedisDep = Annotated[ArqRedis, Depends(get_redis)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the session commits when the handler returns, before the response is sent, so a failed commit
+# is the client's error response and BackgroundTasks (run after the response) only ever see committed data:
+# they are the place to enqueue jobs. FastAPI's default ("request") would commit after the response went out.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -35,10 +35,11 @@ def _die_with_parent() -> None:
 
 
 class DevRunner:
-    def __init__(self, settings: Settings, *, host: str, port: int) -> None:
+    def __init__(self, settings: Settings, *, host: str, port: int, demo_data: bool = True) -> None:
         self.settings = settings
         self.host = host
         self.port = port
+        self.demo_data = demo_data
         self.data_dir = settings.data_dir.resolve()
         self.lock_file = self.data_dir / "dev.pid"
         self.stack = DevStack(self.data_dir, database_url=settings.database_url, redis_url=settings.redis_url)
@@ -111,6 +112,13 @@ class DevRunner:
             print("salesbot dev: starting embedded services ...", flush=True)
             urls = self.stack.start()
             upgrade(urls.database_url)
+            if self.demo_data:
+                from salesbot.knowledge.seed import seed_demo_if_empty
+
+                # First start (empty catalog): the demo business's products and knowledge base.
+                seed_demo_if_empty(
+                    self.settings.model_copy(update={"database_url": urls.database_url, "redis_url": urls.redis_url})
+                )
             env = {
                 **os.environ,
                 "DATABASE_URL": urls.database_url,
@@ -129,7 +137,13 @@ class DevRunner:
                 f"\nsalesbot is ready: {self.base_url}\n"
                 f"  readiness  {self.base_url}/readyz\n"
                 f"  API docs   {self.base_url}/docs\n"
-                f"  data       {self.data_dir}\n"
+                f"  admin      {self.base_url}/admin (ADMIN_USERNAME / ADMIN_PASSWORD)\n"
+                + (
+                    f"  simulator  {self.base_url}/simulator (or `salesbot chat`)\n"
+                    if self.settings.console_provider_enabled
+                    else ""
+                )
+                + f"  data       {self.data_dir}\n"
                 "Press Ctrl-C to stop.\n",
                 flush=True,
             )
@@ -148,5 +162,5 @@ class DevRunner:
             print("salesbot dev: stopped", flush=True)
 
 
-def run_dev(settings: Settings, *, host: str, port: int) -> int:
-    return DevRunner(settings, host=host, port=port).run()
+def run_dev(settings: Settings, *, host: str, port: int, demo_data: bool = True) -> int:
+    return DevRunner(settings, host=host, port=port, demo_data=demo_data).run()

@@ -48,6 +48,9 @@ class WazzupSettings(BaseSettings):
     # "whatsapp" (personal, no 24 h rule) or "wapi" (WhatsApp Business API, 24 h customer-service window).
     transport: str = "whatsapp"
     max_text_length: int = Field(default=4000, ge=100, le=10000)
+    # WABA template (templateGuid) sent when the 24 h window of a `wapi` channel is closed; empty = mark the
+    # reply failed and flag a manager.
+    window_template_id: str = ""
 
     @property
     def enabled(self) -> bool:
@@ -88,8 +91,51 @@ class EmbeddingSettings(BaseSettings):
 
     model: str = "offline"
     model_path: str = ""
-    dim: int = Field(default=1024, ge=8, le=4096)
+    # The offline embedder's dimension (fastembed models bring their own); HNSW indexes up to 2000 dimensions.
+    dim: int = Field(default=1024, ge=8, le=2000)
     batch_size: int = Field(default=32, ge=1, le=1024)
+    cache_dir: str = ""
+
+
+class InventorySettings(BaseSettings):
+    """Stock and price sync from an external system (`source`: "" = off, "file" or "zoho"), run by the worker."""
+
+    model_config = _config("INVENTORY_")
+
+    source: str = ""
+    file_path: str = ""
+    sync_minutes: int = Field(default=15, ge=1, le=1440)
+    update_prices: bool = True
+    zoho_accounts_url: str = "https://accounts.zoho.com"
+    zoho_api_url: str = "https://www.zohoapis.com/inventory/v1"
+    zoho_client_id: str = ""
+    zoho_client_secret: SecretStr = SecretStr("")
+    zoho_refresh_token: SecretStr = SecretStr("")
+    zoho_organization_id: str = ""
+    # Which Zoho quantity becomes the stock offered to customers: available_stock, actual_available_stock or
+    # stock_on_hand.
+    zoho_stock_field: str = "available_stock"
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("", "file", "zoho"):
+            raise ValueError("INVENTORY_SOURCE must be empty, 'file' or 'zoho'")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        if self.source == "file":
+            return bool(self.file_path)
+        if self.source == "zoho":
+            return bool(
+                self.zoho_client_id
+                and self.zoho_client_secret.get_secret_value()
+                and self.zoho_refresh_token.get_secret_value()
+                and self.zoho_organization_id
+            )
+        return False
 
 
 class ConversationSettings(BaseSettings):
@@ -103,6 +149,8 @@ class ConversationSettings(BaseSettings):
     )
     opt_in_keywords: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["START"])
     playbook_path: str = ""
+    # How often a turn discards its draft and regenerates because newer customer messages arrived meanwhile.
+    turn_max_regenerations: int = Field(default=2, ge=0, le=5)
 
     _split = field_validator("opt_out_keywords", "opt_in_keywords", mode="before")(_split_csv)
 
@@ -111,6 +159,18 @@ class ConversationSettings(BaseSettings):
         if self.debounce_max_seconds < self.debounce_seconds:
             raise ValueError("DEBOUNCE_MAX_SECONDS must be >= DEBOUNCE_SECONDS")
         return self
+
+
+class OutboxSettings(BaseSettings):
+    model_config = _config("OUTBOX_")
+
+    # Minimum gap between two messages to the same recipient (parts of a long reply arrive in order).
+    pacing_seconds: float = Field(default=1.0, ge=0, le=30)
+    # Transient send failures back off exponentially from this base (with jitter) up to the maximum.
+    retry_base_seconds: float = Field(default=2.0, gt=0, le=60)
+    retry_max_seconds: float = Field(default=300.0, gt=0, le=3600)
+    # Attempts per message before it is marked failed and shown to managers.
+    max_send_attempts: int = Field(default=6, ge=1, le=20)
 
 
 class AuthSettings(BaseSettings):
@@ -135,12 +195,16 @@ class Settings(BaseSettings):
     # The console provider backs the simulator and `salesbot chat`; off by default in production.
     console_enabled: bool | None = None
     log_level: str = "INFO"
+    # arq's job timeout; a SIGKILLed worker's job is re-run after this + 10 s, so it bounds crash recovery.
+    worker_job_timeout_seconds: float = Field(default=45.0, ge=1, le=600)
 
     wazzup: WazzupSettings = Field(default_factory=WazzupSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    inventory: InventorySettings = Field(default_factory=InventorySettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @property

@@ -7,9 +7,21 @@ from typing import Any, ClassVar, cast
 
 from arq import cron
 from arq.typing import WorkerCoroutine
+from arq.worker import Function, func
 
-from salesbot.conversations.tasks import release_expired_takeovers
+from salesbot.agent.reply import ReplyGenerator
+from salesbot.conversations.tasks import (
+    TURN_ATTEMPTS,
+    apply_takeover,
+    release_expired_takeovers,
+    reply_generator,
+    run_turn,
+    sweep_stalled_turns,
+)
 from salesbot.kit.logging import configure_logging, get_logger
+from salesbot.knowledge.tasks import inventory_cron_jobs, prepare_knowledge
+from salesbot.messaging.registry import build_providers
+from salesbot.outbox.tasks import deliver_outbox, sweep_stalled_outbox
 from salesbot.resources import open_resources, redis_settings
 from salesbot.settings import Settings, get_settings
 from salesbot.worker_context import WorkerContext
@@ -21,14 +33,23 @@ JOB_TIMEOUT_SECONDS = 45
 HEALTH_CHECK_INTERVAL_SECONDS = 10
 
 
-def build_startup(settings: Settings | None) -> Any:
-    """The worker's on_startup; `None` reads the settings from the environment when the worker starts."""
+def build_startup(settings: Settings | None, *, generator: ReplyGenerator | None = None) -> Any:
+    """The worker's on_startup; `None` reads the settings from the environment when the worker starts.
+
+    `generator` replaces the production agent (`salesbot.agent.service.generate_reply`) in tests.
+    """
 
     async def startup(ctx: WorkerContext) -> None:
         resolved = settings or get_settings()
         stack = AsyncExitStack()
         ctx["exit_stack"] = stack
         ctx["resources"] = await stack.enter_async_context(open_resources(resolved, redis=ctx["redis"]))
+        ctx["providers"] = build_providers(ctx["resources"])
+        await prepare_knowledge(ctx["resources"])  # loads the embedding model once, before the first turn
+        if generator is not None:
+            ctx["reply_generator"] = generator
+        # Resolved at startup so a worker without a working agent fails now, not on the first customer message.
+        reply_generator(ctx)
         log.info("worker.started", env=resolved.env.value)
 
     return startup
@@ -44,11 +65,21 @@ async def shutdown(ctx: WorkerContext) -> None:
 class WorkerSettings:
     """The worker's jobs and limits; `salesbot worker` runs it with the configured Redis URL."""
 
-    functions: ClassVar[list[WorkerCoroutine]] = []
+    functions: ClassVar[list[WorkerCoroutine | Function]] = [
+        # Retries: crash re-runs (SIGKILL), agent errors (TURN_ATTEMPTS) and not-yet-due wake-ups re-enqueue
+        # themselves under new ids, so a small budget suffices.
+        func(cast(WorkerCoroutine, run_turn), max_tries=TURN_ATTEMPTS + 5),
+        # Each transient send failure is an arq Retry of the same job (bounded per message by
+        # OUTBOX_MAX_SEND_ATTEMPTS); the budget covers several messages of one conversation.
+        func(cast(WorkerCoroutine, deliver_outbox), max_tries=50),
+        func(cast(WorkerCoroutine, apply_takeover), max_tries=10),
+    ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(
             cast(WorkerCoroutine, release_expired_takeovers), second={0}, run_at_startup=False, unique=True, timeout=30
         ),
+        cron(cast(WorkerCoroutine, sweep_stalled_turns), second={5, 20, 35, 50}, run_at_startup=True, timeout=30),
+        cron(cast(WorkerCoroutine, sweep_stalled_outbox), second={10, 25, 40, 55}, run_at_startup=True, timeout=30),
     ]
     on_startup = staticmethod(build_startup(None))
     on_shutdown = staticmethod(shutdown)
@@ -59,14 +90,14 @@ class WorkerSettings:
     allow_abort_jobs = True
 
 
-def worker_options(settings: Settings) -> dict[str, Any]:
+def worker_options(settings: Settings, *, generator: ReplyGenerator | None = None) -> dict[str, Any]:
     """Keyword arguments for `arq.worker.Worker` (used by the CLI and by tests with their own settings)."""
     return {
         "functions": WorkerSettings.functions,
-        "cron_jobs": WorkerSettings.cron_jobs,
-        "on_startup": build_startup(settings),
+        "cron_jobs": [*WorkerSettings.cron_jobs, *inventory_cron_jobs(settings)],
+        "on_startup": build_startup(settings, generator=generator),
         "on_shutdown": shutdown,
-        "job_timeout": WorkerSettings.job_timeout,
+        "job_timeout": settings.worker_job_timeout_seconds,
         "max_tries": WorkerSettings.max_tries,
         "keep_result": WorkerSettings.keep_result,
         "health_check_interval": WorkerSettings.health_check_interval,
@@ -75,9 +106,24 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def run_worker(settings: Settings, *, burst: bool = False) -> None:
+def crash_recovery_seconds(settings: Settings) -> float:
+    """How long arq leaves the job of a SIGKILLed worker alone before another worker runs it again."""
+    return settings.worker_job_timeout_seconds + 10
+
+
+def build_worker(settings: Settings, *, burst: bool = False) -> Any:
+    """The production worker (`salesbot worker`)."""
     from arq.worker import Worker
 
-    configure_logging(settings.log_level)
     worker = Worker(**worker_options(settings), burst=burst)
-    worker.run()
+    # arq leases every job for the longest timeout of ANY function + 10 s, cron jobs included: with the inventory
+    # sync (300 s) configured, a crashed worker's conversation turn would wait over five minutes. Lease by the job
+    # timeout instead. A longer job (the inventory sync) that outlives its lease may be started a second time,
+    # which is harmless: it is idempotent and serialised by the catalog lock.
+    worker.in_progress_timeout_s = crash_recovery_seconds(settings)
+    return worker
+
+
+def run_worker(settings: Settings, *, burst: bool = False) -> None:
+    configure_logging(settings.log_level)
+    build_worker(settings, burst=burst).run()

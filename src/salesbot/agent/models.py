@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from pydantic_ai import ModelAPIError
+from pydantic_ai import ModelAPIError, UnexpectedModelBehavior
 from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.models.fallback import FallbackModel
@@ -100,7 +100,8 @@ def build_model(llm: LLMSettings) -> Model:
     chain: list[Model] = [
         SkipAfterFailure(OpenAIChatModel(name, provider=provider, settings=settings)) for name in names
     ]
-    return FallbackModel(*chain, offline)
+    # A 200 that is not a completion (a gateway's HTML page, an error object) is an LLM failure like a 500: move on.
+    return FallbackModel(*chain, offline, fallback_on=(ModelAPIError, UnexpectedModelBehavior))
 
 
 def _cache_key(llm: LLMSettings) -> str:

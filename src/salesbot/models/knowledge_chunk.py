@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import BigInteger, Computed, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Computed, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -34,6 +34,8 @@ class KnowledgeChunk(Base):
     title: Mapped[str] = mapped_column(String(300), default="", server_default="")
     content: Mapped[str] = mapped_column(Text)
     language: Mapped[str | None] = mapped_column(String(8))
+    # Deactivated passages stay for the record (and re-activation) but are never retrieved for customers.
+    active: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
     embedding: Mapped[list[float] | None] = mapped_column(Vector(EMBEDDING_DIM))
     embedding_model: Mapped[str | None] = mapped_column(String(200))
     content_hash: Mapped[str | None] = mapped_column(String(64))

@@ -25,6 +25,19 @@ class Message(Base):
         UniqueConstraint("idempotency_key"),
         Index("ix_messages_conversation_id_created_at", "conversation_id", "created_at"),
         Index("ix_messages_pending", "delivery_status", postgresql_where=sql_text("direction = 'outbound'")),
+        # The turn job and the recovery sweep look for customer messages no turn has consumed yet.
+        Index(
+            "ix_messages_unprocessed_inbound",
+            "conversation_id",
+            postgresql_where=sql_text("direction = 'inbound' AND processed_at IS NULL"),
+        ),
+        # The delivery job walks a conversation's pending outbound rows in order.
+        Index(
+            "ix_messages_outbox_pending",
+            "conversation_id",
+            "id",
+            postgresql_where=sql_text("direction = 'outbound' AND delivery_status = 'pending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -43,7 +56,15 @@ class Message(Base):
     # Order of the parts of one reply split to the provider's length limit.
     part_index: Mapped[int] = mapped_column(Integer, default=0, server_default=sql_text("0"))
     send_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=sql_text("0"))
+    # Recorded (and committed) right before each provider call: a crash after it means "maybe sent".
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Earliest time of the next attempt after a transient failure (backoff).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Inbound: when a turn consumed the message (NULL = still waiting for a turn, recoverable after a crash).
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Outbound replies: the newest customer message the reply answers.
+    in_reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
     # Turn records for bot replies.
     model: Mapped[str | None] = mapped_column(String(200))
     fallback_used: Mapped[bool | None] = mapped_column()
