@@ -13,7 +13,9 @@ from salesbot.resources import Resources
 from salesbot.settings import Settings
 
 
-def get_resources(request: Request) -> Resources:
+# Dependencies are `async def` even when they do no I/O: FastAPI runs plain `def` ones in a thread pool,
+# which costs a thread hop per dependency on every request.
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
@@ -21,11 +23,11 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_settings_dep(resources: ResourcesDep) -> Settings:
+async def get_settings_dep(resources: ResourcesDep) -> Settings:
     return resources.settings
 
 
-def get_redis(resources: ResourcesDep) -> ArqRedis:
+async def get_redis(resources: ResourcesDep) -> ArqRedis:
     return resources.redis
 
 

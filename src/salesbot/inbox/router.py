@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from salesbot.dependencies import ResourcesDep
 from salesbot.inbox import service
 from salesbot.kit.errors import AppError
 from salesbot.kit.logging import get_logger
 from salesbot.messaging.base import InboundEvent, MessagingProvider, WebhookRequest
 from salesbot.messaging.registry import Providers, build_providers
 from salesbot.models import Channel
-from salesbot.resources import Resources
 
 log = get_logger(__name__)
 
@@ -21,17 +21,7 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
-# Async dependencies on purpose: FastAPI runs plain `def` dependencies in a worker thread, a thread hop per
-# dependency on the hottest path of the service.
-async def get_inbox_resources(request: Request) -> Resources:
-    resources: Resources = request.app.state.resources
-    return resources
-
-
-InboxResourcesDep = Annotated[Resources, Depends(get_inbox_resources)]
-
-
-async def get_providers(request: Request, resources: InboxResourcesDep) -> Providers:
+async def get_providers(request: Request, resources: ResourcesDep) -> Providers:
     """The app's provider adapters, built once per set of process resources."""
     cached: tuple[object, Providers] | None = getattr(request.app.state, "providers", None)
     if cached is None or cached[0] is not resources:
@@ -53,7 +43,7 @@ async def _read(request: Request) -> WebhookRequest:
     )
 
 
-async def _receive(request: Request, provider: MessagingProvider, resources: InboxResourcesDep) -> service.InboxResult:
+async def _receive(request: Request, provider: MessagingProvider, resources: ResourcesDep) -> service.InboxResult:
     webhook = await _read(request)
     provider.verify(webhook)
     events: list[InboundEvent] = provider.parse(webhook)
@@ -70,7 +60,7 @@ async def _receive(request: Request, provider: MessagingProvider, resources: Inb
 
 @router.post("/wazzup/{secret}", summary="Wazzup v3 webhook (messages, statuses, registration test)")
 async def wazzup_webhook(
-    secret: str, request: Request, resources: InboxResourcesDep, providers: ProvidersDep
+    secret: str, request: Request, resources: ResourcesDep, providers: ProvidersDep
 ) -> dict[str, Any]:
     """`secret` is `WAZZUP_WEBHOOK_SECRET`; the adapter compares it in constant time (404 when wrong)."""
     await _receive(request, providers.get(Channel.WAZZUP), resources)
@@ -78,18 +68,18 @@ async def wazzup_webhook(
 
 
 @router.post("/twilio", summary="Twilio WhatsApp incoming message", response_class=Response)
-async def twilio_webhook(request: Request, resources: InboxResourcesDep, providers: ProvidersDep) -> Response:
+async def twilio_webhook(request: Request, resources: ResourcesDep, providers: ProvidersDep) -> Response:
     await _receive(request, providers.get(Channel.TWILIO), resources)
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 
 @router.post("/twilio/status", summary="Twilio message status callback", response_class=Response)
-async def twilio_status_webhook(request: Request, resources: InboxResourcesDep, providers: ProvidersDep) -> Response:
+async def twilio_status_webhook(request: Request, resources: ResourcesDep, providers: ProvidersDep) -> Response:
     await _receive(request, providers.get(Channel.TWILIO), resources)
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 
 @router.post("/console", summary="Console provider: a message from the simulator or `salesbot chat`")
-async def console_webhook(request: Request, resources: InboxResourcesDep, providers: ProvidersDep) -> dict[str, Any]:
+async def console_webhook(request: Request, resources: ResourcesDep, providers: ProvidersDep) -> dict[str, Any]:
     result = await _receive(request, providers.get(Channel.CONSOLE), resources)
     return {"ok": True, "duplicate": result.duplicates > 0, "conversation_ids": sorted(result.conversation_ids)}
