@@ -91,6 +91,39 @@ def _search_term(term: str) -> str:
     return "".join(ch for ch in term[:100] if ch.isprintable() or ch == " ")
 
 
+class EmbeddedContentView(SalesbotModelView):
+    """Products and knowledge: vector and tsvector columns are never loaded (they would break the views), rows are
+    deactivated instead of deleted, and edits re-embed through the knowledge service."""
+
+    details_template = "salesbot/toggle_details.html"
+    active_meaning: ClassVar[str]
+    inactive_meaning: ClassVar[str]
+
+    def _without_vectors(self, stmt: Select[Any]) -> Select[Any]:
+        model: type[Product] | type[KnowledgeChunk] = self.model
+        return stmt.options(defer(model.embedding, raiseload=True), defer(model.search_vector, raiseload=True))
+
+    def list_query(self, request: Request) -> Select[Any]:
+        return self._without_vectors(select(self.model))
+
+    def details_query(self, request: Request) -> Select[Any]:
+        return self._without_vectors(super().details_query(request))
+
+    async def details_context(self, request: Request) -> dict[str, Any]:
+        return {
+            "csrf_token": csrf_token(request),
+            "active_meaning": self.active_meaning,
+            "inactive_meaning": self.inactive_meaning,
+        }
+
+    def row_label(self, row: Any) -> str:
+        raise NotImplementedError
+
+    @expose("/{pk}/set-active", methods=["POST"])
+    async def set_active(self, request: Request) -> Response:
+        return await self.site.set_active(request, self.model, identity=self.identity, label=self.row_label)
+
+
 class ConversationAdmin(SalesbotModelView, model=Conversation):
     name = "Conversation"
     name_plural = "Conversations"
@@ -212,7 +245,7 @@ class ConversationAdmin(SalesbotModelView, model=Conversation):
         return await self.site.conversation_action(request, "send")
 
 
-class ProductAdmin(SalesbotModelView, model=Product):
+class ProductAdmin(EmbeddedContentView, model=Product):
     name = "Product"
     name_plural = "Products"
     icon = "fa-solid fa-box"
@@ -282,33 +315,17 @@ class ProductAdmin(SalesbotModelView, model=Product):
         Product.stock,
         Product.active,
     ]
-    details_template = "salesbot/toggle_details.html"
+    active_meaning = "offered to customers"
+    inactive_meaning = "never offered to customers"
 
-    def _without_vectors(self, stmt: Select[Any]) -> Select[Any]:
-        return stmt.options(defer(Product.embedding, raiseload=True), defer(Product.search_vector, raiseload=True))
-
-    def list_query(self, request: Request) -> Select[Any]:
-        return self._without_vectors(select(Product))
-
-    def details_query(self, request: Request) -> Select[Any]:
-        return self._without_vectors(super().details_query(request))
-
-    async def details_context(self, request: Request) -> dict[str, Any]:
-        return {
-            "csrf_token": csrf_token(request),
-            "active_meaning": "offered to customers",
-            "inactive_meaning": "never offered to customers",
-        }
+    def row_label(self, row: Any) -> str:
+        return str(row.sku)
 
     async def on_model_change(self, data: dict[str, Any], model: Any, is_created: bool, request: Request) -> None:
         await self.site.embed_product_form(data, model)
 
-    @expose("/{pk}/set-active", methods=["POST"])
-    async def set_active(self, request: Request) -> Response:
-        return await self.site.set_active(request, Product, identity=self.identity, label=lambda p: p.sku)
 
-
-class KnowledgeAdmin(SalesbotModelView, model=KnowledgeChunk):
+class KnowledgeAdmin(EmbeddedContentView, model=KnowledgeChunk):
     name = "Knowledge"
     name_plural = "Knowledge"
     icon = "fa-solid fa-book"
@@ -360,34 +377,14 @@ class KnowledgeAdmin(SalesbotModelView, model=KnowledgeChunk):
         "chunk_index": {"validators": [NumberRange(min=0, max=100_000)]},
     }
     form_widget_args: ClassVar[Any] = {"content": {"rows": 14}}
-    details_template = "salesbot/toggle_details.html"
+    active_meaning = "used in the bot's answers"
+    inactive_meaning = "never used in answers"
 
-    def _without_vectors(self, stmt: Select[Any]) -> Select[Any]:
-        return stmt.options(
-            defer(KnowledgeChunk.embedding, raiseload=True), defer(KnowledgeChunk.search_vector, raiseload=True)
-        )
-
-    def list_query(self, request: Request) -> Select[Any]:
-        return self._without_vectors(select(KnowledgeChunk))
-
-    def details_query(self, request: Request) -> Select[Any]:
-        return self._without_vectors(super().details_query(request))
-
-    async def details_context(self, request: Request) -> dict[str, Any]:
-        return {
-            "csrf_token": csrf_token(request),
-            "active_meaning": "used in the bot's answers",
-            "inactive_meaning": "never used in answers",
-        }
+    def row_label(self, row: Any) -> str:
+        return f"{row.source} part {row.chunk_index}"
 
     async def on_model_change(self, data: dict[str, Any], model: Any, is_created: bool, request: Request) -> None:
         await self.site.embed_chunk_form(data, model)
-
-    @expose("/{pk}/set-active", methods=["POST"])
-    async def set_active(self, request: Request) -> Response:
-        return await self.site.set_active(
-            request, KnowledgeChunk, identity=self.identity, label=lambda c: f"{c.source} part {c.chunk_index}"
-        )
 
 
 class QuoteAdmin(SalesbotModelView, model=Quote):
