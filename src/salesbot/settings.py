@@ -80,7 +80,7 @@ class LLMSettings(BaseSettings):
     base_url: str = ""
     api_key: SecretStr = SecretStr("")
     fallback_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    request_timeout_seconds: float = Field(default=20.0, gt=0)
+    request_timeout_seconds: float = Field(default=12.0, gt=0)
     max_requests_per_turn: int = Field(default=6, ge=1, le=50)
 
     _split = field_validator("fallback_models", mode="before")(_split_csv)
