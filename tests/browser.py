@@ -21,7 +21,14 @@ from salesbot.knowledge.embeddings import get_embedder
 from salesbot.knowledge.seed import seed_demo_data
 from salesbot.settings import Settings
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "bench" / "screenshots"
+# The README's screenshots are refreshed only on request (`SALESBOT_UPDATE_SCREENSHOTS=1 make test`), so an
+# ordinary test run never modifies tracked files; otherwise they go to a temporary folder.
+README_SCREENSHOTS = Path(__file__).resolve().parents[1] / "bench" / "screenshots"
+SCREENSHOTS = (
+    README_SCREENSHOTS
+    if os.environ.get("SALESBOT_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "salesbot-screenshots"
+)
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 DRIVER_NAMES = ("chromedriver",)
 CHROMIUM_FLAGS = (
