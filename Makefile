@@ -26,8 +26,8 @@ install: $(VENV)/.installed ## create .venv and install salesbot with its dev to
 run: install ## start the whole product: embedded PostgreSQL+pgvector and Redis, API and worker (Ctrl-C stops)
 	$(RUN)/salesbot dev
 
-test: install ## run the test suite (starts its own PostgreSQL and Redis)
-	$(RUN)/pytest -m "not soak"
+test: install ## run the test suite (starts its own PostgreSQL and Redis; system tests run by `make test-system`)
+	$(RUN)/pytest -m "not soak and not system"
 
 test-fast: install ## the test suite without slow tests
 	$(RUN)/pytest -m "not slow and not soak and not system"

@@ -56,6 +56,8 @@ def test_a_crashed_workers_job_is_rerun_after_the_job_timeout_even_with_long_cro
     try:
         assert "sync_inventory" in worker.functions
         assert worker.in_progress_timeout_s == crash_recovery_seconds(settings)
+        # Due jobs start within 50 ms, not arq's default 0.5 s (paid twice per reply: turn wake-up, delivery).
+        assert worker.poll_delay_s == 0.05
         assert crash_recovery_seconds(settings) == settings.worker_job_timeout_seconds + 10
     finally:
         worker._pool = None

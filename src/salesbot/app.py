@@ -13,6 +13,7 @@ from salesbot.api.middleware import AllowHeaderMiddleware
 from salesbot.api.router import router as api_router
 from salesbot.health.router import router as health_router
 from salesbot.inbox.router import router as inbox_router
+from salesbot.kit.body_timeout import BodyReadTimeoutMiddleware
 from salesbot.kit.errors import AppError
 from salesbot.kit.logging import configure_logging, get_logger
 from salesbot.resources import open_resources
@@ -23,6 +24,8 @@ log = get_logger(__name__)
 
 # No request this service accepts is larger (provider webhooks are a few KiB): bigger bodies get 413 unread.
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
+# A body still incomplete this long after the request started gets 408 (uvicorn does not bound a slow upload).
+REQUEST_BODY_TIMEOUT_SECONDS = 30.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -54,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(inbox_router)
     app.include_router(api_router)
     app.add_middleware(AllowHeaderMiddleware, routes=api_router.routes, prefix=api_router.prefix)
+    app.add_middleware(BodyReadTimeoutMiddleware, seconds=REQUEST_BODY_TIMEOUT_SECONDS)
     if settings.console_provider_enabled:
         app.include_router(simulator_router)
     admin = mount_admin(app, settings)

@@ -31,6 +31,10 @@ log = get_logger(__name__)
 # A job whose worker was SIGKILLed is re-run after job_timeout (+ ~10 s arq overhead): keep recovery near a minute.
 JOB_TIMEOUT_SECONDS = 45
 HEALTH_CHECK_INTERVAL_SECONDS = 10
+# How often an idle worker looks for due jobs. arq's default (0.5 s) is paid twice per reply (the turn's wake-up at
+# the end of the debounce window, then the delivery job): about 0.5 s of the bot's own latency on average
+# (bench/bench_turn.py). Polling every 50 ms costs a few cheap Redis commands a second.
+POLL_DELAY_SECONDS = 0.05
 
 
 def build_startup(settings: Settings | None, *, generator: ReplyGenerator | None = None) -> Any:
@@ -88,6 +92,7 @@ class WorkerSettings:
     keep_result = 0
     health_check_interval = HEALTH_CHECK_INTERVAL_SECONDS
     allow_abort_jobs = True
+    poll_delay = POLL_DELAY_SECONDS
 
 
 def worker_options(settings: Settings, *, generator: ReplyGenerator | None = None) -> dict[str, Any]:
@@ -115,7 +120,7 @@ def build_worker(settings: Settings, *, burst: bool = False) -> Any:
     """The production worker (`salesbot worker`)."""
     from arq.worker import Worker
 
-    worker = Worker(**worker_options(settings), burst=burst)
+    worker = Worker(**worker_options(settings), burst=burst, poll_delay=WorkerSettings.poll_delay)
     # arq leases every job for the longest timeout of ANY function + 10 s, cron jobs included: with the inventory
     # sync (300 s) configured, a crashed worker's conversation turn would wait over five minutes. Lease by the job
     # timeout instead. A longer job (the inventory sync) that outlives its lease may be started a second time,

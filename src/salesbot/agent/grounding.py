@@ -94,13 +94,36 @@ def _separator_readings(part: str) -> set[str]:
     return {part}
 
 
+# A money figure is grounded only by a number that was money where it came from (next to a currency or a price
+# word): otherwise "1-year warranty" or "5 units" would ground "1.00 AED each, total 5.00 AED".
+MONEY_TAG = "money:"
+
+
 def figures(text: str) -> set[str]:
-    """All numbers in a text (a tool result), in every reading."""
+    """All numbers in a text (a tool result), in every reading; money amounts also as `money:<value>`."""
     cleaned = PLACEHOLDER.sub(" ", _ascii_digits(text))
     found: set[str] = set()
     for match in _ANY_NUMBER.finditer(cleaned):
         found |= interpretations(match.group(0))
+    for match in _MONEY.finditer(cleaned):
+        found |= as_money(_amount_readings(match.group("a") or match.group("b") or match.group("c")))
     return found
+
+
+_THOUSANDS_OF_ZEROS = re.compile(r"\d{1,3}(?:[.,\u00a0\u202f ']000)+")
+
+
+def _amount_readings(number: str) -> set[str]:
+    """Readings of an amount: "AED 1,000" or "5.000 руб" is a thousand-grouped amount, never 1 or 5."""
+    if _THOUSANDS_OF_ZEROS.fullmatch(_ascii_digits(number).strip()):
+        return {_canonical(Decimal(re.sub(r"\D", "", _ascii_digits(number))))}
+    return interpretations(number)
+
+
+def as_money(values: Iterable[str]) -> set[str]:
+    """`values` (computed amounts: a quote total, a monthly payment) grounded as money, and as plain numbers."""
+    plain = set(values)
+    return plain | {MONEY_TAG + value for value in plain if not value.startswith(MONEY_TAG)}
 
 
 @dataclass(frozen=True)
@@ -132,7 +155,10 @@ def ungrounded(reply: str, allowed: Iterable[str], *, discount_cap: Decimal) -> 
     allowed_set = set(allowed)
     problems: list[Figure] = []
     for figure in stated_figures(reply):
-        if figure.values & allowed_set:
+        if figure.kind == "money":
+            if {MONEY_TAG + value for value in figure.values} & allowed_set:
+                continue
+        elif figure.values & allowed_set:
             continue
         if figure.kind == "discount" and any(
             Decimal(value) <= discount_cap for value in figure.values if _is_decimal(value)

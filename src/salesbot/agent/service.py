@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesbot.agent import repository
 from salesbot.agent.agent import sales_agent
 from salesbot.agent.deps import AgentDeps, CustomerProfile
-from salesbot.agent.grounding import figures
+from salesbot.agent.grounding import as_money, figures
 from salesbot.agent.history import load_history, message_text, turn_prompt
 from salesbot.agent.language import conversation_language
 from salesbot.agent.models import llm_names, model_for, turn_scope
@@ -220,7 +220,7 @@ def _baseline_figures(playbook: Playbook, profile: CustomerProfile) -> set[str]:
         f"{playbook.discount.max_pct} {playbook.financing.default_annual_rate} {playbook.financing.max_months}"
     )
     for quote in profile.past_quotes:
-        found |= figures(str(quote.total))
+        found |= as_money(figures(str(quote.total)))
     return found
 
 

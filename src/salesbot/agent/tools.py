@@ -19,7 +19,7 @@ from pydantic_ai.tools import ToolDefinition
 
 from salesbot.agent import repository
 from salesbot.agent.deps import MAX_STAGE_HISTORY, AgentDeps, SelectedItem, StageChange
-from salesbot.agent.grounding import figures
+from salesbot.agent.grounding import MONEY_TAG, as_money, figures
 from salesbot.agent.pii import PLACEHOLDER
 from salesbot.agent.stages import check_transition, tools_for_stage
 from salesbot.kit.logging import get_logger
@@ -495,7 +495,7 @@ async def calculate_financing(
     rate = policy.default_annual_rate if annual_rate is None else _decimal(annual_rate, field="annual_rate")
     if amount <= 0:
         raise ModelRetry("price must be positive")
-    if not figures(str(amount)) & deps.grounded_figures():
+    if not {MONEY_TAG + value for value in figures(str(amount))} & deps.grounded_figures():
         raise ModelRetry(
             "price must be a unit price or quote total returned by get_product, search_products or create_quote"
         )
@@ -526,7 +526,7 @@ async def calculate_financing(
     outputs = {str(value) for value in (payment, total_paid, interest, principal, down)}
     grounded: set[str] = set()
     for value in outputs:
-        grounded |= figures(value)
+        grounded |= as_money(figures(value))
     data = {
         "status": "ok",
         "financing": {

@@ -8,26 +8,49 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from typing import Any
 
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
+# Contact details that reach a log line inside text we do not control (a provider's error description, an
+# exception message) are masked: a phone-shaped run of 7+ digits and e-mail addresses.
+_PHONE_SHAPED = re.compile(r"(?<![\w+])\+?\d[\d ()\-]{5,}\d(?!\w)")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def redact(text: str) -> str:
+    """`text` with phone numbers and e-mail addresses replaced by [phone] / [email]."""
+
+    def phone(match: re.Match[str]) -> str:
+        found = match.group(0)
+        digits = sum(char.isdigit() for char in found)
+        if digits < 7 or _ISO_DATE.search(found):
+            return found
+        return "[phone]"
+
+    return _PHONE_SHAPED.sub(phone, _EMAIL.sub("[email]", text))
+
 
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = {k: v for k, v in record.__dict__.items() if k not in _RESERVED}
-        head = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {record.getMessage()}"
+        head = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {redact(record.getMessage())}"
         parts = [head] + [f"{key}={_render(value)}" for key, value in fields.items()]
         line = " ".join(parts)
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + redact(self.formatException(record.exc_info))
         return line
 
 
 def _render(value: Any) -> str:
-    if isinstance(value, str) and value and " " not in value and "=" not in value:
-        return value
+    if isinstance(value, str):
+        text = redact(value)
+        if text and " " not in text and "=" not in text:
+            return text
+        return json.dumps(text, ensure_ascii=False)
     return json.dumps(value, default=str, ensure_ascii=False)
 
 

@@ -8,6 +8,7 @@ between retry, failure, template and opt-out without knowing the vendor.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -204,9 +205,20 @@ class MessagingProvider(Protocol):
 MAX_ID_LENGTH = 128
 
 
+# A JSON string may escape half of a surrogate pair ("\\ud83d" alone): Python decodes it to a lone surrogate,
+# which has no UTF-8 encoding, so the database refuses it. Such a payload must be stored, not retried for ever.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """`text` with lone surrogates replaced by U+FFFD (any string taken from a provider's JSON)."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def clean_text(text: str) -> str:
-    """PostgreSQL text cannot hold NUL characters; a payload carrying one must not make the webhook fail."""
-    return text.replace("\x00", "")
+    """PostgreSQL text cannot hold NUL characters or lone surrogates; a payload carrying one must not make the
+    webhook fail."""
+    return storable(text.replace("\x00", ""))
 
 
 def valid_id(value: str) -> bool:

@@ -139,7 +139,8 @@ class ConsoleProvider:
     def parse(self, request: WebhookRequest) -> list[InboundEvent]:
         try:
             body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            # RecursionError: JSON nested deeper than the parser's recursion limit ("[[[[..." in a 1 MiB body).
             raise MalformedWebhookError(f"body is not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
             raise MalformedWebhookError("body must be a JSON object")

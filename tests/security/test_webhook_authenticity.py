@@ -1,0 +1,157 @@
+"""Every provider route proves who is calling, and every secret is compared in constant time.
+
+- Each `/webhooks/...` route of the route table refuses a caller without the provider's credential (Wazzup: the
+  secret in the path, 404; Twilio: `X-Twilio-Signature`, 403; console: 404 unless the console is on), whatever
+  the body, and stores nothing.
+- The secret material of each check (Wazzup path secret, Twilio signature, API token, admin credentials) goes
+  through `hmac.compare_digest`: a spy on it sees the configured secret in every comparison.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from salesbot.app import create_app
+from salesbot.models import Message
+from tests.fakes.pipeline import (
+    PUBLIC_BASE_URL,
+    TWILIO_TOKEN,
+    WAZZUP_SECRET,
+    Pipeline,
+    twilio_params,
+    wazzup_message,
+)
+from tests.security.test_route_auth import walk
+
+BODY = json.dumps({"messages": [wazzup_message("79990001122", "hello")]}).encode()
+
+
+async def stored(pipeline: Pipeline) -> int:
+    async with pipeline.resources.sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(Message)) or 0)
+
+
+@pytest.mark.parametrize("pipeline_overrides", [{"root": {"console_enabled": False}}])
+async def test_every_webhook_route_refuses_an_unauthenticated_caller(pipeline: Pipeline) -> None:
+    routes = sorted({e.path for e in walk(create_app(pipeline.resources.settings).routes)})
+    webhooks = [path for path in routes if path.startswith("/webhooks/")]
+    assert webhooks == ["/webhooks/console", "/webhooks/twilio", "/webhooks/twilio/status", "/webhooks/wazzup/{secret}"]
+    form = "&".join(f"{k}={v}" for k, v in twilio_params("whatsapp:+14155550123", "hi")).encode()
+    attempts = {
+        "/webhooks/wazzup/{secret}": [
+            ("/webhooks/wazzup/wrong", {}, BODY),
+            ("/webhooks/wazzup/" + WAZZUP_SECRET[:-1], {}, BODY),  # all but the last character
+            ("/webhooks/wazzup/" + WAZZUP_SECRET + "x", {}, BODY),
+            ("/webhooks/wazzup/%20", {}, BODY),
+        ],
+        "/webhooks/twilio": [
+            ("/webhooks/twilio", {}, form),
+            ("/webhooks/twilio", {"x-twilio-signature": "AAAA"}, form),
+            ("/webhooks/twilio", {"x-twilio-signature": TWILIO_TOKEN}, form),
+        ],
+        "/webhooks/twilio/status": [
+            ("/webhooks/twilio/status", {}, b"MessageSid=SM1&MessageStatus=delivered"),
+            ("/webhooks/twilio/status", {"x-twilio-signature": "AAAA"}, b"MessageSid=SM1&MessageStatus=failed"),
+        ],
+        "/webhooks/console": [("/webhooks/console", {}, b'{"phone": "+15550100", "text": "hi"}')],
+    }
+    assert sorted(attempts) == webhooks
+    statuses = []
+    for route in webhooks:
+        for path, headers, body in attempts[route]:
+            headers = {"content-type": "application/x-www-form-urlencoded", **headers}
+            response = await pipeline.client.post(path, content=body, headers=headers)
+            statuses.append((path, response.status_code))
+    expected = {"/webhooks/twilio": 403, "/webhooks/twilio/status": 403}
+    assert statuses == [(path, expected.get(path, 404)) for path, _status in statuses]
+    assert await stored(pipeline) == 0
+
+
+@given(secret=st.text(min_size=0, max_size=80).filter(lambda s: s != WAZZUP_SECRET))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_other_wazzup_secret_is_accepted(secret: str) -> None:
+    from salesbot.messaging.base import WebhookRejectedError, WebhookRequest
+    from salesbot.messaging.wazzup import WazzupProvider
+    from salesbot.settings import WazzupSettings
+
+    provider = WazzupProvider(WazzupSettings(webhook_secret=WAZZUP_SECRET), httpx.AsyncClient())
+    request = WebhookRequest(path="/", query="", headers={}, body=b"", path_params={"secret": secret})
+    with pytest.raises(WebhookRejectedError):
+        provider.verify(request)
+
+
+Comparison = tuple[bytes | str, bytes | str]
+
+
+@pytest.fixture
+def comparisons(monkeypatch: pytest.MonkeyPatch) -> list[Comparison]:
+    """Every `hmac.compare_digest` call (still answered by the real function)."""
+    seen: list[Comparison] = []
+    real: Callable[[Any, Any], bool] = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        seen.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    return seen
+
+
+def compared(seen: list[Comparison], secret: str) -> bool:
+    token = secret.encode()
+    return any(
+        token in (a if isinstance(a, bytes) else a.encode()) or token in (b if isinstance(b, bytes) else b.encode())
+        for a, b in seen
+    )
+
+
+async def test_wazzup_secret_is_compared_in_constant_time(pipeline: Pipeline, comparisons: list[Comparison]) -> None:
+    assert (await pipeline.wazzup(BODY)).status_code == 200
+    assert compared(comparisons, WAZZUP_SECRET)
+
+
+async def test_twilio_signature_is_compared_in_constant_time(pipeline: Pipeline, comparisons: list[Comparison]) -> None:
+    from salesbot.messaging.twilio import compute_signature
+
+    params = twilio_params("whatsapp:+14155550123", "hi")
+    signature = compute_signature(TWILIO_TOKEN, PUBLIC_BASE_URL + "/webhooks/twilio", params)
+    assert (await pipeline.twilio(params)).status_code == 200
+    assert compared(comparisons, signature)
+
+
+async def test_api_token_is_compared_in_constant_time(pipeline: Pipeline, comparisons: list[Comparison]) -> None:
+    token = pipeline.resources.settings.auth.api_token.get_secret_value()
+    response = await pipeline.client.get("/api/v1/stats", headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert compared(comparisons, token)
+    comparisons.clear()
+    response = await pipeline.client.get("/api/v1/stats", headers={"authorization": "Bearer guess"})
+    assert response.status_code == 401
+    assert compared(comparisons, token)
+
+
+async def test_admin_credentials_are_compared_in_constant_time(
+    app_with_lifespan: FastAPI, comparisons: list[Comparison]
+) -> None:
+    auth = app_with_lifespan.state.resources.settings.auth
+    transport = httpx.ASGITransport(app=app_with_lifespan)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.post(
+            "/admin/login",
+            data={"username": auth.admin_username, "password": "wrong-password"},
+            headers={"origin": "http://testserver"},
+        )
+    assert response.status_code in (200, 400, 401)
+    assert "/admin/login" in str(response.url)
+    assert compared(comparisons, auth.admin_username)
+    assert compared(comparisons, auth.admin_password.get_secret_value())
