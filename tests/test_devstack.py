@@ -3,9 +3,20 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from salesbot.devstack import DevStack, EmbeddedPostgres, EmbeddedRedis, _pid_alive
+
+
+@pytest.fixture(autouse=True)
+def _stop_leftovers(tmp_path: Path) -> Iterator[None]:
+    """Servers are daemons: stop whatever a test started in its folder, even when the test failed."""
+    yield
+    EmbeddedRedis(tmp_path).stop()
+    EmbeddedPostgres(tmp_path).stop()
 
 
 def test_redis_start_is_idempotent_and_stop_is_clean(tmp_path: Path) -> None:

@@ -59,12 +59,15 @@ async def test_readyz_reports_a_dead_redis(database_url: str, tmp_path: Path) ->
     doomed = EmbeddedRedis(tmp_path, persistent=False)
     doomed.start()
     settings = make_settings(database_url, doomed.url)
-    async with running_app(settings) as client:
-        async with Redis.from_url(doomed.url) as direct:
-            await direct.set(WORKER_HEARTBEAT_KEY, "alive")
-        assert (await client.get("/readyz")).status_code == 200
-        doomed.stop()
-        response = await client.get("/readyz")
+    try:
+        async with running_app(settings) as client:
+            async with Redis.from_url(doomed.url) as direct:
+                await direct.set(WORKER_HEARTBEAT_KEY, "alive")
+            assert (await client.get("/readyz")).status_code == 200
+            doomed.stop()
+            response = await client.get("/readyz")
+    finally:
+        doomed.stop()  # a no-op when it is already gone; never leak a server from a failed test
     body = response.json()
     assert response.status_code == 503
     assert body["status"] == "not_ready"
