@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ import sys
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -784,3 +785,20 @@ def check_logs_clean(system: System, *, contacts: Iterable[str]) -> int:
     found = sorted({value for value in contacts if value and value in logs})
     assert found == [], f"contact details in the logs: {found[:5]}"
     return logs.count("\n")
+
+
+async def write_as_customer(
+    system: System, chat: str, channel: Channel, questions: Sequence[str], messages: int, rng: random.Random
+) -> list[Ack]:
+    """A customer writing `messages` messages about a second apart, redelivering a webhook until it is acknowledged
+    (what a provider does while the API is down)."""
+    acks: list[Ack] = []
+    await asyncio.sleep(rng.uniform(0, 1.5))
+    for index in range(messages):
+        message = Inbound(channel, chat, f"{questions[index % len(questions)]} ({chat_tag(chat)} {letters(index, 2)})")
+        first = await system.webhooks.deliver(message)
+        acks.append(first)
+        if first.status != 200:
+            acks.append(await system.webhooks.deliver_until_acked(message, timeout=90, pause=rng.uniform(0.5, 1.5)))
+        await asyncio.sleep(rng.uniform(0.4, 1.6))
+    return acks

@@ -19,15 +19,12 @@ import pytest
 from salesbot.models import Channel
 from tests.system.conftest import MakeSystem
 from tests.system.harness import (
-    Ack,
-    Inbound,
     System,
     SystemConfig,
-    chat_tag,
     check_every_turn_answered,
-    letters,
     twilio_chat,
     wazzup_chat,
+    write_as_customer,
 )
 
 pytestmark = pytest.mark.system
@@ -40,21 +37,6 @@ QUESTIONS = (
     "Can I pay by bank transfer?",
     "Is there a warranty?",
 )
-
-
-async def customer(system: System, chat: str, channel: Channel, messages: int, rng: random.Random) -> list[Ack]:
-    """Write `messages` messages a second or so apart; redeliver a webhook until the bot acknowledges it."""
-    acks: list[Ack] = []
-    await asyncio.sleep(rng.uniform(0, 1.5))
-    for index in range(messages):
-        text = f"{QUESTIONS[index % len(QUESTIONS)]} ({chat_tag(chat)} {letters(index, 2)})"
-        message = Inbound(channel, chat, text)
-        first = await system.webhooks.deliver(message)
-        acks.append(first)
-        if first.status != 200:
-            acks.append(await system.webhooks.deliver_until_acked(message, timeout=90, pause=rng.uniform(0.5, 1.5)))
-        await asyncio.sleep(rng.uniform(0.4, 1.6))
-    return acks
 
 
 async def restarts(system: System, plan: list[tuple[float, signal.Signals]]) -> list[dict[str, Any]]:
@@ -88,7 +70,9 @@ async def run_api_restart(
             (twilio_chat(i), Channel.TWILIO) if i % 3 == 0 else (wazzup_chat(i), Channel.WAZZUP)
             for i in range(customers_count)
         ]
-        load = asyncio.gather(*(customer(system, chat, channel, messages, rng) for chat, channel in chats))
+        load = asyncio.gather(
+            *(write_as_customer(system, chat, channel, QUESTIONS, messages, rng) for chat, channel in chats)
+        )
         outages = await restarts(system, plan)
         results = await load
         acks = [ack for acks in results for ack in acks]

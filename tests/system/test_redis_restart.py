@@ -22,13 +22,11 @@ from tests.system.conftest import MakeSystem
 from tests.system.harness import (
     Ack,
     Inbound,
-    System,
     SystemConfig,
-    chat_tag,
     check_every_turn_answered,
-    letters,
     twilio_chat,
     wazzup_chat,
+    write_as_customer,
 )
 
 pytestmark = pytest.mark.system
@@ -40,19 +38,6 @@ QUESTIONS = (
     "What is the delivery time?",
     "Could you prepare a quotation?",
 )
-
-
-async def customer(system: System, chat: str, channel: Channel, messages: int, rng: random.Random) -> list[Ack]:
-    acks: list[Ack] = []
-    await asyncio.sleep(rng.uniform(0, 1.5))
-    for index in range(messages):
-        message = Inbound(channel, chat, f"{QUESTIONS[index % len(QUESTIONS)]} ({chat_tag(chat)} {letters(index, 2)})")
-        first = await system.webhooks.deliver(message)
-        acks.append(first)
-        if first.status != 200:
-            acks.append(await system.webhooks.deliver_until_acked(message, timeout=90, pause=rng.uniform(0.5, 1.5)))
-        await asyncio.sleep(rng.uniform(0.5, 1.5))
-    return acks
 
 
 async def run_redis_restart(
@@ -72,7 +57,9 @@ async def run_redis_restart(
             (twilio_chat(i), Channel.TWILIO) if i % 4 == 0 else (wazzup_chat(i), Channel.WAZZUP)
             for i in range(customers_count)
         ]
-        load = asyncio.gather(*(customer(system, chat, channel, messages, rng) for chat, channel in chats))
+        load = asyncio.gather(
+            *(write_as_customer(system, chat, channel, QUESTIONS, messages, rng) for chat, channel in chats)
+        )
         outages = []
         total = customers_count * messages
         one_shot: list[Ack] = []
