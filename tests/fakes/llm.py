@@ -25,10 +25,9 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from tests.fakes.provider_api import _QuietServer, serve_in_thread
+from tests.fakes.server import local_server, serve_in_thread
 
 DEFAULT_REPLY = "Thank you for your message! I am checking this for you and will help you right away."
 
@@ -213,23 +212,9 @@ class FakeLLM:
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[FakeLLM]:
-        config = uvicorn.Config(
-            self, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False, backlog=2048
-        )
-        server = _QuietServer(config)
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        self.port = server.servers[0].sockets[0].getsockname()[1]
-        try:
+        async with local_server(self) as port:
+            self.port = port
             yield self
-        finally:
-            server.should_exit = True
-            server.force_exit = True
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(task, 10)
 
     @contextlib.contextmanager
     def in_thread(self) -> Iterator[FakeLLM]:

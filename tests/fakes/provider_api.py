@@ -13,7 +13,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import threading
 import time
 import uuid
 from collections import deque
@@ -26,8 +25,9 @@ from urllib.parse import parse_qsl
 
 import httpx
 import respx
-import uvicorn
 from starlette.types import Receive, Scope, Send
+
+from tests.fakes.server import local_server, serve_in_thread
 
 WAZZUP_BASE = "https://wazzup.test/v3"
 TWILIO_BASE = "https://twilio.test"
@@ -185,13 +185,6 @@ def mocked(wazzup: FakeWazzupApi, twilio: FakeTwilioApi) -> Any:
         yield router
 
 
-class _QuietServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        # The test process keeps its own signal handling.
-        yield
-
-
 @dataclass
 class FakeProviderServer:
     """Both fakes behind a real HTTP server on 127.0.0.1 (for worker subprocesses).
@@ -305,65 +298,19 @@ class FakeProviderServer:
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[FakeProviderServer]:
-        config = uvicorn.Config(
-            self, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False, backlog=2048
-        )
-        server = _QuietServer(config)
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        self.port = server.servers[0].sockets[0].getsockname()[1]
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
-        try:
-            yield self
-        finally:
-            self._release.set()
-            for pending in list(self._background):
-                pending.cancel()
-            await self._http.aclose()
-            server.should_exit = True
-            server.force_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, 10)
+        async with local_server(self) as port:
+            self.port = port
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+            try:
+                yield self
+            finally:
+                self._release.set()
+                for pending in list(self._background):
+                    pending.cancel()
+                await self._http.aclose()
 
     @contextlib.contextmanager
     def in_thread(self) -> Iterator[FakeProviderServer]:
         """`serving()` on its own event loop in a daemon thread; stops (and joins) on exit."""
         with serve_in_thread(self.serving) as server:
             yield server
-
-
-@contextlib.contextmanager
-def serve_in_thread(serving: Any, *, name: str = "fake-server") -> Iterator[Any]:
-    """Run an async context manager factory (`serving`) on a fresh event loop in a thread, until exit."""
-    started = threading.Event()
-    state: dict[str, Any] = {}
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        state["loop"], state["stop"] = asyncio.get_running_loop(), stop
-        async with serving() as value:
-            state["value"] = value
-            started.set()
-            await stop.wait()
-
-    def run() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # reported to the caller below
-            state["error"] = exc
-        finally:
-            started.set()
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    started.wait(30)
-    if "value" not in state:
-        raise RuntimeError(f"{name} did not start") from state.get("error")
-    try:
-        yield state["value"]
-    finally:
-        state["loop"].call_soon_threadsafe(state["stop"].set)
-        thread.join(30)
