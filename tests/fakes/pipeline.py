@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -81,7 +82,7 @@ def pipeline_settings(
 def wazzup_message(chat_id: str, text: str, *, message_id: str | None = None, **extra: Any) -> dict[str, Any]:
     return {
         "messageId": message_id or str(uuid.uuid4()),
-        "dateTime": "2026-11-21T10:00:00.000Z",
+        "dateTime": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "channelId": WAZZUP_CHANNEL,
         "chatType": "whatsapp",
         "chatId": chat_id,

@@ -103,10 +103,13 @@ async def send_manager_message(
 async def apply_manager_echo(
     session: AsyncSession, conversation_id: int, message_id: int, *, hours: float
 ) -> Conversation | None:
-    """A human wrote from the provider's own inbox: they own the chat for `hours` from that message.
+    """A human wrote from the provider's own inbox: they own the chat for `hours` from when salesbot received it.
 
-    Idempotent (a repeated job changes nothing) and never shortens a longer takeover already in place. Marks the
-    echo applied (`processed_at`), so that a turn can apply the takeovers whose job was lost (Redis data loss).
+    The provider's timestamp is not trusted for this: a clock that runs ahead would lengthen the takeover and a
+    delayed or redelivered echo (days old) would cancel it, so the takeover runs from when the inbox stored the
+    echo (`created_at`). Idempotent (a repeated job changes nothing) and never shortens a longer takeover already
+    in place. Marks the echo applied (`processed_at`), so that a turn can apply the takeovers whose job was lost
+    (Redis data loss).
     """
     message = await session.get(Message, message_id)
     if message is None:
@@ -114,7 +117,7 @@ async def apply_manager_echo(
     conversation = await _conversation(session, conversation_id)
     if message.processed_at is None:
         message.processed_at = utcnow()
-    until = (message.sent_at or message.created_at) + timedelta(hours=hours)
+    until = message.created_at + timedelta(hours=hours)
     if until <= utcnow():
         return conversation
     if conversation.owner is Owner.HUMAN and (conversation.owner_until is None or conversation.owner_until >= until):
