@@ -64,8 +64,11 @@ Patch = Annotated[F | None, AfterValidator(_not_null), Field(json_schema_extra=_
 # One rule in the OpenAPI schema (a pattern clients and schemathesis can read) and in validation (with readable
 # messages): no control characters (tab and newlines are fine); "non-blank" texts need one visible character.
 _CONTROL_CLASS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+# Whitespace spelled out as the characters Python's `str.strip()` removes: JSON Schema patterns are ECMA-262, whose
+# `\s` leaves out U+0085 (NEL) and U+001C-U+001F, so a schema written with `\s` admits texts the validator refuses.
+WHITESPACE_CLASS = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 TEXT_PATTERN = rf"^[^{_CONTROL_CLASS}]*$"
-NON_BLANK_PATTERN = rf"^[^{_CONTROL_CLASS}]*[^\s{_CONTROL_CLASS}][^{_CONTROL_CLASS}]*$"
+NON_BLANK_PATTERN = rf"^[^{_CONTROL_CLASS}]*[^{WHITESPACE_CLASS}{_CONTROL_CLASS}][^{_CONTROL_CLASS}]*$"
 
 
 def _printable_value(value: Any) -> Any:
