@@ -124,10 +124,12 @@ async def test_each_filter_selects_exactly_the_matching_conversations(
     assert await matching(updated_since=(T0 + timedelta(days=1)).isoformat()) == {b, c}
     assert await matching(updated_until=(T0 + timedelta(days=3)).isoformat()) == {a, b}
     # Both bounds together, a naive timestamp read as UTC.
-    assert await matching(updated_since="2026-11-02T00:00:00", updated_until="2026-11-04T00:00:00") == {b}
+    naive = T0.replace(tzinfo=None)
+    since, until = (naive + timedelta(days=1)).isoformat(), (naive + timedelta(days=3)).isoformat()
+    assert await matching(updated_since=since, updated_until=until) == {b}
     assert await matching(status="active", owner="bot", language="ru", phone="7900") == {a}
     # An inverted window matches nothing.
-    assert await matching(updated_since="2026-11-05T00:00:00Z", updated_until="2026-11-01T00:00:00Z") == set()
+    assert await matching(updated_since=(T0 + timedelta(days=4)).isoformat(), updated_until=T0.isoformat()) == set()
 
 
 @pytest.mark.parametrize(

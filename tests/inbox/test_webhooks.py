@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -289,13 +290,12 @@ async def test_unknown_twilio_sender_is_stored_as_given(pipeline: Pipeline) -> N
 
 async def test_hostile_strings_are_stored_or_refused_never_a_server_error(pipeline: Pipeline) -> None:
     # NUL characters cannot be stored by PostgreSQL; oversized ids are no provider's. Neither may cause a 5xx.
+    naive_now = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
     body = {
         "messages": [
             wazzup_message("7999\u00000001", "a\u0000b", contact={"name": "N\u0000ame"}, type="te\u0000xt"),
             wazzup_message("79990000002", "ok", message_id="x" * 500),
-            wazzup_message(
-                "79990000003", "media", contentUri="https://store.wazzup24.com/\u0000f", dateTime="2026-01-01T10:00:00"
-            ),
+            wazzup_message("79990000003", "media", contentUri="https://store.wazzup24.com/\u0000f", dateTime=naive_now),
         ],
         "statuses": [{"messageId": "s\u0000id", "status": "read"}, {"messageId": "y" * 500, "status": "read"}],
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -63,7 +64,11 @@ async def test_a_whole_conversation_logs_no_secret_and_no_contact_detail(
     sent = pipeline.wazzup_api.sent
     assert sent, "the conversation did not reach the provider"
     assert pipeline.twilio_api.sent
-    status = {"messageId": sent[0].provider_message_id, "timestamp": "2026-11-21T10:00:00Z", "status": "delivered"}
+    status = {
+        "messageId": sent[0].provider_message_id,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "status": "delivered",
+    }
     await pipeline.wazzup({"statuses": [status]})
     await pipeline.wazzup(
         {"messages": [wazzup_message(WAZZUP_CHAT, "Anna here", isEcho=True, status="sent", authorName="Anna")]}
