@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from salesbot.kit.logging import configure_logging
 from salesbot.settings import Settings, get_settings
 
@@ -188,7 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.handler(args)
+    try:
+        result: int = args.handler(args)
+    except ValidationError as exc:
+        # Refusing to start is an answer for the operator, not a crash: say what to change, without a traceback.
+        problems = "\n".join(f"  - {error['msg'].removeprefix('Value error, ')}" for error in exc.errors())
+        print(f"salesbot: configuration refused:\n{problems}", file=sys.stderr)
+        return 2
     return result
 
 

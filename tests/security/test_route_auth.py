@@ -19,7 +19,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.routing import BaseRoute, Mount
 
 from salesbot.app import create_app
-from salesbot.settings import AuthSettings, Settings
+from salesbot.settings import AuthSettings, ConversationSettings, Settings
 
 BASE = "http://testserver"
 
@@ -129,6 +129,10 @@ def test_development_only_routes_exist_only_with_the_console_provider(settings: 
     # Off by default in production.
     auth = AuthSettings(api_token="p" * 32, admin_password="q" * 16, secret_key="r" * 32)
     production = Settings(
-        salesbot_env="production", database_url="postgresql+asyncpg://x@/y", redis_url="redis://localhost", auth=auth
+        salesbot_env="production",
+        database_url="postgresql+asyncpg://x@/y",
+        redis_url="redis://localhost",
+        auth=auth,
+        conversation=ConversationSettings(playbook_path="/etc/salesbot/playbook.yaml"),
     )
     assert production.console_provider_enabled is False
