@@ -67,7 +67,8 @@ def test_a_signal_with_a_closed_stdout_stops_every_service(data_dir: Path, signu
             seen.append(line)
             if line.startswith(b"salesbot is ready"):
                 break
-        assert seen and seen[-1].startswith(b"salesbot is ready"), b"".join(seen).decode(errors="replace")
+        assert seen, "salesbot dev printed nothing"
+        assert seen[-1].startswith(b"salesbot is ready"), b"".join(seen).decode(errors="replace")
         postgres = EmbeddedPostgres(data_dir).running()
         redis = EmbeddedRedis(data_dir).running()
         assert postgres is not None
