@@ -38,16 +38,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from salesbot.app import create_app
+    from salesbot.kit.access_log import install_access_log_masking
 
     settings = _with_service_urls(get_settings(), start_embedded=False)
     configure_logging(settings.log_level)
+    install_access_log_masking()
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
         proxy_headers=True,
         forwarded_allow_ips=args.forwarded_allow_ips,
-        access_log=False,
+        access_log=True,
         log_config=None,
         timeout_graceful_shutdown=10,
     )
