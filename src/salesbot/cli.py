@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from salesbot.devstack import DevStackError
 from salesbot.kit.logging import configure_logging
 from salesbot.settings import Settings, get_settings
 
@@ -290,6 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result: int = args.handler(args)
+    except DevStackError as exc:
+        print(f"salesbot: {exc}", file=sys.stderr)
+        return 2
     except ValidationError as exc:
         # Refusing to start is an answer for the operator, not a crash: say what to change, without a traceback.
         problems = "\n".join(f"  - {error['msg'].removeprefix('Value error, ')}" for error in exc.errors())
