@@ -26,9 +26,9 @@ BASE = "http://testserver"
 # Public on purpose; everything else must refuse an anonymous caller.
 HEALTH = {"/healthz", "/readyz"}
 WEBHOOKS = re.compile(r"^/webhooks/")
-# Pages without data: the API documentation, the admin's login page, logout and its static files.
+# Pages without data: the API documentation and its assets, the admin's login page, logout and its static files.
 PUBLIC_PAGES = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/admin/login", "/admin/logout"}
-PUBLIC_PREFIXES = ("/admin/statics",)
+PUBLIC_PREFIXES = ("/admin/statics", "/static-offline-docs")
 # Development tooling that exists only while the console provider is on (never by default in production).
 CONSOLE_ONLY = re.compile(r"^/simulator")
 
