@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml uv.lock
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or 3.12 is required" >&2; exit 1; }
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(UV) || $(VENV)/bin/pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --extra embedded
 	@touch $@
 
 install: $(VENV)/.installed ## create .venv and install salesbot with its dev tools (from uv.lock)

@@ -35,7 +35,7 @@ from salesbot.db import Base, create_engine, create_sessionmaker
 from salesbot.devstack import EmbeddedPostgres, EmbeddedRedis
 from salesbot.migrate import upgrade
 from salesbot.resources import Resources, open_resources, redis_settings
-from salesbot.settings import Settings
+from salesbot.settings import AuthSettings, Settings
 
 TEST_DATABASE = "salesbot_test"
 
@@ -69,12 +69,26 @@ def database_url(postgres: EmbeddedPostgres) -> str:
     return url
 
 
+# Not the shipped placeholders: salesbot refuses those whenever provider credentials are configured, as the
+# pipeline tests' are. `TEST_SECRETS_ENV` gives the same values to the salesbot processes tests start.
+TEST_SECRETS_ENV = {
+    "API_TOKEN": "suite-api-token-7d1e4c9b2a",
+    "ADMIN_PASSWORD": "suite-admin-password-5f8a",
+    "SECRET_KEY": "suite-secret-key-0b3c6e9f2a5d8c1e",
+}
+
+
 def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "salesbot_env": "test",
         "database_url": database_url,
         "redis_url": redis_url,
         "public_base_url": "https://bot.example.test",
+        "auth": AuthSettings(
+            api_token=TEST_SECRETS_ENV["API_TOKEN"],
+            admin_password=TEST_SECRETS_ENV["ADMIN_PASSWORD"],
+            secret_key=TEST_SECRETS_ENV["SECRET_KEY"],
+        ),
     }
     values.update(overrides)
     return Settings(**values)

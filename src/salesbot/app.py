@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.responses import JSONResponse
 
 from salesbot.admin.site import mount_admin
@@ -40,7 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         log.info("api.stopped")
 
-    app = FastAPI(
+    # The same app as FastAPI(...), with /docs and /redoc served from assets inside the fastapi-offline package
+    # instead of a CDN: the documentation works on a closed network.
+    app = FastAPIOffline(
         title="salesbot",
         version="0.1.0",
         description="WhatsApp sales assistant: provider webhooks, operations API and admin.",

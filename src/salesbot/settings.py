@@ -16,6 +16,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "password", "admin", "dev", "test"})
+# The defaults below and the values `.env.example` ships (tests/test_settings.py keeps the two in sync).
+SHIPPED_DEFAULTS = frozenset({"dev-api-token", "admin", "dev-secret-key-change-me"})
 
 
 # SALESBOT_ENV_FILE="" disables the .env file (the test suite does, so a developer's keys never leak in).
@@ -187,7 +189,9 @@ class Settings(BaseSettings):
 
     model_config = _config()
 
-    salesbot_env: Environment = Environment.DEVELOPMENT
+    # Unset means development, but only while no provider credentials are configured: a deployment that can reach
+    # real customers must say which mode it is in (see `_explicit_mode_with_provider_credentials`).
+    salesbot_env: Environment | None = None
     salesbot_data_dir: Path = Path(".salesbot")
     database_url: str = ""
     redis_url: str = ""
@@ -209,7 +213,7 @@ class Settings(BaseSettings):
 
     @property
     def env(self) -> Environment:
-        return self.salesbot_env
+        return self.salesbot_env or Environment.DEVELOPMENT
 
     @property
     def data_dir(self) -> Path:
@@ -218,26 +222,57 @@ class Settings(BaseSettings):
     @property
     def console_provider_enabled(self) -> bool:
         if self.console_enabled is None:
-            return self.salesbot_env is not Environment.PRODUCTION
+            return self.env is not Environment.PRODUCTION
         return self.console_enabled
+
+    @property
+    def provider_credentials(self) -> list[str]:
+        """The provider credentials that are set: with any of them, salesbot can write to real customers."""
+        configured = {
+            "WAZZUP_API_KEY": self.wazzup.api_key.get_secret_value(),
+            "TWILIO_ACCOUNT_SID": self.twilio.account_sid,
+            "TWILIO_AUTH_TOKEN": self.twilio.auth_token.get_secret_value(),
+        }
+        return [name for name, value in configured.items() if value]
+
+    @model_validator(mode="after")
+    def _explicit_mode_with_provider_credentials(self) -> Self:
+        credentials = self.provider_credentials
+        if not credentials:
+            return self
+        if self.salesbot_env is None:
+            raise ValueError(
+                f"{', '.join(credentials)} set but SALESBOT_ENV is not: set SALESBOT_ENV=development for a provider "
+                "sandbox or local fakes, or SALESBOT_ENV=production for real customers"
+            )
+        placeholders = [name for name, secret in self._own_secrets().items() if _is_placeholder(secret)]
+        if placeholders:
+            raise ValueError(
+                f"refusing to start with provider credentials ({', '.join(credentials)}) and placeholder "
+                f"{', '.join(placeholders)}: set real values (any SALESBOT_ENV)"
+            )
+        return self
+
+    def _own_secrets(self) -> dict[str, SecretStr]:
+        return {
+            "API_TOKEN": self.auth.api_token,
+            "ADMIN_PASSWORD": self.auth.admin_password,
+            "SECRET_KEY": self.auth.secret_key,
+        }
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Self:
         if self.salesbot_env is not Environment.PRODUCTION:
             return self
         problems: list[str] = []
-        secrets = {
-            "API_TOKEN": self.auth.api_token,
-            "ADMIN_PASSWORD": self.auth.admin_password,
-            "SECRET_KEY": self.auth.secret_key,
-        }
+        secrets = self._own_secrets()
         if self.wazzup.api_key.get_secret_value() or self.wazzup.webhook_secret.get_secret_value():
             secrets["WAZZUP_WEBHOOK_SECRET"] = self.wazzup.webhook_secret
         if self.twilio.account_sid:
             secrets["TWILIO_AUTH_TOKEN"] = self.twilio.auth_token
         for name, secret in secrets.items():
             value = secret.get_secret_value()
-            if value.lower() in PLACEHOLDER_SECRETS or "change-me" in value.lower() or value.startswith("dev-"):
+            if _is_placeholder(secret):
                 problems.append(f"{name} is a placeholder")
             elif len(value) < 16 and name != "ADMIN_PASSWORD":
                 problems.append(f"{name} is shorter than 16 characters")
@@ -247,9 +282,31 @@ class Settings(BaseSettings):
             problems.append("DATABASE_URL is required in production")
         if not self.redis_url:
             problems.append("REDIS_URL is required in production")
+        if not self.conversation.playbook_path:
+            problems.append("PLAYBOOK_PATH is required in production (the shipped playbook is a demo business)")
+        if self.console_enabled:
+            problems.append("CONSOLE_ENABLED must be off in production (the console webhook and simulator are open)")
+        if self.llm.model.strip().lower() != "offline" and not (
+            self.llm.base_url or self.llm.api_key.get_secret_value()
+        ):
+            problems.append(
+                f"LLM_MODEL={self.llm.model} needs LLM_API_KEY or LLM_BASE_URL (or LLM_MODEL=offline): production "
+                "does not switch to the offline responder silently"
+            )
         if problems:
             raise ValueError("refusing to start with SALESBOT_ENV=production: " + "; ".join(problems))
         return self
+
+
+def _is_placeholder(secret: SecretStr) -> bool:
+    """The shipped example and default values, and the usual stand-ins, are not secrets."""
+    value = secret.get_secret_value()
+    return (
+        value.lower() in PLACEHOLDER_SECRETS
+        or value in SHIPPED_DEFAULTS
+        or "change-me" in value.lower()
+        or value.startswith("dev-")
+    )
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from salesbot.models import DeliveryStatus, Direction, Message
+from tests.conftest import TEST_SECRETS_ENV
 from tests.fakes.crash_worker import HANGING_KEY
 from tests.fakes.pipeline import (
     PUBLIC_BASE_URL,
@@ -81,6 +82,7 @@ async def test_sigkill_mid_generation_and_after_provider_accepted_yields_exactly
             **os.environ,
             "SALESBOT_ENV_FILE": "",
             "SALESBOT_ENV": "test",
+            **TEST_SECRETS_ENV,
             "LOG_LEVEL": "INFO",
             "DATABASE_URL": settings.database_url,
             "REDIS_URL": settings.redis_url,

@@ -19,16 +19,16 @@ from fastapi.routing import iter_route_contexts
 from starlette.routing import BaseRoute, Mount
 
 from salesbot.app import create_app
-from salesbot.settings import AuthSettings, Settings
+from salesbot.settings import AuthSettings, ConversationSettings, Settings
 
 BASE = "http://testserver"
 
 # Public on purpose; everything else must refuse an anonymous caller.
 HEALTH = {"/healthz", "/readyz"}
 WEBHOOKS = re.compile(r"^/webhooks/")
-# Pages without data: the API documentation, the admin's login page, logout and its static files.
+# Pages without data: the API documentation and its assets, the admin's login page, logout and its static files.
 PUBLIC_PAGES = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/admin/login", "/admin/logout"}
-PUBLIC_PREFIXES = ("/admin/statics",)
+PUBLIC_PREFIXES = ("/admin/statics", "/static-offline-docs")
 # Development tooling that exists only while the console provider is on (never by default in production).
 CONSOLE_ONLY = re.compile(r"^/simulator")
 
@@ -129,6 +129,10 @@ def test_development_only_routes_exist_only_with_the_console_provider(settings: 
     # Off by default in production.
     auth = AuthSettings(api_token="p" * 32, admin_password="q" * 16, secret_key="r" * 32)
     production = Settings(
-        salesbot_env="production", database_url="postgresql+asyncpg://x@/y", redis_url="redis://localhost", auth=auth
+        salesbot_env="production",
+        database_url="postgresql+asyncpg://x@/y",
+        redis_url="redis://localhost",
+        auth=auth,
+        conversation=ConversationSettings(playbook_path="/etc/salesbot/playbook.yaml"),
     )
     assert production.console_provider_enabled is False

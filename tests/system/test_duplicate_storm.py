@@ -154,9 +154,11 @@ async def run_storm(
                 assert expected_sends[chat] == 1, f"{chat}: a burst inside the window got {expected_sends[chat]}"
                 assert len(burst) == len(QUESTIONS)
 
-        # The processes' logs name chats by a hash: no phone number, no secret.
+        # The processes' logs name chats by a hash: no phone number, no secret; the access log is on, the Wazzup
+        # webhook secret in its request lines masked.
         numbers = [chat.removeprefix("whatsapp:+") for chat, _ in chats]
         log_lines = check_logs_clean(system, contacts=numbers)
+        assert '"POST /webhooks/wazzup/*** HTTP/1.1" 200' in system.logs()
 
         latencies = [ack.acked_at - ack.sent_at for ack in acks]
         reliability.update(

@@ -83,6 +83,15 @@ def llm_names(llm: LLMSettings) -> list[str]:
     return names
 
 
+def chat_model(name: str, llm: LLMSettings) -> OpenAIChatModel:
+    """One configured LLM at LLM_BASE_URL: a short deadline and no SDK retries (the chain moves on instead)."""
+    provider = OpenAIProvider(base_url=llm.base_url or None, api_key=llm.api_key.get_secret_value() or None)
+    settings = ModelSettings(
+        max_retries=0, timeout=llm.request_timeout_seconds, request_timeout=llm.request_timeout_seconds
+    )
+    return OpenAIChatModel(name, provider=provider, settings=settings)
+
+
 def build_model(llm: LLMSettings) -> Model:
     """A new model chain for these settings (see `model_for` for the cached one)."""
     names = llm_names(llm)
@@ -93,13 +102,7 @@ def build_model(llm: LLMSettings) -> Model:
     if not llm.base_url and not api_key:
         log.error("agent.llm_misconfigured", detail="LLM_MODEL is set but neither LLM_BASE_URL nor LLM_API_KEY")
         return offline
-    provider = OpenAIProvider(base_url=llm.base_url or None, api_key=api_key or None)
-    settings = ModelSettings(
-        max_retries=0, timeout=llm.request_timeout_seconds, request_timeout=llm.request_timeout_seconds
-    )
-    chain: list[Model] = [
-        SkipAfterFailure(OpenAIChatModel(name, provider=provider, settings=settings)) for name in names
-    ]
+    chain: list[Model] = [SkipAfterFailure(chat_model(name, llm)) for name in names]
     # A 200 that is not a completion (a gateway's HTML page, an error object) is an LLM failure like a 500: move on.
     return FallbackModel(*chain, offline, fallback_on=(ModelAPIError, UnexpectedModelBehavior))
 

@@ -1,4 +1,4 @@
-"""Readiness checks: database, pgvector extension, Redis and a live worker heartbeat."""
+"""Readiness checks: database, pgvector extension, Redis, a live worker heartbeat and a loadable playbook."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
+from salesbot.agent.playbook import load_playbook
 from salesbot.resources import Resources
+from salesbot.settings import Settings
 
 # arq writes this key (with a TTL) on every health check of a running worker.
 WORKER_HEARTBEAT_KEY = "arq:queue:health-check"
@@ -49,11 +51,22 @@ async def _worker(resources: Resources) -> str:
     return heartbeat.decode() if isinstance(heartbeat, bytes) else str(heartbeat)
 
 
+def describe_playbook(settings: Settings) -> str:
+    """The business the playbook speaks for; raises `PlaybookError` when it cannot be read or is invalid."""
+    playbook = load_playbook(settings.conversation.playbook_path or None)
+    return f"{playbook.company.name} ({settings.conversation.playbook_path or 'the shipped demo playbook'})"
+
+
+async def _playbook(resources: Resources) -> str:
+    return describe_playbook(resources.settings)
+
+
 CHECKS: dict[str, Callable[[Resources], Awaitable[str]]] = {
     "database": _database,
     "pgvector": _pgvector,
     "redis": _redis,
     "worker": _worker,
+    "playbook": _playbook,
 }
 
 

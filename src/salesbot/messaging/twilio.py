@@ -311,3 +311,20 @@ class TwilioProvider:
         if code in OPTED_OUT_CODES:
             return OptedOutError(code, description)
         return PermanentProviderError(code, description)
+
+    async def check_credentials(self) -> str:
+        """A harmless call (`GET /Accounts/{sid}.json`): the SID and token work and the account is active."""
+        if not self._settings.account_sid or not self._settings.auth_token.get_secret_value():
+            raise ProviderNotConfiguredError("not_configured", "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are required")
+        url = f"{self._settings.api_url.rstrip('/')}/2010-04-01/Accounts/{self._settings.account_sid}.json"
+        try:
+            response = await self._http.get(url, auth=self._auth())
+        except httpx.HTTPError as exc:
+            raise RetryableProviderError("network", type(exc).__name__) from exc
+        body = self._json(response)
+        if not response.is_success:
+            raise self._error(response, body)
+        status = str(body.get("status") or "unknown")
+        if status != "active":
+            raise PermanentProviderError("account_status", f"account {self._settings.account_sid} is {status}")
+        return f"account {self._settings.account_sid} is active"

@@ -289,3 +289,60 @@ class WazzupProvider:
         if token in WINDOW_CLOSED_CODES:
             raise WindowClosedError(code, description)
         raise PermanentProviderError(code, description)
+
+    # --- operations: `salesbot check` and `salesbot webhooks register` ---------------------------------------
+
+    async def _account_call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        api_key = self._settings.api_key.get_secret_value()
+        if not api_key:
+            raise ProviderNotConfiguredError("not_configured", "WAZZUP_API_KEY is not set")
+        try:
+            response = await self._http.request(
+                method,
+                f"{self._settings.api_url.rstrip('/')}{path}",
+                json=payload,
+                headers={"Authorization": f"Bearer {api_key}"},
+            )
+        except httpx.HTTPError as exc:
+            raise RetryableProviderError("network", type(exc).__name__) from exc
+        if not response.is_success:
+            self._result(response)  # raises the mapped error
+        try:
+            return response.json() if response.content else None
+        except ValueError:
+            return None
+
+    async def check_credentials(self) -> str:
+        """A harmless call (`GET /channels`): the key works and WAZZUP_CHANNEL_ID is one of its active channels."""
+        channels = await self._account_call("GET", "/channels")
+        for channel in channels if isinstance(channels, list) else []:
+            if isinstance(channel, dict) and channel.get("channelId") == self._settings.channel_id:
+                state = str(channel.get("state") or "unknown")
+                # `GET /channels` and the channelsUpdates webhook spell some states differently.
+                if state.lower() != "active":
+                    raise PermanentProviderError("channel_state", f"channel {self._settings.channel_id} is {state}")
+                return f"channel {self._settings.channel_id} ({channel.get('transport', '?')}) is active"
+        raise PermanentProviderError("channel_unknown", f"no channel {self._settings.channel_id!r} on this API key")
+
+    async def registered_webhook(self) -> str | None:
+        """The webhook address the Wazzup account has now (one per account, shared with any CRM integration)."""
+        current = await self._account_call("GET", "/webhooks")
+        uri = current.get("webhooksUri") if isinstance(current, dict) else None
+        return str(uri) if uri else None
+
+    async def register_webhook(self, url: str) -> None:
+        """Point the account's webhook at `url` (Wazzup POSTs `{"test": true}` to it first and needs a 200)."""
+        await self._account_call(
+            "PATCH",
+            "/webhooks",
+            {
+                "webhooksUri": url,
+                # contactsAndDealsCreation would make Wazzup expect CRM entities in our answers.
+                "subscriptions": {
+                    "messagesAndStatuses": True,
+                    "contactsAndDealsCreation": False,
+                    "channelsUpdates": True,
+                    "templateStatus": True,
+                },
+            },
+        )

@@ -1,0 +1,62 @@
+"""The access log masks secrets and phone numbers in request lines, on the record uvicorn really emits."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from salesbot.kit.access_log import SecretMaskingFilter, mask_request_target
+from salesbot.kit.logging import KeyValueFormatter
+
+
+@pytest.mark.parametrize(
+    ("target", "masked"),
+    [
+        ("/webhooks/wazzup/wz-hook-3f9c2b7e4d1a", "/webhooks/wazzup/***"),
+        ("/webhooks/wazzup/wz-hook-3f9c?x=1", "/webhooks/wazzup/***?x=1"),
+        (
+            "/webhooks/meta?hub.mode=subscribe&hub.verify_token=v3r1fy&hub.challenge=1158201444",
+            "/webhooks/meta?hub.mode=subscribe&hub.verify_token=***&hub.challenge=1158201444",
+        ),
+        (
+            "/api/v1/quotes/7.pdf?expires=1767225600&signature=9f86d08",
+            "/api/v1/quotes/7.pdf?expires=1767225600&signature=***",
+        ),
+        ("/simulator/api/replies?phone=%2B971501234567&after=1-0", "/simulator/api/replies?phone=***&after=1-0"),
+        ("/api/v1/conversations?status=active", "/api/v1/conversations?status=active"),
+        ("/webhooks/twilio", "/webhooks/twilio"),
+    ],
+)
+def test_request_targets_lose_their_secrets(target: str, masked: str) -> None:
+    assert mask_request_target(target) == masked
+
+
+@pytest.fixture
+def access_log() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(KeyValueFormatter())
+    logger = logging.getLogger("uvicorn.access")
+    masking = SecretMaskingFilter()
+    logger.addFilter(masking)
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
+        logger.removeFilter(masking)
+        logger.setLevel(level)
+
+
+def test_an_access_record_is_logged_with_the_secret_masked(access_log: io.StringIO) -> None:
+    # The call uvicorn's httptools/h11 protocols make for every request.
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "10.0.0.7:53122", "POST", "/webhooks/wazzup/wz-hook-3f9c2b7e", "1.1", 200
+    )
+    line = access_log.getvalue()
+    assert '"POST /webhooks/wazzup/*** HTTP/1.1" 200' in line
+    assert "wz-hook-3f9c2b7e" not in line
