@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from salesbot.admin.site import mount_admin
 from salesbot.api.middleware import AllowHeaderMiddleware
 from salesbot.api.router import router as api_router
+from salesbot.documents.router import router as documents_router
 from salesbot.health.router import router as health_router
 from salesbot.inbox.router import router as inbox_router
 from salesbot.kit.body_timeout import BodyReadTimeoutMiddleware
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(inbox_router)
     app.include_router(api_router)
+    app.include_router(documents_router)
     app.add_middleware(AllowHeaderMiddleware, routes=api_router.routes, prefix=api_router.prefix)
     app.add_middleware(BodyReadTimeoutMiddleware, seconds=REQUEST_BODY_TIMEOUT_SECONDS)
     if settings.console_provider_enabled:

@@ -201,6 +201,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # arq's job timeout; a SIGKILLed worker's job is re-run after this + 10 s, so it bounds crash recovery.
     worker_job_timeout_seconds: float = Field(default=45.0, ge=1, le=600)
+    # How long a signed document link (a quotation PDF sent to a customer) stays valid.
+    document_link_days: float = Field(default=7.0, gt=0, le=365)
 
     wazzup: WazzupSettings = Field(default_factory=WazzupSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)

@@ -28,6 +28,8 @@ from salesbot.admin.auth import CSRF_FIELD, AdminAuth, csrf_valid
 from salesbot.admin.views import MODEL_VIEWS, DashboardView, _pk, index_redirect
 from salesbot.conversations import service as conversations
 from salesbot.db import unit_of_work
+from salesbot.documents.router import pdf_response
+from salesbot.documents.service import quote_pdf
 from salesbot.kit.errors import AppError, NotFoundError
 from salesbot.kit.logging import get_logger
 from salesbot.kit.text import has_control_characters
@@ -190,6 +192,19 @@ class SalesbotAdmin(Admin):
                 done += " Delivery starts as soon as the queue is reachable."
         Flash.success(request, done)
         return back
+
+    # --- documents ---------------------------------------------------------------------------------------------------
+
+    async def quote_pdf(self, request: Request) -> Response:
+        pk = _pk(request)
+        if pk is None:
+            raise HTTPException(status_code=404)
+        try:
+            async with self.resources.sessionmaker() as session:
+                document, content = await quote_pdf(session, pk, self.salesbot_settings)
+        except NotFoundError as exc:
+            raise HTTPException(status_code=404, detail=exc.message) from exc
+        return pdf_response(document.filename, content)
 
     # --- products and knowledge -------------------------------------------------------------------------------------
 

@@ -413,6 +413,11 @@ class QuoteAdmin(SalesbotModelView, model=Quote):
     column_default_sort: ClassVar[Any] = [("id", True)]
     details_template = "salesbot/quote_details.html"
 
+    @expose("/{pk}/pdf", methods=["GET"])
+    async def pdf(self, request: Request) -> Response:
+        """The quotation document, as the customer receives it."""
+        return await self.site.quote_pdf(request)
+
 
 class MessageAdmin(SalesbotModelView, model=Message):
     name = "Message"

@@ -29,6 +29,9 @@ class Company(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
     website: str = ""
+    # Printed on quotation documents: the postal address and a PNG/JPEG logo (a path relative to the playbook).
+    address: str = ""
+    logo: str = ""
 
 
 class Assistant(_Strict):
@@ -85,6 +88,8 @@ class Playbook(_Strict):
     default_language: str = "en"
     # The business's time zone: "today" in the instructions is the business's date.
     timezone: str = "UTC"
+    # How long a quotation's prices hold, printed on the document.
+    quote_validity_days: int = Field(default=14, ge=1, le=365)
     stages: dict[SalesStage, StageGuide]
     messages: FixedMessages
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
 from salesbot.api import service
@@ -27,6 +27,8 @@ from salesbot.api.schemas import (
     QuoteOut,
 )
 from salesbot.dependencies import RedisDep, ResourcesDep, SessionDep, SettingsDep
+from salesbot.documents.router import pdf_response
+from salesbot.documents.service import quote_pdf
 from salesbot.knowledge.embeddings import get_embedder
 from salesbot.reporting.repository import ConversationSort, ProductFilters
 from salesbot.reporting.stats import DashboardStats, compute_stats
@@ -186,6 +188,17 @@ async def get_product(session: SessionDep, product_id: ProductId) -> ProductOut:
 @router.get("/quotes/{quote_id:int}", summary="A quote", responses=_errors(404))
 async def get_quote(session: SessionDep, quote_id: QuoteId) -> QuoteOut:
     return await service.get_quote(session, quote_id)
+
+
+@router.get(
+    "/quotes/{quote_id:int}.pdf",
+    summary="A quote as a PDF document",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}, **_errors(404)},
+)
+async def get_quote_pdf(session: SessionDep, settings: SettingsDep, quote_id: QuoteId) -> Response:
+    document, content = await quote_pdf(session, quote_id, settings)
+    return pdf_response(document.filename, content)
 
 
 @router.get("/stats", summary="Dashboard numbers")
