@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi_offline import FastAPIOffline
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from salesbot.admin.site import mount_admin
 from salesbot.api.middleware import AllowHeaderMiddleware
