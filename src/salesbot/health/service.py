@@ -1,4 +1,4 @@
-"""Readiness checks: database, pgvector extension, Redis and a live worker heartbeat."""
+"""Readiness checks: database, pgvector extension, Redis, a live worker heartbeat, and the inbox spool's backlog."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
+from salesbot.inbox import spool
 from salesbot.resources import Resources
 
 # arq writes this key (with a TTL) on every health check of a running worker.
@@ -49,11 +50,19 @@ async def _worker(resources: Resources) -> str:
     return heartbeat.decode() if isinstance(heartbeat, bytes) else str(heartbeat)
 
 
+async def _inbox_spool(resources: Resources) -> str:
+    # Informational: webhooks accepted while the database was down wait here; a backlog is not unreadiness (the
+    # API must keep accepting), the database check already reports the outage itself.
+    found = await spool.backlog(resources.redis)
+    return f"{found.pending} waiting, {found.dead} dead-lettered"
+
+
 CHECKS: dict[str, Callable[[Resources], Awaitable[str]]] = {
     "database": _database,
     "pgvector": _pgvector,
     "redis": _redis,
     "worker": _worker,
+    "inbox_spool": _inbox_spool,
 }
 
 
