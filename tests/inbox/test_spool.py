@@ -22,6 +22,7 @@ import pytest
 from arq.connections import ArqRedis
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from salesbot.app import create_app
 from salesbot.db import create_engine, create_sessionmaker
@@ -196,6 +197,37 @@ async def test_a_database_error_that_is_not_an_outage_is_not_spooled(outage: Out
         await broken.engine.dispose()
     assert answer.status_code == 503
     assert await outage.spooled() == []
+
+
+async def test_a_database_that_never_answers_is_an_outage_after_the_deadline(
+    outage: Outage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partitioned or hung server accepts the connection and says nothing; the webhook must still be answered
+    well within the provider's timeout (Twilio: 15 s), so the events are spooled at the deadline."""
+    monkeypatch.setattr(spool, "ACCEPT_DEADLINE_SECONDS", 0.5)
+    silent: list[asyncio.StreamWriter] = []
+
+    async def say_nothing(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.append(writer)
+
+    server = await asyncio.start_server(say_nothing, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    # Without the deadline this engine would wait an hour for the server's greeting.
+    engine = create_async_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x", connect_args={"timeout": 3600})
+    try:
+        outage.database_down(replace(outage.down, engine=engine, sessionmaker=create_sessionmaker(engine)))
+        async with asyncio.timeout(60):  # a hang guard, not a speed limit
+            answer = await outage.webhooks.twilio(twilio_params("whatsapp:+14155550123", "anyone there?"))
+    finally:
+        for writer in silent:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+        await engine.dispose()
+    assert (answer.status_code, answer.text) == (200, EMPTY_TWIML)
+    [[message]] = await outage.spooled()
+    assert isinstance(message, InboundMessage)
+    assert message.text == "anyone there?"
 
 
 async def test_a_drain_while_the_database_is_still_down_keeps_every_entry(outage: Outage) -> None:
