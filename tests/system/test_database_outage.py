@@ -57,8 +57,7 @@ def default_config() -> SystemConfig:
 
 def chats() -> list[tuple[str, Channel]]:
     return [
-        (twilio_chat(i), Channel.TWILIO) if i % 2 == 0 else (wazzup_chat(i), Channel.WAZZUP)
-        for i in range(KNOWN + NEW)
+        (twilio_chat(i), Channel.TWILIO) if i % 2 == 0 else (wazzup_chat(i), Channel.WAZZUP) for i in range(KNOWN + NEW)
     ]
 
 
@@ -111,9 +110,7 @@ async def test_messages_during_a_database_outage_are_stored_once_and_answered_on
         # Nothing was refused: a 503 here is a lost Twilio message.
         assert Counter(ack.status for ack in during) == {200: len(during)}
         assert spooled == len(during)
-        drained_after = await eventually(
-            lambda: _empty(system), what="the spool drained", timeout=120, every=0.1
-        )
+        drained_after = await eventually(lambda: _empty(system), what="the spool drained", timeout=120, every=0.1)
         settled_after = await system.settled(timeout=180)
         await asyncio.sleep(2)
 
