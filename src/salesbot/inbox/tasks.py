@@ -7,8 +7,9 @@ from salesbot.worker_context import WorkerContext
 
 # The cron runs every few seconds: an empty spool costs one XLEN, and a database that comes back is noticed soon.
 DRAIN_EVERY_SECONDS = 5
-# Past the drain's own budget, within the lifetime of its lock.
-DRAIN_TIMEOUT_SECONDS = spool.LOCK_TTL_MS / 1000
+# Past the drain's own budget (a hung database is cut off here), within the lifetime of its lock, and no longer
+# than the other sweeps: arq leases every job for the longest cron timeout.
+DRAIN_TIMEOUT_SECONDS = spool.DRAIN_BUDGET_SECONDS + 10
 
 
 async def drain_inbox_spool(ctx: WorkerContext) -> str:
