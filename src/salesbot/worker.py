@@ -18,6 +18,7 @@ from salesbot.conversations.tasks import (
     run_turn,
     sweep_stalled_turns,
 )
+from salesbot.inbox.tasks import DRAIN_EVERY_SECONDS, DRAIN_TIMEOUT_SECONDS, drain_inbox_spool
 from salesbot.kit.logging import configure_logging, get_logger
 from salesbot.knowledge.tasks import inventory_cron_jobs, prepare_knowledge
 from salesbot.messaging.registry import build_providers
@@ -84,6 +85,12 @@ class WorkerSettings:
         ),
         cron(cast(WorkerCoroutine, sweep_stalled_turns), second={5, 20, 35, 50}, run_at_startup=True, timeout=30),
         cron(cast(WorkerCoroutine, sweep_stalled_outbox), second={10, 25, 40, 55}, run_at_startup=True, timeout=30),
+        cron(
+            cast(WorkerCoroutine, drain_inbox_spool),
+            second=set(range(0, 60, DRAIN_EVERY_SECONDS)),
+            run_at_startup=True,
+            timeout=DRAIN_TIMEOUT_SECONDS,
+        ),
     ]
     on_startup = staticmethod(build_startup(None))
     on_shutdown = staticmethod(shutdown)

@@ -1,4 +1,4 @@
-"""Readiness checks: database, pgvector extension, Redis, a live worker heartbeat and a loadable playbook."""
+"""Readiness checks: database, pgvector, Redis, a live worker heartbeat, a loadable playbook, and the inbox spool."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from salesbot.agent.playbook import load_playbook
+from salesbot.inbox import spool
 from salesbot.resources import Resources
 from salesbot.settings import Settings
 
@@ -61,12 +62,20 @@ async def _playbook(resources: Resources) -> str:
     return describe_playbook(resources.settings)
 
 
+async def _inbox_spool(resources: Resources) -> str:
+    # Informational: webhooks accepted while the database was down wait here; a backlog is not unreadiness (the
+    # API must keep accepting), the database check already reports the outage itself.
+    found = await spool.backlog(resources.redis)
+    return f"{found.pending} waiting, {found.dead} dead-lettered"
+
+
 CHECKS: dict[str, Callable[[Resources], Awaitable[str]]] = {
     "database": _database,
     "pgvector": _pgvector,
     "redis": _redis,
     "worker": _worker,
     "playbook": _playbook,
+    "inbox_spool": _inbox_spool,
 }
 
 

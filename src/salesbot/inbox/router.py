@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from salesbot.dependencies import ResourcesDep
-from salesbot.inbox import service
+from salesbot.inbox import service, spool
 from salesbot.kit.errors import AppError
 from salesbot.kit.logging import get_logger
 from salesbot.messaging.base import InboundEvent, MessagingProvider, WebhookRequest
@@ -48,12 +48,13 @@ async def _receive(request: Request, provider: MessagingProvider, resources: Res
     provider.verify(webhook)
     events: list[InboundEvent] = provider.parse(webhook)
     try:
-        return await service.accept(resources, events)
+        # Durable in PostgreSQL, or (database unreachable) in the Redis spool, before the provider gets its 200.
+        return await spool.accept(resources, provider.channel, events)
     except AppError:
         raise
     except Exception as exc:
-        # Nothing was persisted (database or Redis down, or a bug): ask the provider to deliver again later
-        # instead of answering 500.
+        # Nothing was persisted (database and Redis down, spool full, or a bug): ask the provider to deliver again
+        # later instead of answering 500.
         log.exception("inbox.unavailable", channel=provider.channel.value, error=type(exc).__name__)
         raise AppError("temporarily unavailable, retry later", status_code=503) from exc
 
