@@ -86,6 +86,7 @@ ITEMS = (
     "pgvector",
     "redis",
     "worker",
+    "inbox_spool",
     "playbook",
     "llm sales-llm",
     "llm",
