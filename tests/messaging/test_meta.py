@@ -500,3 +500,49 @@ async def test_number_throughput_is_shared_and_bounded(
             await other_process.send_text("972900000002", "b", idempotency_key="b:0")
     assert excinfo.value.code == "130429"
     assert len(api.requests) == 1
+
+
+# --- settings -------------------------------------------------------------------------------------------------------
+
+
+def test_settings_read_the_flat_meta_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from salesbot.settings import Settings
+
+    assert Settings().meta.api_url == "https://graph.facebook.com"
+    assert not Settings().meta.enabled
+    for name, value in {
+        "META_API_VERSION": "v22.0",
+        "META_ACCESS_TOKEN": "EAAJtoken",
+        "META_PHONE_NUMBER_ID": "106540352242922",
+        "META_APP_SECRET": "0123456789abcdef0123456789abcdef",
+        "META_VERIFY_TOKEN": "verify-me",
+        "META_WINDOW_TEMPLATE": "reopen_chat : ar",
+    }.items():
+        monkeypatch.setenv(name, value)
+    meta = Settings().meta
+    assert (meta.api_version, meta.phone_number_id, meta.enabled) == ("v22.0", "106540352242922", True)
+    assert meta.template_name_and_language == ("reopen_chat", "ar")
+    assert "EAAJtoken" not in repr(Settings())
+
+
+def test_production_refuses_a_placeholder_meta_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from salesbot.settings import Settings
+
+    strong = "k7Qp2vX9mZr4TnB8wLs6"
+    for name, value in {
+        "API_TOKEN": strong,
+        "SECRET_KEY": strong + "x",
+        "ADMIN_PASSWORD": strong + "y",
+        "META_ACCESS_TOKEN": "EAAJtoken",
+        "META_PHONE_NUMBER_ID": "106540352242922",
+        "META_APP_SECRET": "change-me",
+        "META_VERIFY_TOKEN": "0123456789abcdef0123",
+    }.items():
+        monkeypatch.setenv(name, value)
+    production = {"salesbot_env": "production", "database_url": "postgresql+asyncpg://x@db/x", "redis_url": "redis://r"}
+    with pytest.raises(ValidationError, match="META_APP_SECRET is a placeholder"):
+        Settings(**production)
+    monkeypatch.setenv("META_APP_SECRET", "0123456789abcdef0123456789abcdef")
+    assert Settings(**production).meta.enabled
