@@ -183,12 +183,11 @@ async def _eventually_lost(pipeline: Pipeline) -> Sent:
     raise AssertionError("the fake never accepted the send")
 
 
-@pytest.mark.parametrize("pipeline_overrides", [{"outbox": {"retry_base_seconds": 3, "retry_max_seconds": 3}}])
 async def test_a_lost_send_answer_is_reconciled_by_the_status_webhook_not_resent(pipeline: Pipeline) -> None:
     """Meta took the message but its answer never arrived, so the row has no wamid and waits for a retry. The
     status webhook carries our key back (`biz_opaque_callback_data`): it attaches the wamid to the row and moves
-    it forward, and the retry finds nothing left to send. (Meta has no idempotency key: a resend would be a
-    second message to the customer.)"""
+    it forward, and the retry (held back for STATUS_GRACE_SECONDS after an unanswered send) finds nothing left
+    to send. Meta has no idempotency key: a resend would be a second message to the customer."""
     pipeline.meta_api.lose_answer_next = 1
     await post(pipeline, fixture("text"))
     await pipeline.worker.start()

@@ -62,6 +62,9 @@ DEFAULT_RATE_LIMIT_BACKOFF_SECONDS = 5.0
 # Unknown/temporary errors Meta says to retry: API unknown/service (1, 2), unknown (131000), service unavailable
 # (131016), throughput upgrade in progress (131057), server temporarily unavailable (133004).
 RETRYABLE_CODES = frozenset({1, 2, 131000, 131016, 131057, 133004})
+# After an answer that leaves open whether Meta took the message (no answer, 5xx), the retry waits at least this
+# long: Meta's `sent` status usually arrives within seconds and, carrying our key, reconciles the row first.
+STATUS_GRACE_SECONDS = 10.0
 CAPTION_LIMIT = 1024
 # biz_opaque_callback_data is at most 512 characters.
 CALLBACK_DATA_LIMIT = 512
@@ -217,7 +220,7 @@ class MetaProvider:
                 headers={"Authorization": f"Bearer {token}"},
             )
         except httpx.HTTPError as exc:
-            raise RetryableProviderError("network", type(exc).__name__) from exc
+            raise RetryableProviderError("network", type(exc).__name__, retry_after=STATUS_GRACE_SECONDS) from exc
         return self._result(response)
 
     async def _pace(self, chat_id: str) -> None:
@@ -285,7 +288,7 @@ def _error(response: httpx.Response, body: dict[str, Any]) -> Exception:
         backoff = RATE_LIMIT_BACKOFF_SECONDS.get(code or 0, DEFAULT_RATE_LIMIT_BACKOFF_SECONDS)
         return RateLimitedError(label, description, retry_after=backoff)
     if response.status_code >= 500 or code in RETRYABLE_CODES:
-        return RetryableProviderError(label, description)
+        return RetryableProviderError(label, description, retry_after=STATUS_GRACE_SECONDS)
     if code in WINDOW_CLOSED_CODES:
         return WindowClosedError(label, description)
     if code in OPTED_OUT_CODES:
