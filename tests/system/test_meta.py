@@ -5,6 +5,7 @@ and a message the business writes from the WhatsApp Business app (`smb_message_e
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -167,3 +168,45 @@ async def test_meta_channel_end_to_end(make_system: MakeSystem, reliability: dic
                     "graph_requests": len(api.requests),
                 }
             )
+
+
+async def test_meta_lost_send_answer_is_reconciled_not_resent(
+    make_system: MakeSystem, reliability: dict[str, Any]
+) -> None:
+    """Meta accepts the reply but the connection drops before its answer: the worker cannot know the message left.
+    Meta has no idempotency key, so a resend would reach the customer twice; Meta's status webhooks carry our key
+    (`biz_opaque_callback_data`) and reconcile the row during the retry grace, and nothing is sent again."""
+    api = FakeMetaApi(TOKEN, NUMBER, lose_answer_next=1)
+    with FakeMetaServer(api, app_secret=APP_SECRET).in_thread() as graph:
+        env = {
+            "META_API_URL": graph.url,
+            "META_ACCESS_TOKEN": TOKEN,
+            "META_PHONE_NUMBER_ID": NUMBER,
+            "META_APP_SECRET": APP_SECRET,
+            "META_VERIFY_TOKEN": VERIFY_TOKEN,
+        }
+        config = SystemConfig(debounce_seconds=0.3, debounce_max_seconds=2, extra_env=env)
+        async with make_system(config) as system, httpx.AsyncClient(timeout=10) as client:
+            await system.start(workers=1)
+            graph.webhook_url = f"{system.api.url}/webhooks/meta"
+            assert await post(client, system, customer_message("Do you deliver to Dubai?")) == 200
+
+            async def lost() -> bool:
+                return len(api.lost) == 1
+
+            await eventually(lost, what="the send accepted and its answer lost", timeout=60)
+            lost_at = time.monotonic()
+
+            async def reconciled() -> bool:
+                rows = await outbound(system)
+                return [(row.provider_message_id, row.delivery_status) for row in rows] == [
+                    (api.lost[0].provider_message_id, DeliveryStatus.READ)
+                ]
+
+            reconciled_seconds = await eventually(reconciled, what="the row reconciled by statuses", timeout=30)
+            # Past the retry grace: the scheduled retry has run and found nothing to send.
+            await asyncio.sleep(max(0.0, 15 - (time.monotonic() - lost_at)))
+            await system.settled(timeout=60)
+            assert len(api.sent) == 1
+            assert len(api.requests) == 1
+            reliability.update({"reconciled_seconds_after_loss": round(reconciled_seconds, 2), "resends": 0})
