@@ -75,6 +75,42 @@ class TwilioSettings(BaseSettings):
         return bool(self.account_sid and self.auth_token.get_secret_value() and self.whatsapp_from)
 
 
+class MetaSettings(BaseSettings):
+    """Meta WhatsApp Cloud API (Graph API) for one business phone number."""
+
+    model_config = _config("META_")
+
+    api_url: str = "https://graph.facebook.com"
+    api_version: str = "v21.0"
+    # A permanent System User token with whatsapp_business_messaging permission.
+    access_token: SecretStr = SecretStr("")
+    phone_number_id: str = ""
+    # The app secret signs every webhook (X-Hub-Signature-256); the verify token answers Meta's GET handshake.
+    app_secret: SecretStr = SecretStr("")
+    verify_token: SecretStr = SecretStr("")
+    # Approved template sent when the 24 h window is closed, as "name" or "name:language" (default language
+    # en_US); empty = mark the reply failed and flag a manager.
+    window_template: str = ""
+    max_text_length: int = Field(default=4096, ge=100, le=4096)
+    # Sends per second from the number, across all workers. Meta's default throughput is 80 messages/s and counts
+    # inbound messages too; numbers shared with the WhatsApp Business app (coexistence) have 20.
+    max_sends_per_second: float = Field(default=60.0, gt=0, le=1000)
+    # Meta's pair rate limit: about one message per 6 s to the same customer, bursts borrowing from later.
+    pair_interval_seconds: float = Field(default=6.0, ge=0, le=60)
+    pair_burst: int = Field(default=30, ge=1, le=45)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(
+            self.access_token.get_secret_value() and self.phone_number_id and self.app_secret.get_secret_value()
+        )
+
+    @property
+    def template_name_and_language(self) -> tuple[str, str] | None:
+        name, _, language = self.window_template.strip().partition(":")
+        return (name.strip(), language.strip() or "en_US") if name.strip() else None
+
+
 class LLMSettings(BaseSettings):
     model_config = _config("LLM_")
 
@@ -206,6 +242,7 @@ class Settings(BaseSettings):
 
     wazzup: WazzupSettings = Field(default_factory=WazzupSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+    meta: MetaSettings = Field(default_factory=MetaSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     inventory: InventorySettings = Field(default_factory=InventorySettings)
@@ -272,6 +309,9 @@ class Settings(BaseSettings):
             secrets["WAZZUP_WEBHOOK_SECRET"] = self.wazzup.webhook_secret
         if self.twilio.account_sid:
             secrets["TWILIO_AUTH_TOKEN"] = self.twilio.auth_token
+        if self.meta.access_token.get_secret_value() or self.meta.phone_number_id:
+            secrets["META_APP_SECRET"] = self.meta.app_secret
+            secrets["META_VERIFY_TOKEN"] = self.meta.verify_token
         for name, secret in secrets.items():
             value = secret.get_secret_value()
             if _is_placeholder(secret):

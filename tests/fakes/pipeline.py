@@ -27,12 +27,14 @@ from salesbot.models import Conversation, Customer, Direction, Message
 from salesbot.resources import Resources, open_resources
 from salesbot.settings import (
     ConversationSettings,
+    MetaSettings,
     OutboxSettings,
     Settings,
     TwilioSettings,
     WazzupSettings,
 )
 from tests.conftest import make_settings
+from tests.fakes.meta_api import META_BASE, FakeMetaApi, mocked_meta
 from tests.fakes.provider_api import TWILIO_BASE, WAZZUP_BASE, FakeTwilioApi, FakeWazzupApi, mocked
 from tests.fakes.reply import RecordingReplyGenerator
 from tests.fakes.worker import PipelineWorker
@@ -44,6 +46,10 @@ WAZZUP_CHANNEL = "b96a999e-06f5-4cac-8413-ba999993f981"
 TWILIO_SID = "AC00000000000000000000000000000000"
 TWILIO_TOKEN = "twilio-test-auth-token-0123456789"
 TWILIO_FROM = "whatsapp:+14155238886"
+META_TOKEN = "EAAJmeta-test-access-token-0123456789"
+META_PHONE_NUMBER_ID = "106540352242922"
+META_APP_SECRET = "meta-test-app-secret-0123456789abcdef"
+META_VERIFY_TOKEN = "meta-test-verify-token-7f3a"
 
 
 def pipeline_settings(
@@ -64,6 +70,13 @@ def pipeline_settings(
             "auth_token": TWILIO_TOKEN,
             "whatsapp_from": TWILIO_FROM,
         },
+        "meta": {
+            "api_url": META_BASE,
+            "access_token": META_TOKEN,
+            "phone_number_id": META_PHONE_NUMBER_ID,
+            "app_secret": META_APP_SECRET,
+            "verify_token": META_VERIFY_TOKEN,
+        },
         "root": {"console_enabled": True, "worker_job_timeout_seconds": 20, "public_base_url": PUBLIC_BASE_URL},
     }
     for group, values in (overrides or {}).items():
@@ -75,6 +88,7 @@ def pipeline_settings(
         outbox=OutboxSettings(**groups["outbox"]),
         wazzup=WazzupSettings(**groups["wazzup"]),
         twilio=TwilioSettings(**groups["twilio"]),
+        meta=MetaSettings(**groups["meta"]),
         **groups["root"],
     )
 
@@ -123,6 +137,7 @@ class Pipeline:
     worker: PipelineWorker
     wazzup_api: FakeWazzupApi
     twilio_api: FakeTwilioApi
+    meta_api: FakeMetaApi
 
     @property
     def redis(self) -> ArqRedis:
@@ -192,11 +207,12 @@ async def pipeline(
         wazzup_api, twilio_api = FakeWazzupApi(WAZZUP_KEY), FakeTwilioApi(TWILIO_SID, TWILIO_TOKEN)
         generator = RecordingReplyGenerator()
         worker = PipelineWorker(resources, generator)
-        with mocked(wazzup_api, twilio_api):
+        meta_api = FakeMetaApi(META_TOKEN, META_PHONE_NUMBER_ID)
+        with mocked(wazzup_api, twilio_api) as router, mocked_meta(meta_api, router):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_BASE_URL) as client:
                 try:
-                    yield Pipeline(resources, client, generator, worker, wazzup_api, twilio_api)
+                    yield Pipeline(resources, client, generator, worker, wazzup_api, twilio_api, meta_api)
                 finally:
                     generator.release()
                     await worker.stop()

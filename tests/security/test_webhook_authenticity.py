@@ -22,8 +22,12 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from salesbot.app import create_app
+from salesbot.messaging.meta import compute_signature as meta_signature
 from salesbot.models import Message
 from tests.fakes.pipeline import (
+    META_APP_SECRET,
+    META_PHONE_NUMBER_ID,
+    META_VERIFY_TOKEN,
     PUBLIC_BASE_URL,
     TWILIO_TOKEN,
     WAZZUP_SECRET,
@@ -34,6 +38,37 @@ from tests.fakes.pipeline import (
 from tests.security.test_route_auth import walk
 
 BODY = json.dumps({"messages": [wazzup_message("79990001122", "hello")]}).encode()
+META_BODY = json.dumps(
+    {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550783881",
+                                "phone_number_id": META_PHONE_NUMBER_ID,
+                            },
+                            "messages": [
+                                {
+                                    "from": "972987654321",
+                                    "id": "wamid.x1",
+                                    "timestamp": "1697043223",
+                                    "type": "text",
+                                    "text": {"body": "hi"},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+).encode()
 
 
 async def stored(pipeline: Pipeline) -> int:
@@ -45,7 +80,13 @@ async def stored(pipeline: Pipeline) -> int:
 async def test_every_webhook_route_refuses_an_unauthenticated_caller(pipeline: Pipeline) -> None:
     routes = sorted({e.path for e in walk(create_app(pipeline.resources.settings).routes)})
     webhooks = [path for path in routes if path.startswith("/webhooks/")]
-    assert webhooks == ["/webhooks/console", "/webhooks/twilio", "/webhooks/twilio/status", "/webhooks/wazzup/{secret}"]
+    assert webhooks == [
+        "/webhooks/console",
+        "/webhooks/meta",
+        "/webhooks/twilio",
+        "/webhooks/twilio/status",
+        "/webhooks/wazzup/{secret}",
+    ]
     form = "&".join(f"{k}={v}" for k, v in twilio_params("whatsapp:+14155550123", "hi")).encode()
     attempts = {
         "/webhooks/wazzup/{secret}": [
@@ -64,6 +105,12 @@ async def test_every_webhook_route_refuses_an_unauthenticated_caller(pipeline: P
             ("/webhooks/twilio/status", {"x-twilio-signature": "AAAA"}, b"MessageSid=SM1&MessageStatus=failed"),
         ],
         "/webhooks/console": [("/webhooks/console", {}, b'{"phone": "+15550100", "text": "hi"}')],
+        "/webhooks/meta": [
+            ("/webhooks/meta", {}, META_BODY),
+            ("/webhooks/meta", {"x-hub-signature-256": "sha256=" + "0" * 64}, META_BODY),
+            ("/webhooks/meta", {"x-hub-signature-256": meta_signature(META_VERIFY_TOKEN, META_BODY)}, META_BODY),
+            ("/webhooks/meta", {"x-hub-signature-256": META_APP_SECRET}, META_BODY),
+        ],
     }
     assert sorted(attempts) == webhooks
     statuses = []
@@ -72,7 +119,7 @@ async def test_every_webhook_route_refuses_an_unauthenticated_caller(pipeline: P
             headers = {"content-type": "application/x-www-form-urlencoded", **headers}
             response = await pipeline.client.post(path, content=body, headers=headers)
             statuses.append((path, response.status_code))
-    expected = {"/webhooks/twilio": 403, "/webhooks/twilio/status": 403}
+    expected = {"/webhooks/twilio": 403, "/webhooks/twilio/status": 403, "/webhooks/meta": 403}
     assert statuses == [(path, expected.get(path, 404)) for path, _status in statuses]
     assert await stored(pipeline) == 0
 
@@ -127,6 +174,21 @@ async def test_twilio_signature_is_compared_in_constant_time(pipeline: Pipeline,
     signature = compute_signature(TWILIO_TOKEN, PUBLIC_BASE_URL + "/webhooks/twilio", params)
     assert (await pipeline.twilio(params)).status_code == 200
     assert compared(comparisons, signature)
+
+
+async def test_meta_signature_and_verify_token_are_compared_in_constant_time(
+    pipeline: Pipeline, comparisons: list[Comparison]
+) -> None:
+    signature = meta_signature(META_APP_SECRET, META_BODY)
+    response = await pipeline.client.post(
+        "/webhooks/meta", content=META_BODY, headers={"x-hub-signature-256": signature}
+    )
+    assert response.status_code == 200
+    assert compared(comparisons, signature)
+    comparisons.clear()
+    query = {"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1"}
+    assert (await pipeline.client.get("/webhooks/meta", params=query)).status_code == 403
+    assert compared(comparisons, META_VERIFY_TOKEN)
 
 
 async def test_api_token_is_compared_in_constant_time(pipeline: Pipeline, comparisons: list[Comparison]) -> None:

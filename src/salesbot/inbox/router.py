@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import PlainTextResponse
 
 from salesbot.dependencies import ResourcesDep
 from salesbot.inbox import service, spool
@@ -78,6 +79,19 @@ async def twilio_webhook(request: Request, resources: ResourcesDep, providers: P
 async def twilio_status_webhook(request: Request, resources: ResourcesDep, providers: ProvidersDep) -> Response:
     await _receive(request, providers.get(Channel.TWILIO), resources)
     return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+@router.get("/meta", summary="Meta webhook verification handshake", response_class=PlainTextResponse)
+async def meta_verification(request: Request, providers: ProvidersDep) -> PlainTextResponse:
+    """`hub.challenge` echoed as text when `hub.verify_token` is `META_VERIFY_TOKEN` (else 403)."""
+    return PlainTextResponse(providers.meta.verify_subscription(request.query_params))
+
+
+@router.post("/meta", summary="Meta WhatsApp Cloud API webhook (messages, statuses, smb_message_echoes)")
+async def meta_webhook(request: Request, resources: ResourcesDep, providers: ProvidersDep) -> dict[str, Any]:
+    """Signed with `X-Hub-Signature-256` over the raw body with `META_APP_SECRET` (403 when missing or wrong)."""
+    await _receive(request, providers.get(Channel.META), resources)
+    return {"ok": True}
 
 
 @router.post("/console", summary="Console provider: a message from the simulator or `salesbot chat`")

@@ -77,6 +77,9 @@ class StatusUpdate:
     status: DeliveryStatus
     error_code: str | None = None
     error_description: str | None = None
+    # Our idempotency key as the provider reports it back with the status (Meta `biz_opaque_callback_data`): it
+    # ties the status to the outbound row even when the send call's answer, and so the provider id, was lost.
+    idempotency_key: str | None = None
 
     @property
     def error(self) -> str | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from salesbot.messaging.base import MessagingProvider
 from salesbot.messaging.console import ConsoleProvider
+from salesbot.messaging.meta import MetaProvider
 from salesbot.messaging.twilio import TwilioProvider
 from salesbot.messaging.wazzup import WazzupProvider
 from salesbot.models import Channel
@@ -20,6 +21,13 @@ class Providers:
     def get(self, channel: Channel) -> MessagingProvider:
         return self.by_channel[channel]
 
+    @property
+    def meta(self) -> MetaProvider:
+        """The Meta adapter itself (its GET verification handshake is not part of the common protocol)."""
+        provider = self.by_channel[Channel.META]
+        assert isinstance(provider, MetaProvider)
+        return provider
+
 
 def build_providers(resources: Resources) -> Providers:
     """Every channel's adapter; unconfigured ones reject webhooks and raise `ProviderNotConfiguredError` on send."""
@@ -28,6 +36,7 @@ def build_providers(resources: Resources) -> Providers:
         by_channel={
             Channel.WAZZUP: WazzupProvider(settings.wazzup, resources.http),
             Channel.TWILIO: TwilioProvider(settings.twilio, resources.http, public_base_url=settings.public_base_url),
+            Channel.META: MetaProvider(settings.meta, resources.http, resources.redis),
             Channel.CONSOLE: ConsoleProvider(resources.redis, enabled=settings.console_provider_enabled),
         }
     )

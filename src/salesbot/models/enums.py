@@ -9,6 +9,7 @@ class Channel(StrEnum):
     WAZZUP = "wazzup"
     TWILIO = "twilio"
     CONSOLE = "console"
+    META = "meta"
 
 
 class ConversationStatus(StrEnum):

@@ -58,6 +58,20 @@ async def lock_by_provider_id(session: AsyncSession, channel: Channel, provider_
     )
 
 
+async def lock_unreconciled_by_key(session: AsyncSession, channel: Channel, idempotency_key: str) -> Message | None:
+    """The outbound row with this idempotency key that has no provider id yet (its send answer never arrived)."""
+    return await session.scalar(
+        select(Message)
+        .where(
+            Message.channel == channel,
+            Message.idempotency_key == idempotency_key,
+            Message.direction == Direction.OUTBOUND,
+            Message.provider_message_id.is_(None),
+        )
+        .with_for_update()
+    )
+
+
 async def last_inbound_at(session: AsyncSession, customer_id: int) -> datetime | None:
     """When the customer last wrote (any conversation): the start of the 24-hour window."""
     return await session.scalar(

@@ -25,6 +25,7 @@ log = get_logger(__name__)
 DELIVER_JOB = "deliver_outbox"
 ECHO_MARKER_TTL_SECONDS = 600
 EARLY_STATUS_TTL_SECONDS = 600
+TEMPLATE_KEY_SUFFIX = ":template"
 
 
 def _generation_key(conversation_id: int) -> str:
@@ -121,8 +122,19 @@ def _early_key(channel: Channel, provider_message_id: str) -> str:
 
 
 async def apply_status(session: AsyncSession, event: StatusUpdate) -> bool:
-    """Record a delivery status from a webhook (never backwards); False when the message id is unknown yet."""
+    """Record a delivery status from a webhook (never backwards); False when the message id is unknown yet.
+
+    A status that carries our idempotency key (Meta) also finds a row whose send answer never arrived: the row
+    gets the provider id, which reconciles an attempt that may otherwise have been sent again.
+    """
     message = await repository.lock_by_provider_id(session, event.channel, event.provider_message_id)
+    if message is None and event.idempotency_key:
+        # The closed-window template of a row is sent with the row's key plus this suffix (outbox delivery).
+        key = event.idempotency_key.removesuffix(TEMPLATE_KEY_SUFFIX)
+        message = await repository.lock_unreconciled_by_key(session, event.channel, key)
+        if message is not None:
+            message.provider_message_id = event.provider_message_id
+            log.info("outbox.reconciled_by_status", message_id=message.id, status=event.status.value)
     if message is None:
         return False
     if not repository.status_advances(message.delivery_status, event.status):

@@ -29,6 +29,8 @@ def part_limit(settings: Settings, channel: Channel) -> int:
         return settings.wazzup.max_text_length
     if channel is Channel.TWILIO:
         return settings.twilio.max_text_length
+    if channel is Channel.META:
+        return settings.meta.max_text_length
     return CONSOLE_MAX_TEXT_LENGTH
 
 
