@@ -22,6 +22,8 @@ CHANNEL = "b96a999e-06f5-4cac-8413-ba999993f981"
 SECRET = "wz-hook-3f9c2b7e4d1a48c6a2e5b0d7c9f1e8a4"
 TWILIO_SID = "AC00000000000000000000000000000000"
 TWILIO_TOKEN = "twilio-test-auth-token-0123456789"
+META_TOKEN = "EAAG-system-user-token-0123456789"
+META_NUMBER = "106540352242922"
 
 
 @dataclass
@@ -46,6 +48,8 @@ def deployment(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         TWILIO_SID,
         TWILIO_TOKEN,
         channels=[{"channelId": CHANNEL, "transport": "whatsapp", "plainId": "79990000000", "state": "active"}],
+        meta_token=META_TOKEN,
+        meta_phone_number_id=META_NUMBER,
     )
     with accounts.in_thread(), FakeLLM().in_thread() as llm:
         env = {
@@ -60,6 +64,11 @@ def deployment(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             "TWILIO_ACCOUNT_SID": TWILIO_SID,
             "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
             "TWILIO_WHATSAPP_FROM": "whatsapp:+14155238886",
+            "META_API_URL": accounts.meta_url,
+            "META_ACCESS_TOKEN": META_TOKEN,
+            "META_PHONE_NUMBER_ID": META_NUMBER,
+            "META_APP_SECRET": "meta-app-secret-0123456789abcdef",
+            "META_VERIFY_TOKEN": "meta-verify-token-0123456789",
             "LLM_MODEL": "sales-llm",
             "LLM_BASE_URL": llm.base_url,
             "LLM_API_KEY": "sk-test-0123456789",
@@ -95,6 +104,8 @@ ITEMS = (
     "wazzup",
     "twilio webhook",
     "twilio",
+    "meta webhook",
+    "meta",
     "public url",
     "providers",
 )
@@ -124,6 +135,8 @@ def test_check_reports_every_item_ok_against_working_services(
         assert found[name].split()[0] == "ok", output
     assert "is active" in found["wazzup"]
     assert "account AC00000000000000000000000000000000 is active" in found["twilio"]
+    assert "Falcon Office Systems" in found["meta"]
+    assert "quality GREEN" in found["meta"]
     assert "answered in" in found["llm sales-llm"]
     assert deployment.llm.answered_by("sales-llm") == 1
     assert SECRET not in output  # the webhook secret is shown masked
@@ -135,6 +148,7 @@ def test_check_names_each_broken_item_with_a_hint_and_fails(
     deployment.accounts.channels[0]["state"] = "qr"
     deployment.accounts.webhook_uri = "https://crm.example.com/wazzup"
     deployment.monkeypatch.setenv("TWILIO_AUTH_TOKEN", "a-revoked-token-0123456789")
+    deployment.monkeypatch.setenv("META_ACCESS_TOKEN", "EAAG-expired-token-0123456789")
     deployment.llm.default_behaviour = "500"
     deployment.monkeypatch.setenv("PLAYBOOK_PATH", "/nonexistent/playbook.yaml")
 
@@ -145,6 +159,8 @@ def test_check_names_each_broken_item_with_a_hint_and_fails(
     assert "is qr" in found["wazzup"]
     assert found["twilio"].startswith("  ERROR")
     assert "20003: Authenticate" in found["twilio"]
+    assert found["meta"].startswith("  ERROR")
+    assert "190: Invalid OAuth access token" in found["meta"]
     assert found["llm sales-llm"].startswith("  ERROR")
     assert found["wazzup webhook"].startswith("  ERROR")
     assert "another address" in found["wazzup webhook"]
@@ -180,6 +196,7 @@ def test_webhooks_register_never_overwrites_another_integration_without_force(
     }
     output = capsys.readouterr().out
     assert f"{deployment.stack.url}/webhooks/twilio/status" in output
+    assert f"callback URL: {deployment.stack.url}/webhooks/meta" in output
     assert SECRET not in output
 
 
@@ -197,6 +214,7 @@ def test_readyz_reports_llm_and_providers_without_gating_readiness(deployment: D
     assert body["advisory"]["llm sales-llm"]["ok"] is False
     assert body["advisory"]["wazzup"]["ok"] is True
     assert body["advisory"]["twilio"]["ok"] is True
+    assert body["advisory"]["meta"]["ok"] is True
 
 
 def test_check_without_reachable_services_says_how_to_get_them(

@@ -155,7 +155,7 @@ def cmd_webhooks_register(args: argparse.Namespace) -> int:
     configure_logging("WARNING")
     urls = webhook_urls(settings)
     if not urls:
-        print("No provider is configured (WAZZUP_* or TWILIO_*): nothing to register.")
+        print("No provider is configured (WAZZUP_*, TWILIO_* or META_*): nothing to register.")
         return 1
 
     async def register_wazzup() -> int:
@@ -188,6 +188,13 @@ def cmd_webhooks_register(args: argparse.Namespace) -> int:
             f"\n  webhook URL for incoming messages (POST): {settings.public_base_url.rstrip('/')}/webhooks/twilio"
             f"\n  status callback URL (POST): {settings.public_base_url.rstrip('/')}/webhooks/twilio/status"
             "\n  PUBLIC_BASE_URL must be exactly the address Twilio calls: signatures are computed over it."
+        )
+    if "meta" in urls:
+        print(
+            "meta: in your Meta app (WhatsApp > Configuration > Webhook), set:"
+            f"\n  callback URL: {urls['meta']}"
+            "\n  verify token: the value of META_VERIFY_TOKEN"
+            "\n  webhook fields: messages, smb_message_echoes (for chats answered in the WhatsApp Business app)"
         )
     return code
 

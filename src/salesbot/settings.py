@@ -271,6 +271,7 @@ class Settings(BaseSettings):
             "WAZZUP_API_KEY": self.wazzup.api_key.get_secret_value(),
             "TWILIO_ACCOUNT_SID": self.twilio.account_sid,
             "TWILIO_AUTH_TOKEN": self.twilio.auth_token.get_secret_value(),
+            "META_ACCESS_TOKEN": self.meta.access_token.get_secret_value(),
         }
         return [name for name, value in configured.items() if value]
 

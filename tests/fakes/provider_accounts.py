@@ -1,4 +1,5 @@
-"""Fakes of the provider account APIs that `salesbot check` and `salesbot webhooks register` call, on a real port.
+"""Fakes of the provider account APIs that `salesbot check` and `salesbot webhooks register` call, on a real port
+(Wazzup, Twilio and Meta's Graph API).
 
 They behave like the services: a wrong key gets the provider's 401 body; Wazzup keeps ONE webhook address per
 account and, before accepting a new one, POSTs `{"test": true}` to it and refuses the change unless that answers
@@ -46,6 +47,8 @@ class FakeAccounts:
     channels: list[dict[str, Any]] = field(default_factory=list)
     webhook_uri: str | None = None
     twilio_status: str = "active"
+    meta_token: str = ""
+    meta_phone_number_id: str = ""
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
     port: int = 0
 
@@ -56,6 +59,29 @@ class FakeAccounts:
     @property
     def twilio_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def meta_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/graph"
+
+    def _meta(self, method: str, path: str, headers: dict[bytes, bytes]) -> Reply:
+        if headers.get(b"authorization") != f"Bearer {self.meta_token}".encode():
+            return 401, {
+                "error": {
+                    "message": "Invalid OAuth access token - Cannot parse access token",
+                    "type": "OAuthException",
+                    "code": 190,
+                    "fbtrace_id": "AbCdEfGhIjKlMnOp",
+                }
+            }
+        if method == "GET" and path.endswith(f"/{self.meta_phone_number_id}"):
+            return 200, {
+                "verified_name": "Falcon Office Systems",
+                "display_phone_number": "+971 4 555 0100",
+                "quality_rating": "GREEN",
+                "id": self.meta_phone_number_id,
+            }
+        return 400, {"error": {"message": "Unsupported get request.", "type": "GraphMethodException", "code": 100}}
 
     async def _wazzup(self, method: str, path: str, headers: dict[bytes, bytes], body: Any) -> Reply:
         if headers.get(b"authorization") != f"Bearer {self.wazzup_key}".encode():
@@ -115,6 +141,8 @@ class FakeAccounts:
         self.requests.append((method, path, body))
         if path.startswith("/v3/"):
             status, payload = await self._wazzup(method, path, headers, body)
+        elif path.startswith("/graph/"):
+            status, payload = self._meta(method, path, headers)
         else:
             status, payload = self._twilio(method, path, headers)
         await _answer(send, status, payload)

@@ -511,6 +511,11 @@ def test_settings_read_the_flat_meta_names(monkeypatch: pytest.MonkeyPatch) -> N
     assert Settings().meta.api_url == "https://graph.facebook.com"
     assert not Settings().meta.enabled
     for name, value in {
+        # Provider credentials need an explicit mode and real secrets of salesbot's own.
+        "SALESBOT_ENV": "development",
+        "API_TOKEN": "k7Qp2vX9mZr4TnB8wLs6",
+        "SECRET_KEY": "k7Qp2vX9mZr4TnB8wLs6x",
+        "ADMIN_PASSWORD": "k7Qp2vX9mZr4TnB8wLs6y",
         "META_API_VERSION": "v22.0",
         "META_ACCESS_TOKEN": "EAAJtoken",
         "META_PHONE_NUMBER_ID": "106540352242922",
@@ -541,7 +546,12 @@ def test_production_refuses_a_placeholder_meta_secret(monkeypatch: pytest.Monkey
         "META_VERIFY_TOKEN": "0123456789abcdef0123",
     }.items():
         monkeypatch.setenv(name, value)
-    production = {"salesbot_env": "production", "database_url": "postgresql+asyncpg://x@db/x", "redis_url": "redis://r"}
+    production = {
+        "salesbot_env": "production",
+        "database_url": "postgresql+asyncpg://x@db/x",
+        "redis_url": "redis://r",
+        "conversation": {"playbook_path": "/etc/salesbot/playbook.yaml"},
+    }
     with pytest.raises(ValidationError, match="META_APP_SECRET is a placeholder"):
         Settings(**production)
     monkeypatch.setenv("META_APP_SECRET", "0123456789abcdef0123456789abcdef")

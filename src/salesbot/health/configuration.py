@@ -22,6 +22,7 @@ from salesbot.agent.models import chat_model, llm_names
 from salesbot.health.service import check_readiness, describe_playbook
 from salesbot.knowledge.embeddings import get_embedder
 from salesbot.messaging.base import ProviderError
+from salesbot.messaging.meta import probe_phone_number
 from salesbot.messaging.twilio import TwilioProvider
 from salesbot.messaging.wazzup import WazzupProvider
 from salesbot.resources import Resources
@@ -112,8 +113,19 @@ async def provider_items(settings: Settings, http: httpx.AsyncClient) -> list[It
     if settings.twilio.enabled:
         twilio = TwilioProvider(settings.twilio, http, public_base_url=settings.public_base_url)
         checks.append(("twilio", twilio.check_credentials, "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"))
+    if settings.meta.enabled:
+        checks.append(
+            (
+                "meta",
+                lambda: probe_phone_number(settings.meta, http),
+                "check META_ACCESS_TOKEN (a System User token with whatsapp_business_messaging) and "
+                "META_PHONE_NUMBER_ID",
+            )
+        )
     if not checks:
-        hint = "configure WAZZUP_* or TWILIO_* to reach WhatsApp (the console provider serves the simulator only)"
+        hint = (
+            "configure WAZZUP_*, TWILIO_* or META_* to reach WhatsApp (the console provider serves the simulator only)"
+        )
         return [Item("providers", True, "none configured", hint, required=False)]
     return list(await asyncio.gather(*(_probe(name, check(), hint=hint) for name, check, hint in checks)))
 
@@ -126,6 +138,8 @@ def webhook_urls(settings: Settings) -> dict[str, str]:
         urls["wazzup"] = f"{base}/webhooks/wazzup/<WAZZUP_WEBHOOK_SECRET>"
     if settings.twilio.enabled:
         urls["twilio"] = f"{base}/webhooks/twilio (status callback: {base}/webhooks/twilio/status)"
+    if settings.meta.enabled:
+        urls["meta"] = f"{base}/webhooks/meta"
     return urls
 
 
@@ -163,6 +177,17 @@ async def webhook_items(settings: Settings, http: httpx.AsyncClient) -> list[Ite
                 True,
                 webhook_urls(settings)["twilio"],
                 "set it on the WhatsApp sender in the Twilio console (Twilio has no API check for it)",
+                required=False,
+            )
+        )
+    if settings.meta.enabled:
+        items.append(
+            Item(
+                "meta webhook",
+                True,
+                webhook_urls(settings)["meta"],
+                "set it as the callback URL of the app's WhatsApp product with META_VERIFY_TOKEN, fields messages and "
+                "smb_message_echoes",
                 required=False,
             )
         )

@@ -164,6 +164,9 @@ class MetaProvider:
     def parse(self, request: WebhookRequest) -> list[InboundEvent]:
         return meta_webhook.parse(request.body, phone_number_id=self._settings.phone_number_id, graph=self._graph())
 
+    async def check_credentials(self) -> str:
+        return await probe_phone_number(self._settings, self._http)
+
     # --- sending ----------------------------------------------------------------------------------------------
 
     def _graph(self) -> str:
@@ -294,3 +297,30 @@ def _error(response: httpx.Response, body: dict[str, Any]) -> Exception:
     if code in OPTED_OUT_CODES:
         return OptedOutError(label, description)
     return PermanentProviderError(label, description)
+
+
+async def probe_phone_number(settings: MetaSettings, http: httpx.AsyncClient) -> str:
+    """A harmless call (`GET /{phone_number_id}`): the token works for this number; its name and quality rating."""
+    token = settings.access_token.get_secret_value()
+    if not token or not settings.phone_number_id:
+        raise ProviderNotConfiguredError("not_configured", "META_ACCESS_TOKEN and META_PHONE_NUMBER_ID are required")
+    url = f"{settings.api_url.rstrip('/')}/{settings.api_version.strip('/')}/{settings.phone_number_id}"
+    try:
+        response = await http.get(
+            url,
+            params={"fields": "verified_name,display_phone_number,quality_rating"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    except httpx.HTTPError as exc:
+        raise RetryableProviderError("network", type(exc).__name__) from exc
+    try:
+        body = response.json() if response.content else {}
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    if not response.is_success:
+        raise _error(response, body)
+    return (
+        f"number {settings.phone_number_id} ({body.get('verified_name', '?')}), "
+        f"quality {body.get('quality_rating', 'unknown')}"
+    )
