@@ -87,6 +87,8 @@ class Playbook(_Strict):
     timezone: str = "UTC"
     stages: dict[SalesStage, StageGuide]
     messages: FixedMessages
+    # The offline responder's texts in the business's own words: text key -> language -> text.
+    offline_texts: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     @field_validator("currency")
     @classmethod
