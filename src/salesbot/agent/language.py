@@ -110,7 +110,7 @@ _MARKERS = (
 # Below this many letters the model is not asked: the script's main language is the answer.
 _SHORT_LETTERS = 12
 # The model's normalised probability below which a Latin-script message is left undecided.
-_MIN_CONFIDENCE = 0.5
+_MIN_CONFIDENCE = 0.6
 
 
 def _script(char: str) -> str | None:
@@ -193,8 +193,9 @@ def detect_language(text: str, *, min_letters: int = MIN_LETTERS_TO_SWITCH) -> s
     if letters < _SHORT_LETTERS and script != "latin":
         return candidates[0]
     code, confidence = _rank(cleaned, candidates)
-    if script == "latin" and confidence < _MIN_CONFIDENCE and letters < 2 * _SHORT_LETTERS:
-        return None
+    if confidence < _MIN_CONFIDENCE and letters < 2 * _SHORT_LETTERS:
+        # Too short to tell the script's languages apart: Latin stays undecided, others are the main language.
+        return None if script == "latin" else candidates[0]
     return code
 
 

@@ -113,7 +113,9 @@ def _products_part(t: _Texts, turn: Turn, decisions: Decisions, outcomes: Sequen
         elif "more" in turn.intents and decisions.referenced:
             header = t("found_more")
         elif turn.budget.max_price is not None:
-            header = t("found_budget", budget=f"{turn.budget.max_price.normalize():f}", currency=turn.context["currency"])
+            header = t(
+                "found_budget", budget=f"{turn.budget.max_price.normalize():f}", currency=turn.context["currency"]
+            )
         elif turn.wanted_quantity and turn.wanted_quantity > 1:
             header = t("found_for", qty=turn.wanted_quantity)
         else:
@@ -199,6 +201,8 @@ def compose(turn: Turn, outcomes: Sequence[Outcome]) -> str:
 
     if "objection" in turn.intents and not decisions.hits and not decisions.searched:
         parts.append(t("objection", cap=context["discount_cap"]))
+    elif "objection" in turn.intents:
+        parts.append(t("volume_discount", cap=context["discount_cap"]))
 
     # What to ask next, by where the conversation stands now.
     has_name, has_company = has_details(turn, outcomes)
@@ -216,7 +220,9 @@ def compose(turn: Turn, outcomes: Sequence[Outcome]) -> str:
         parts.append(t("recommend_next"))
     elif decisions.compared:
         parts.append(t("compare_next"))
-    elif decisions.hits or [o for o in ok("get_product") if o.data.get("product", {}).get("sku", "").upper() in turn.skus]:
+    elif decisions.hits or any(
+        str(outcome.data.get("product", {}).get("sku", "")).upper() in turn.skus for outcome in ok("get_product")
+    ):
         parts.append(t("choose"))
     elif decisions.referenced and turn.ordinal is None and not decisions.searched:
         parts.append(t("which_one"))

@@ -77,7 +77,10 @@ def name_score(text: str, name: str, sku: str = "") -> int:
 def best_match(text: str, products: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The product whose name `text` names best, when one stands out."""
     scored = sorted(
-        ((name_score(text, str(product["name"]), str(product["sku"])), index) for index, product in enumerate(products)),
+        (
+            (name_score(text, str(product["name"]), str(product["sku"])), index)
+            for index, product in enumerate(products)
+        ),
         key=lambda item: (-item[0], item[1]),
     )
     if not scored or scored[0][0] == 0:

@@ -147,15 +147,17 @@ def recommend(products: Sequence[dict[str, Any]], qty: int, budget: Decimal | No
 def search_query(turn: Turn) -> str:
     """The customer's words, or the need they stated before when this message only adds a budget or a filter."""
     own = PLACEHOLDER.sub(" ", turn.text)[:200].strip()
-    if turn.category is None and turn.remembered_query and (
-        turn.budget.max_price is not None or turn.intents & {"cheaper", "more"} or "product" not in turn.intents
+    if (
+        turn.category is None
+        and turn.remembered_query
+        and (turn.budget.max_price is not None or turn.intents & {"cheaper", "more"} or "product" not in turn.intents)
     ):
         return turn.remembered_query
     return own
 
 
 def wants_products(turn: Turn) -> bool:
-    if turn.skus or "human" in turn.intents:
+    if turn.skus or "human" in turn.intents or turn.budget.other_currency is not None:
         return False
     if "knowledge" in turn.intents and "product" not in turn.intents and turn.category is None:
         return False  # "how much is delivery?" is a policy question, not a product search
@@ -313,14 +315,16 @@ def plan(
             cheapest = min(Decimal(product["price"]) for product in decisions.referenced)
             want("search_products", _search_args(turn, max_price=cheapest - Decimal("0.01")))
         elif back and "more" in turn.intents:
+            # The search returns a handful of rows, mostly those shown already: ask it from other angles too.
             want("search_products", _search_args(turn))
+            want("search_products", {**_search_args(turn), "in_stock_only": True})
+            if turn.wanted_category:
+                want("search_products", {**_search_args(turn), "query": turn.wanted_category})
         elif not back and wants_products(turn) and turn.budget.other_currency is None:
-            args = _search_args(turn)
-            want("search_products", args)
-            empty = [
-                o for o in _ok(outcomes, "search_products") if o.args == args and not o.data.get("products")
-            ]
-            if empty and "category" in args:
+            search = _search_args(turn)
+            want("search_products", search)
+            empty = [o for o in _ok(outcomes, "search_products") if o.args == search and not o.data.get("products")]
+            if empty and "category" in search:
                 want("search_products", _search_args(turn, category=False))
     if "knowledge" in turn.intents and not turn.skus:
         want("search_knowledge", {"query": PLACEHOLDER.sub(" ", turn.text)[:200].strip()})
