@@ -15,9 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.agent.eval.runner import ChatDriver
 from salesbot.agent.language import detect_language
+from salesbot.agent.playbook import Playbook
 from salesbot.agent.service import SalesAgentService
 from salesbot.models import Product, SalesStage
 from salesbot.settings import Settings
+from tests.agent.scripted import Script
 
 _LINE = re.compile(r"\(SKU ([A-Z0-9-]+)\): (\d+\.\d{2}) AED")
 
@@ -212,3 +214,46 @@ async def test_other_languages_get_english_answers_and_russian_texts_are_gender_
 
     russian = " ".join(lexicon().texts["ru"].values())
     assert not re.search(r"\b(?:рад|рада|нашла|нашёл|записала|записал|готова|готов)\b", russian)
+
+
+async def test_answers_in_ukrainian_and_english_for_persian(catalog_session: AsyncSession, settings: Settings) -> None:
+    products = await catalog(catalog_session)
+    reply = await driver_for(catalog_session, settings).say("Привіт, потрібні ноутбуки для офісу")
+
+    shown = listed(reply.text)
+    assert shown, reply.text
+    assert {products[sku].category for sku, _ in shown} == {"Laptops"}
+    assert "в наявності" in reply.text  # Ukrainian, not the Russian "в наличии"
+    assert driver_language(reply.text) == "uk"
+
+    driver = driver_for(catalog_session, settings)
+    reply = await driver.say("سلام، من یک لپ تاپ برای دفترم می خواهم")
+    assert driver.conversation is not None
+    assert driver.conversation.language == "fa"
+    assert driver_language(reply.text) == "en"  # no Persian texts: English, not Arabic
+
+
+async def test_the_llm_is_told_the_customers_language_by_name(
+    catalog_session: AsyncSession, settings: Settings
+) -> None:
+    script = Script(["ok"])
+    driver = ChatDriver(catalog_session, SalesAgentService(model=script.model), settings)
+
+    await driver.say("Привіт, потрібен ноутбук для офісу")
+    await driver.say("سلام، یک لپ تاپ برای دفتر می خواهم")
+
+    told = [re.search(r"Reply in ([\w ()]+?),", seen.instructions) for seen in script.seen]
+    assert [match.group(1) if match else None for match in told] == ["Ukrainian", "Persian (Farsi)"]
+
+
+async def test_the_business_rewords_offline_texts_in_its_playbook(
+    catalog_session: AsyncSession, settings: Settings, playbook: Playbook
+) -> None:
+    custom = playbook.model_copy(
+        update={"offline_texts": {"hello": {"en": "Hi, {assistant} of {company} here. Which products do you need?"}}}
+    )
+    driver = ChatDriver(catalog_session, SalesAgentService(playbook=custom), settings)
+
+    reply = await driver.say("Hello")
+
+    assert reply.text == "Hi, Lina of Falcon Office Systems here. Which products do you need?"
