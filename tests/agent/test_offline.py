@@ -257,3 +257,32 @@ async def test_the_business_rewords_offline_texts_in_its_playbook(
     reply = await driver.say("Hello")
 
     assert reply.text == "Hi, Lina of Falcon Office Systems here. Which products do you need?"
+
+
+async def test_compare_positions_a_short_name_and_a_quote_of_several_lines(
+    catalog_session: AsyncSession, settings: Settings
+) -> None:
+    products = await catalog(catalog_session)
+    driver = driver_for(catalog_session, settings)
+    shown = listed((await driver.say("we need a docking station for our laptops")).text)
+
+    reply = await driver.say("compare the first and the third")
+    assert re.findall(r"\(SKU ([A-Z0-9-]+)\)", reply.text) == [shown[0][0], shown[2][0]], reply.text
+
+    # "the HP one": a short brand name is enough among the few products just shown, when only one has it.
+    hp = [sku for sku, _ in shown if products[sku].name.startswith("HP ")]
+    if len(hp) == 1:
+        await driver.say("the HP one then")
+        assert driver.conversation is not None
+        assert driver.conversation.facts["selected"][0]["sku"] == hp[0]
+
+    driver = driver_for(catalog_session, settings)
+    # "HP 250 G9" is two products (i3, i5): the customer is asked, and no partial order is taken.
+    reply = await driver.say("I'd like 2 of the HP 250 G9 and 1 Dell Latitude 5440")
+    assert {"HP-250G9-I3", "HP-250G9-I5"} <= set(re.findall(r"\(SKU ([A-Z0-9-]+)\)", reply.text)), reply.text
+    assert driver.conversation is not None
+    assert not driver.conversation.facts.get("selected")
+    await driver.say("I'd like 2 of the HP 250 G9 i5 and 1 Dell Latitude 5440")
+    reply = await driver.say("My name is Ann Lee, company Blue Trading LLC, email ann@blue.example")
+    total = products["HP-250G9-I5"].price * 2 + products["DEL-LAT5440-I7"].price
+    assert f"{total} AED" in reply.text, reply.text

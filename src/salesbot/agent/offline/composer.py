@@ -38,7 +38,8 @@ def _quote_text(t: _Texts, quote: dict[str, Any]) -> str:
     currency = quote["currency"]
     lines = [t("quote_intro", id=quote["id"])]
     lines += [
-        f"• {item['name']} (SKU {item['sku']}) × {item['qty']} @ {item['unit_price']} = {item['line_total']} {currency}"
+        # Line totals without the currency: create_quote states them as plain numbers, only the totals as money.
+        f"• {item['name']} (SKU {item['sku']}) × {item['qty']} @ {item['unit_price']} = {item['line_total']}"
         for item in quote["items"]
     ]
     lines.append(f"{t('subtotal')}: {quote['subtotal']} {currency}")
@@ -92,6 +93,9 @@ def _products_part(t: _Texts, turn: Turn, decisions: Decisions, outcomes: Sequen
         quantities = {item["sku"]: item["qty"] for item in decisions.chosen}
         lines = [product_line(t, product, quantities.get(product["sku"])) for product in decisions.chosen_products]
         parts.append(t("chosen") + "\n" + "\n".join(lines))
+        return parts
+    if decisions.ambiguous:
+        parts.append(t("which_model") + "\n" + "\n".join(product_line(t, product) for product in decisions.ambiguous))
         return parts
     if decisions.compared:
         parts.append(_comparison(t, decisions.compared))

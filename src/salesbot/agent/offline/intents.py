@@ -110,6 +110,7 @@ class Turn:
     category: str | None
     quantity: int | None
     ordinal: int | None
+    ordinals: list[int]
     segments: list[Segment]
     # The customer said how many units of a named product: choosing it.
     explicit_qty: bool = False
@@ -262,11 +263,15 @@ def find_category(text: str) -> str | None:
     return first[2]
 
 
+def find_ordinals(text: str) -> list[int]:
+    """Positions in a list the customer refers to, in the order they are named ("the first and the third")."""
+    found = [(match.start(), position) for position, pattern in lexicon().ordinals for match in pattern.finditer(text)]
+    return [position for _, position in sorted(found)]
+
+
 def find_ordinal(text: str) -> int | None:
-    for position, pattern in lexicon().ordinals:
-        if pattern.search(text):
-            return position
-    return None
+    ordinals = find_ordinals(text)
+    return ordinals[0] if ordinals else None
 
 
 def split_segments(text: str) -> list[Segment]:
@@ -367,6 +372,7 @@ def parse_turn(text: str, context: TurnContext) -> Turn:
         category=find_category(normalized),
         quantity=quantity,
         ordinal=find_ordinal(normalized),
+        ordinals=find_ordinals(normalized),
         segments=split_segments(PLACEHOLDER.sub(" ", normalized)),
         explicit_qty=explicit,
     )

@@ -59,7 +59,7 @@ def name_tokens(name: str) -> list[str]:
     return tokens
 
 
-def name_score(text: str, name: str, sku: str = "") -> int:
+def name_score(text: str, name: str, sku: str = "", *, lenient: bool = False) -> int:
     """How much of `name` the customer's text names (0: not at all). Short words alone do not count."""
     folded = fold(text)
     if sku and fold(sku) in folded:
@@ -68,17 +68,18 @@ def name_score(text: str, name: str, sku: str = "") -> int:
     if not tokens:
         return 0
     found = [token for token in tokens if token in folded]
-    # Letters-only tokens shorter than 4 ("air", "hp") are weak alone; a model token with digits is strong.
-    if all(token.isalpha() and len(token) < 4 for token in found):
+    # Letters-only tokens shorter than 4 ("air", "hp") are weak alone, unless the choice is among a few products
+    # just shown (`lenient`): "the HP one" then means the one HP among them.
+    if not found or (not lenient and all(token.isalpha() and len(token) < 4 for token in found)):
         return 0
     return sum(len(token) for token in found)
 
 
-def best_match(text: str, products: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def best_match(text: str, products: Sequence[dict[str, Any]], *, lenient: bool = False) -> dict[str, Any] | None:
     """The product whose name `text` names best, when one stands out."""
     scored = sorted(
         (
-            (name_score(text, str(product["name"]), str(product["sku"])), index)
+            (name_score(text, str(product["name"]), str(product["sku"]), lenient=lenient), index)
             for index, product in enumerate(products)
         ),
         key=lambda item: (-item[0], item[1]),

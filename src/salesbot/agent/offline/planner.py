@@ -17,7 +17,7 @@ from typing import Any
 from pydantic_ai.messages import ToolCallPart
 
 from salesbot.agent.offline.intents import PLACEHOLDER, Turn
-from salesbot.agent.offline.names import best_match
+from salesbot.agent.offline.names import best_match, name_score
 from salesbot.agent.offline.reading import Outcome
 from salesbot.agent.stages import path_to
 from salesbot.agent.turn_context import TurnItem
@@ -39,6 +39,8 @@ class Decisions:
     recommended: dict[str, Any] | None = None
     compared: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     hits: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    # Products a named model could be, when the name fits several equally (the customer is asked which).
+    ambiguous: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     searched: bool = False
 
 
@@ -60,12 +62,16 @@ def refers_back(turn: Turn) -> bool:
         return False
     if turn.ordinal is not None or turn.intents & _CONTEXT_INTENTS:
         return True
+    if turn.budget.max_price is not None or turn.budget.other_currency is not None:
+        return False  # "budget around 4000 each": the same need, searched again within the budget
     # A short message with no category of its own may name one of them ("the LUMA then").
     return turn.category is None and len(turn.text.split()) <= 6 and not turn.intents - {"quote", "price", "stock"}
 
 
 def _segment_searches(turn: Turn) -> list[str]:
     """Names to look up one by one: an order ("1 of X and 3 of Y") or a comparison of two named models."""
+    if turn.ordinals and turn.previous_skus:
+        return []  # "compare the first and the second": positions in the last list, not names
     named = [segment for segment in turn.segments if len(re.findall(r"\w{2,}", segment.text)) >= 1]
     if "compare" in turn.intents and len(named) >= 2:
         return [re.sub(r"(?i)^\W*(?:compare|сравни\w*|قارن)\s+", "", segment.text) for segment in named][:3]
@@ -93,16 +99,27 @@ def decide(turn: Turn, outcomes: Sequence[Outcome]) -> Decisions:
                 for hit in outcome.data.get("products", [])
             ]
             match = best_match(query, candidates)
-            if match is not None and match["sku"] not in {product["sku"] for product in picked}:
+            if match is None and searches:
+                # Not one product ("the HP 250 G9": i3 or i5?): the closest names, to ask which one is meant.
+                scores = {p["sku"]: name_score(query, str(p["name"]), str(p["sku"])) for p in candidates}
+                top = max(scores.values(), default=0)
+                decisions.ambiguous += [p for p in candidates if top and scores[p["sku"]] == top][:SHOWN_PER_REPLY]
+            elif match is not None and match["sku"] not in {product["sku"] for product in picked}:
                 picked.append(match)
                 if "compare" not in turn.intents:
                     decisions.chosen.append(TurnItem(sku=match["sku"], qty=segment.qty or 1))
-        if "compare" in turn.intents:
+        if decisions.ambiguous and "compare" not in turn.intents:
+            decisions.chosen = []  # an order is taken whole or not at all: never part of what was asked
+        elif "compare" in turn.intents:
             decisions.compared = picked
         else:
             decisions.chosen_products = picked
         return decisions
     if "compare" in turn.intents and len(decisions.referenced) >= 2:
+        positions = [p for p in turn.ordinals if -len(decisions.referenced) <= p <= len(decisions.referenced) and p]
+        if len(positions) >= 2:
+            decisions.compared = [decisions.referenced[p - 1 if p > 0 else p] for p in positions]
+            return decisions
         named = [product for product in decisions.referenced if best_match(turn.text, [product]) is not None]
         decisions.compared = named if len(named) >= 2 else decisions.referenced[:SHOWN_PER_REPLY]
         return decisions
@@ -110,7 +127,7 @@ def decide(turn: Turn, outcomes: Sequence[Outcome]) -> Decisions:
         pick = None
         if turn.ordinal is not None and len(decisions.referenced) >= abs(turn.ordinal):
             pick = decisions.referenced[turn.ordinal - 1 if turn.ordinal > 0 else turn.ordinal]
-        elif (match := best_match(turn.text, decisions.referenced)) is not None:
+        elif (match := best_match(turn.text, decisions.referenced, lenient=True)) is not None:
             pick = match
         elif "recommend" in turn.intents:
             decisions.recommended = recommend(decisions.referenced, qty, turn.budget.max_price)
