@@ -286,3 +286,14 @@ async def test_compare_positions_a_short_name_and_a_quote_of_several_lines(
     reply = await driver.say("My name is Ann Lee, company Blue Trading LLC, email ann@blue.example")
     total = products["HP-250G9-I5"].price * 2 + products["DEL-LAT5440-I7"].price
     assert f"{total} AED" in reply.text, reply.text
+
+
+async def test_an_urgent_need_searches_only_what_is_in_stock(catalog_session: AsyncSession, settings: Settings) -> None:
+    products = await catalog(catalog_session)
+    reply = await driver_for(catalog_session, settings).say("We urgently need 3 laptops, today if possible")
+
+    shown = listed(reply.text)
+    assert shown, reply.text
+    assert all(products[sku].stock > 0 and products[sku].category == "Laptops" for sku, _ in shown)
+    search = next(call for call in reply.tool_calls if call["tool"] == "search_products")
+    assert search["args"]["in_stock_only"] is True

@@ -9,6 +9,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import cache
 
 from salesbot.agent.language import layout_slip
 from salesbot.agent.offline.lexicon import FLAGS, lexicon
@@ -154,6 +155,7 @@ def _number(token: str) -> int | None:
     return lexicon().numbers.get(token.casefold())
 
 
+@cache
 def _number_alternatives() -> str:
     words = sorted(lexicon().numbers, key=len, reverse=True)
     return "|".join([r"\d{1,5}", *(re.escape(word) for word in words)])
@@ -187,6 +189,7 @@ def find_quantity(text: str, sku: str | None = None) -> int | None:
     return None
 
 
+@cache
 def _budget_regex() -> re.Pattern[str]:
     lex = lexicon()
     currencies = "|".join(pattern.pattern for _, pattern in _CURRENCIES)

@@ -194,6 +194,8 @@ def _search_args(turn: Turn, *, category: bool = True, max_price: Decimal | None
         args["max_price"] = float(ceiling)
     if category and turn.wanted_category:
         args["category"] = turn.wanted_category
+    if "urgent" in turn.intents or ("stock" in turn.intents and "product" in turn.intents):
+        args["in_stock_only"] = True  # "needed today", "do you have ... in stock": only what can ship now
     return args
 
 
