@@ -297,3 +297,17 @@ async def test_an_urgent_need_searches_only_what_is_in_stock(catalog_session: As
     assert all(products[sku].stock > 0 and products[sku].category == "Laptops" for sku, _ in shown)
     search = next(call for call in reply.tool_calls if call["tool"] == "search_products")
     assert search["args"]["in_stock_only"] is True
+
+
+async def test_a_budget_in_the_businesss_own_currency_is_applied(
+    catalog_session: AsyncSession, settings: Settings, playbook: Playbook
+) -> None:
+    # A business that sells in roubles: "до 3000 рублей" is its own currency, so it filters.
+    roubles = playbook.model_copy(update={"currency": "RUB"})
+    driver = ChatDriver(catalog_session, SalesAgentService(playbook=roubles), settings)
+
+    reply = await driver.say("нужен ноутбук до 3000 рублей")
+
+    search = next(call for call in reply.tool_calls if call["tool"] == "search_products")
+    assert search["args"]["max_price"] == 3000.0
+    assert all(price <= Decimal(3000) for _, price in listed(reply.text))
