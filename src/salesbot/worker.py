@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 from typing import Any, ClassVar, cast
 
@@ -19,6 +20,7 @@ from salesbot.conversations.tasks import (
     sweep_stalled_turns,
 )
 from salesbot.inbox.tasks import DRAIN_EVERY_SECONDS, DRAIN_TIMEOUT_SECONDS, drain_inbox_spool
+from salesbot.kit.language import load_model as load_language_model
 from salesbot.kit.logging import configure_logging, get_logger
 from salesbot.knowledge.tasks import inventory_cron_jobs, prepare_knowledge
 from salesbot.messaging.registry import build_providers
@@ -51,6 +53,7 @@ def build_startup(settings: Settings | None, *, generator: ReplyGenerator | None
         ctx["resources"] = await stack.enter_async_context(open_resources(resolved, redis=ctx["redis"]))
         ctx["providers"] = build_providers(ctx["resources"])
         await prepare_knowledge(ctx["resources"])  # loads the embedding model once, before the first turn
+        await asyncio.to_thread(load_language_model)  # the language detector's model, off the event loop
         if generator is not None:
             ctx["reply_generator"] = generator
         # Resolved at startup so a worker without a working agent fails now, not on the first customer message.

@@ -24,7 +24,8 @@ from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.settings import ModelSettings
 
-from salesbot.agent.offline import OFFLINE_MODEL_NAME, offline_model
+from salesbot.agent.offline import OFFLINE_MODEL_NAME as OFFLINE_MODEL_NAME
+from salesbot.agent.offline import offline_model
 from salesbot.kit.logging import get_logger
 from salesbot.settings import LLMSettings
 

@@ -92,6 +92,8 @@ class Playbook(_Strict):
     quote_validity_days: int = Field(default=14, ge=1, le=365)
     stages: dict[SalesStage, StageGuide]
     messages: FixedMessages
+    # The offline responder's texts in the business's own words: text key -> language -> text.
+    offline_texts: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     @field_validator("currency")
     @classmethod

@@ -39,12 +39,12 @@ from salesbot.agent.deps import AgentDeps, CustomerProfile
 from salesbot.agent.grounding import as_money, figures
 from salesbot.agent.history import load_history, message_text, turn_prompt
 from salesbot.agent.language import conversation_language
-from salesbot.agent.models import llm_names, model_for, turn_scope
-from salesbot.agent.offline import OFFLINE_MODEL_NAME, TurnContext, TurnItem
+from salesbot.agent.models import OFFLINE_MODEL_NAME, llm_names, model_for, turn_scope
 from salesbot.agent.pii import PiiMasker
 from salesbot.agent.playbook import Playbook, load_playbook
 from salesbot.agent.reply import AgentReply, ReplyRequest
 from salesbot.agent.tools import hand_to_human
+from salesbot.agent.turn_context import turn_context
 from salesbot.kit.logging import get_logger
 from salesbot.knowledge.types import CatalogSearch
 from salesbot.models import Conversation, Customer, Message
@@ -144,7 +144,7 @@ class SalesAgentService:
             now=self._clock(),
             baseline_figures=frozenset(_baseline_figures(playbook, profile)),
         )
-        prompt = turn_prompt(new_messages, pii, dict(_turn_context(deps)))
+        prompt = turn_prompt(new_messages, pii, dict(turn_context(deps)))
         try:
             run = await self._run(deps, prompt, history, settings)
             reply_text = pii.unmask(run.text)
@@ -222,25 +222,6 @@ def _baseline_figures(playbook: Playbook, profile: CustomerProfile) -> set[str]:
     for quote in profile.past_quotes:
         found |= as_money(figures(str(quote.total)))
     return found
-
-
-def _turn_context(deps: AgentDeps) -> TurnContext:
-    facts = deps.facts
-    return TurnContext(
-        language=deps.language,
-        stage=deps.conversation.sales_stage.value,
-        company=deps.playbook.company.name,
-        assistant=deps.playbook.assistant.name,
-        currency=deps.playbook.currency,
-        customer_name=deps.customer.name,
-        customer_company=deps.customer.company,
-        customer_email=bool(deps.customer.email),
-        selected=[TurnItem(sku=item["sku"], qty=item["qty"]) for item in facts.get("selected", [])],
-        shown_skus=list(facts.get("shown_skus", []))[-10:],
-        discount_cap=f"{deps.playbook.discount.max_pct.normalize():f}",
-        handoff_text=deps.playbook.messages.handoff.get(deps.language),
-        has_quote=bool(facts.get("last_quote_id")),
-    )
 
 
 def _tool_calls(messages: Sequence[ModelMessage]) -> list[dict[str, Any]]:

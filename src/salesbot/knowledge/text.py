@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from salesbot.kit import language as kit_language
+
 # Arabic harakat (fathatan .. sukun), superscript alef and tatweel: optional marks that customers rarely type.
 _ARABIC_MARKS = re.compile("[\u064b-\u0652\u0670\u0640]")
 _FOLD = str.maketrans(
@@ -98,19 +100,8 @@ def fulltext_query(query: str) -> str:
 
 
 def detect_language(text: str) -> str:
-    """`ar`, `ru` or `en` by the dominant script of the letters (good enough to tag knowledge chunks)."""
-    arabic = cyrillic = latin = 0
-    for char in text:
-        if "\u0600" <= char <= "\u06ff":
-            arabic += 1
-        elif "\u0400" <= char <= "\u04ff":
-            cyrillic += 1
-        elif char.isascii() and char.isalpha():
-            latin += 1
-    best = max(arabic, cyrillic, latin)
-    if best == 0 or best == latin:
-        return "en"
-    return "ar" if best == arabic else "ru"
+    """The language of a knowledge chunk (the project's one detector; English when it cannot tell)."""
+    return kit_language.detect_language(text) or "en"
 
 
 def shorten(text: str, limit: int) -> str:
