@@ -9,6 +9,8 @@ from typing import Any, TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesbot.agent import grounding
+from salesbot.agent.grounding import Evidence, Ledger
 from salesbot.agent.pii import PiiMasker
 from salesbot.agent.playbook import Playbook
 from salesbot.agent.stages import FunnelState
@@ -19,6 +21,7 @@ from salesbot.settings import Settings
 # Bounds on what the conversation's `facts` JSONB keeps, so it cannot grow without limit in a long chat.
 MAX_SHOWN_SKUS = 40
 MAX_FIGURES = 400
+MAX_EVIDENCE = 400
 MAX_STAGE_HISTORY = 30
 
 
@@ -42,6 +45,8 @@ class ConversationFacts(TypedDict, total=False):
     selected: list[SelectedItem]
     # Every number that appeared in a tool result of this conversation (normalised), for the grounding check.
     figures: list[str]
+    # What each figure of a tool result is and where it came from (`grounding.Evidence`), for the grounding check.
+    evidence: list[Evidence]
     last_quote_id: int
     stage_history: list[StageChange]
     handoff_reason: str
@@ -56,6 +61,10 @@ class PastQuote:
     total: Decimal
     currency: str
     items: str  # "OC-100 x 3, DK-200 x 1"
+
+    @property
+    def skus(self) -> list[str]:
+        return [line.rsplit(" x ", 1)[0] for line in self.items.split(", ") if line]
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,8 @@ class TurnState:
     handoff_reason: str | None = None
     # Numbers that appeared in tool results during this turn (also persisted to facts["figures"]).
     figures: set[str] = field(default_factory=set[str])
+    # Evidence from tool results of this turn (also persisted to facts["evidence"]).
+    evidence: list[Evidence] = field(default_factory=list[Evidence])
     grounding_retries: int = 0
     leak_retries: int = 0
 
@@ -138,3 +149,25 @@ class AgentDeps:
 
     def grounded_figures(self) -> set[str]:
         return set(self.facts.get("figures", [])) | self.turn.figures | set(self.baseline_figures)
+
+    def remember_evidence(self, items: list[Evidence]) -> None:
+        """Figures a tool returned become citable, with what they are, for this and later turns."""
+        new = [item for item in items if item not in self.turn.evidence]
+        if not new:
+            return
+        self.turn.evidence += new
+        known = [item for item in self.facts.get("evidence", []) if item not in new]
+        self.update_facts(evidence=(known + new)[-MAX_EVIDENCE:])
+
+    def evidence(self) -> list[Evidence]:
+        stored = list(self.facts.get("evidence", []))
+        return stored + [item for item in self.turn.evidence if item not in stored]
+
+    def ledger(self) -> Ledger:
+        """What a reply of this turn may cite: tool evidence, earlier quotes, the playbook, the current selection."""
+        past = [
+            grounding.evidence("quote", quote.total, currency=quote.currency, skus=quote.skus)
+            for quote in self.profile.past_quotes
+        ]
+        selection = {item["sku"]: item["qty"] for item in self.selected_items()}
+        return Ledger.of([*self.evidence(), *past], self.playbook, selection=selection)
