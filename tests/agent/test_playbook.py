@@ -27,12 +27,12 @@ def test_shipped_example_is_complete() -> None:
 def test_playbook_path_overrides_and_changes_are_picked_up(tmp_path: Path) -> None:
     data = yaml.safe_load(DEFAULT_PLAYBOOK_PATH.read_text(encoding="utf-8"))
     data["company"]["name"] = "Acme Supplies"
-    data["discount"]["max_pct"] = 5
+    data["discount"] = {"max_pct": 5, "rules": [{"max_pct": 5, "min_units": 10}]}
     path = tmp_path / "playbook.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     assert load_playbook(str(path)).company.name == "Acme Supplies"
 
-    data["discount"]["max_pct"] = 7
+    data["discount"] = {"max_pct": 7, "rules": [{"max_pct": 7, "min_units": 10}]}
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))

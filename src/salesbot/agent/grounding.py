@@ -45,6 +45,8 @@ _STOCK_WORDS_AFTER = (
 _STOCK_WORDS_BEFORE = (
     r"(?i:stock|in stock|available|availability|в наличии|наличие|остаток|на складе|المخزون|متوفر|متوفرة|المتوفر|متاح)"
 )
+# "up to 10%": the policy's own cap, stated as a cap, not as an offer.
+_UP_TO = re.compile(r"(?i:up to|as much as|maximum|max\.?|до|حتى|لغاية|بحد أقصى)\s*$")
 _DISCOUNT_WORDS = re.compile(r"(?i:discount\w*|off\b|rebate|скидк\w*|خصم|تخفيض)")
 _RATE_WORDS = re.compile(
     r"(?i:interest|rate|apr|a year|per year|annual\w*|p\.a\.|instal+ments?|financ\w*|годовых|ставк\w*|процент\w*"
@@ -55,7 +57,7 @@ _RATE_OR_TERM = re.compile(rf"{_RATE_WORDS.pattern}|{_MONTH_WORDS}")
 
 _MONEY = re.compile(
     rf"(?P<ca>{_CURRENCY})\s?(?P<a>{_NUMBER})|(?P<b>{_NUMBER})\s?(?P<cb>{_CURRENCY})(?!\s?\d)"
-    rf"|{_PRICE_WORDS}\s?[:=\-–—]?\s?(?P<c>{_NUMBER})"
+    rf"|{_PRICE_WORDS}\s?[:=\-–—]?\s?(?P<c>{_NUMBER})(?:\s?(?P<cc>{_CURRENCY}))?"
 )
 _STOCK = re.compile(
     rf"(?P<a>{_NUMBER})\s?(?:(?i:units?|pcs|pieces|шт\.?|штук|единиц|قطعة|قطع|وحدة|وحدات)\s?)?{_STOCK_WORDS_AFTER}"
@@ -230,7 +232,7 @@ def policy_evidence(text: str, *, topics: Iterable[str] = ()) -> list[Evidence]:
         about = fixed or topics_of(cleaned[start:end])
         if not about:
             continue
-        currency = currency_code(match.group("ca") or match.group("cb"))
+        currency = currency_code(match.group("ca") or match.group("cb") or match.group("cc"))
         for value in amount_readings(match.group("a") or match.group("b") or match.group("c")):
             found.append(evidence(POLICY, Decimal(value), currency=currency, topics=about))
     return found
@@ -261,6 +263,7 @@ class Figure:
     values: frozenset[str]
     start: int = 0
     currency: str = ""
+    up_to: bool = False  # stated as a cap ("up to 10%")
 
 
 def stated_figures(reply: str) -> list[Figure]:
@@ -270,7 +273,7 @@ def stated_figures(reply: str) -> list[Figure]:
     for match in _MONEY.finditer(cleaned):
         group = "a" if match.group("a") else "b" if match.group("b") else "c"
         number = match.group(group)
-        currency = currency_code(match.group("ca") or match.group("cb"))
+        currency = currency_code(match.group("ca") or match.group("cb") or match.group("cc"))
         found.append(Figure("money", number, frozenset(amount_readings(number)), match.start(group), currency))
     for match in _STOCK.finditer(cleaned):
         group = "a" if match.group("a") else "b"
@@ -280,7 +283,8 @@ def stated_figures(reply: str) -> list[Figure]:
         kind = _percent_kind(cleaned, match.start(), match.end())
         if kind is not None:
             number = match.group("p")
-            found.append(Figure(kind, number, frozenset(interpretations(number)), match.start()))
+            up_to = bool(_UP_TO.search(cleaned[max(0, match.start() - 20) : match.start()]))
+            found.append(Figure(kind, number, frozenset(interpretations(number)), match.start(), up_to=up_to))
     return found
 
 
@@ -446,6 +450,8 @@ def _discount_grounded(figure: Figure, sentence: str, ledger: Ledger, selection_
     stated = _decimals(figure.values)
     if any(value <= selection_cap for value in stated):
         return True
+    if figure.up_to and any(value <= ledger.playbook.discount.max_pct for value in stated):
+        return True
     # A rule stated with its own condition ("up to 10% for 10 or more units").
     conditions_text = _PERCENT.sub(" ", sentence)  # the percentages themselves are not conditions
     numbers = set().union(*(amount_readings(m.group(0)) for m in _ANY_NUMBER.finditer(conditions_text)))
@@ -459,7 +465,14 @@ def _discount_grounded(figure: Figure, sentence: str, ledger: Ledger, selection_
 def _rate_grounded(figure: Figure, sentence: str, offset: int, playbook: Playbook) -> bool:
     """A rate must be the plan's rate for the term named nearest to it (or, with no term named, some plan's)."""
     stated = set(_decimals(figure.values))
-    terms = [(abs(offset + m.start() - figure.start), int(m.group("n"))) for m in _TERM.finditer(sentence)]
+    # The clause first ("0% over 3 or 6 months, 9% over 12 months"), then the whole sentence.
+    at = figure.start - offset
+    clause_start = max(sentence.rfind(", ", 0, at), sentence.rfind("، ", 0, at)) + 1
+    ends = [end for end in (sentence.find(", ", at), sentence.find("، ", at)) if end != -1]
+    clause = sentence[clause_start : min(ends, default=len(sentence))]
+    terms = [(abs(clause_start + m.start() - at), int(m.group("n"))) for m in _TERM.finditer(clause)] or [
+        (abs(m.start() - at), int(m.group("n"))) for m in _TERM.finditer(sentence)
+    ]
     if terms:
         plan = playbook.financing.plan(min(terms)[1])
         return plan is not None and plan.annual_rate in stated

@@ -107,7 +107,7 @@ async def price_quote(
     products = await active_products(session, [line.sku for line in requested])
     unknown = [line.sku for line in requested if line.sku not in products]
     if unknown:
-        raise QuoteInputError(f"unknown or inactive SKU(s): {', '.join(unknown)}")
+        raise QuoteInputError(f"Unknown or inactive SKU(s): {', '.join(unknown)}")
     quantities: dict[str, int] = {}
     for line in requested:
         if line.qty < 1:
