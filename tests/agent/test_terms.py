@@ -64,7 +64,8 @@ async def test_the_36_month_plan_is_the_playbooks_rate(
 
     assert [c["outcome"] for c in reply.tool_calls] == ["ok", "ok"]
     plan = playbook.financing.plan(36)
-    assert plan is not None and plan.annual_rate == 9
+    assert plan is not None
+    assert plan.annual_rate == 9
     assert "over 36 months at 9% a year" in script.tool_results()[1].model_response_str()
 
 
