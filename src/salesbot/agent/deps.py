@@ -43,7 +43,7 @@ class ConversationFacts(TypedDict, total=False):
     need: str
     shown_skus: list[str]
     selected: list[SelectedItem]
-    # Every number that appeared in a tool result of this conversation (normalised), for the grounding check.
+    # Written by earlier versions (bare numbers of tool results); no longer read.
     figures: list[str]
     # What each figure of a tool result is and where it came from (`grounding.Evidence`), for the grounding check.
     evidence: list[Evidence]
@@ -82,8 +82,6 @@ class TurnState:
 
     handoff: bool = False
     handoff_reason: str | None = None
-    # Numbers that appeared in tool results during this turn (also persisted to facts["figures"]).
-    figures: set[str] = field(default_factory=set[str])
     # Evidence from tool results of this turn (also persisted to facts["evidence"]).
     evidence: list[Evidence] = field(default_factory=list[Evidence])
     grounding_retries: int = 0
@@ -103,7 +101,8 @@ class AgentDeps:
     language: str
     now: datetime
     turn: TurnState = field(default_factory=TurnState)
-    # Numbers the business itself states (playbook texts, past quotes): always grounded.
+    # Unused: the grounding check reads the playbook and past quotes itself (`ledger`). Kept for callers that still
+    # pass it; remove with them.
     baseline_figures: frozenset[str] = frozenset()
     conversation_id: int = field(init=False)
 
@@ -136,19 +135,6 @@ class AgentDeps:
     def remember_shown(self, skus: list[str]) -> None:
         shown = [sku for sku in self.facts.get("shown_skus", []) if sku not in skus] + skus
         self.update_facts(shown_skus=shown[-MAX_SHOWN_SKUS:])
-
-    def remember_figures(self, found: set[str]) -> None:
-        """Numbers a tool returned become grounded for this and later turns."""
-        new = found - self.turn.figures
-        if not new:
-            return
-        self.turn.figures |= new
-        known = self.facts.get("figures", [])
-        merged = [value for value in known if value not in new] + sorted(new)
-        self.update_facts(figures=merged[-MAX_FIGURES:])
-
-    def grounded_figures(self) -> set[str]:
-        return set(self.facts.get("figures", [])) | self.turn.figures | set(self.baseline_figures)
 
     def remember_evidence(self, items: list[Evidence]) -> None:
         """Figures a tool returned become citable, with what they are, for this and later turns."""

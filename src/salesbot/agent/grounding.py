@@ -46,7 +46,7 @@ _STOCK_WORDS_BEFORE = (
     r"(?i:stock|in stock|available|availability|в наличии|наличие|остаток|на складе|المخزون|متوفر|متوفرة|المتوفر|متاح)"
 )
 # "up to 10%": the policy's own cap, stated as a cap, not as an offer.
-_UP_TO = re.compile(r"(?i:up to|as much as|maximum|max\.?|до|حتى|لغاية|بحد أقصى)\s*$")
+_UP_TO = re.compile(r"(?i:up to|at most|as much as|maximum|max\.?|до|не больше|не более|حتى|لغاية|بحد أقصى)\s*$")
 _DISCOUNT_WORDS = re.compile(r"(?i:discount\w*|off\b|rebate|скидк\w*|خصم|تخفيض)")
 _RATE_WORDS = re.compile(
     r"(?i:interest|rate|apr|a year|per year|annual\w*|p\.a\.|instal+ments?|financ\w*|годовых|ставк\w*|процент\w*"
@@ -315,7 +315,9 @@ class Ledger:
 
     def products(self) -> dict[str, str]:
         """SKU -> name of every product a tool returned."""
-        return {item["skus"][0]: item.get("name", "") for item in self.items if item["kind"] == "price"}
+        return {
+            item["skus"][0]: item.get("name", "") for item in self.items if item["kind"] == "price" and item.get("skus")
+        }
 
     def selection_discount(self) -> Decimal:
         """The discount the current selection qualifies for (subtotal from the catalog prices the tools returned)."""
@@ -323,7 +325,7 @@ class Ledger:
             return Decimal(0)
         prices: dict[str, tuple[Decimal, str]] = {}
         for item in self.items:
-            if item["kind"] == "price":
+            if item["kind"] == "price" and item.get("skus"):
                 prices[item["skus"][0]] = (Decimal(item["value"]), item["currency"])
         units = list(self.selection.values())
         known = [prices[sku] for sku in self.selection if sku in prices]

@@ -432,7 +432,7 @@ def _quote_evidence(priced: quote_service.PricedQuote) -> list[Evidence]:
 def _price_source(deps: AgentDeps, amount: Decimal) -> tuple[str, list[str]]:
     """The currency and products of a catalog price or quote total this conversation's tools returned."""
     value = canonical(amount)
-    sources = [item for item in deps.evidence() if item["kind"] in ("price", "quote") and item["value"] == value]
+    sources = [item for item in deps.ledger().items if item["kind"] in ("price", "quote") and item["value"] == value]
     if not sources:
         raise ModelRetry(
             "price must be a unit price or quote total returned by get_product, search_products or create_quote"
