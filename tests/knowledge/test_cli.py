@@ -87,5 +87,6 @@ async def test_products_without_a_currency_take_the_playbooks(
     assert await asyncio.to_thread(main, ["ingest", "products", str(write_csv(tmp_path / "c.csv", rows))]) == 0
 
     async with sessionmaker() as session:
-        stored = dict((await session.execute(select(Product.sku, Product.currency))).tuples().all())
+        products = (await session.scalars(select(Product))).all()
+    stored = {product.sku: product.currency for product in products}
     assert stored == {"NC-1": "SAR", "US-1": "USD"}
