@@ -27,12 +27,12 @@ def test_shipped_example_is_complete() -> None:
 def test_playbook_path_overrides_and_changes_are_picked_up(tmp_path: Path) -> None:
     data = yaml.safe_load(DEFAULT_PLAYBOOK_PATH.read_text(encoding="utf-8"))
     data["company"]["name"] = "Acme Supplies"
-    data["discount"]["max_pct"] = 5
+    data["discount"] = {"max_pct": 5, "rules": [{"max_pct": 5, "min_units": 10}]}
     path = tmp_path / "playbook.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     assert load_playbook(str(path)).company.name == "Acme Supplies"
 
-    data["discount"]["max_pct"] = 7
+    data["discount"] = {"max_pct": 7, "rules": [{"max_pct": 7, "min_units": 10}]}
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
@@ -57,3 +57,31 @@ def test_invalid_playbook_is_reported(tmp_path: Path) -> None:
         load_playbook(path)
     with pytest.raises(PlaybookError, match="cannot read"):
         load_playbook(tmp_path / "missing.yaml")
+
+
+def test_terms_are_data_validated_on_load(tmp_path: Path) -> None:
+    playbook = load_playbook()
+    assert [(plan.months, plan.annual_rate) for plan in playbook.financing.plans] == [
+        (3, 0),
+        (6, 0),
+        (12, 9),
+        (24, 9),
+        (36, 9),
+    ]
+    assert playbook.financing.plan(36) is not None
+    assert playbook.financing.plan(48) is None
+
+    def refused(section: str, value: object, message: str) -> None:
+        data = yaml.safe_load(DEFAULT_PLAYBOOK_PATH.read_text(encoding="utf-8"))
+        data[section] = value
+        path = tmp_path / f"{section}.yaml"
+        path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        with pytest.raises(PlaybookError, match=message):
+            load_playbook(path)
+
+    refused("discount", {"max_pct": 10, "rules": [{"max_pct": 15, "min_units": 10}]}, "above max_pct")
+    refused("discount", {"max_pct": 10}, "no rule says when")
+    refused("financing", {"plans": [{"months": 6, "annual_rate": 0}, {"months": 6, "annual_rate": 9}]}, "6 months")
+    refused("financing", {"plans": [{"months": 12, "annual_rate": 120}]}, "annual_rate")
+    # A playbook written for the free-rate tool says what replaced its fields.
+    refused("financing", {"default_annual_rate": 9, "max_months": 36}, "replaced by financing.plans")

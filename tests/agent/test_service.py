@@ -346,5 +346,6 @@ async def test_instructions_carry_the_business_date_stage_and_playbook(
     assert "Today is Sunday, 2026-11-22." in instructions
     assert f"You are {playbook.assistant.name}, the sales assistant of {playbook.company.name}" in instructions
     assert "Current sales stage: greeting." in instructions
-    assert "Never offer or accept a discount above 10%." in instructions
+    assert "Never offer or accept a discount above 10%" in instructions
+    assert "Financing plans: 3 months at 0% a year from AED 1,000" in instructions
     assert "Reply in English" in instructions

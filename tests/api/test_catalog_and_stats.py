@@ -63,6 +63,12 @@ async def test_list_products_with_filters_and_pages(api: httpx.AsyncClient, sess
         assert (await api.get("/api/v1/products", params=params)).status_code == 422
 
 
+async def test_a_product_without_a_currency_takes_the_playbooks(api: httpx.AsyncClient) -> None:
+    response = await api.post("/api/v1/products", json={"sku": "NC-1", "name": "Desk lamp", "price": "120.00"})
+    assert response.status_code == 201, response.text
+    assert response.json()["currency"] == "AED"  # the shipped playbook's, not dollars
+
+
 async def test_create_product_embeds_it(
     api: httpx.AsyncClient, sessionmaker: Sessionmaker, api_settings: Settings
 ) -> None:

@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salesbot.agent.playbook import DEFAULT_PLAYBOOK_PATH
 from salesbot.cli import build_parser, main
 from salesbot.knowledge.seed import DEMO_KNOWLEDGE
 from salesbot.models import KnowledgeChunk, Product
@@ -66,3 +68,25 @@ async def test_ingest_and_reindex_commands(
     # A file that cannot be imported: exit 1, nothing written.
     assert await asyncio.to_thread(main, ["ingest", "products", str(tmp_path / "missing.csv")]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+async def test_products_without_a_currency_take_the_playbooks(
+    cli_env: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = yaml.safe_load(DEFAULT_PLAYBOOK_PATH.read_text(encoding="utf-8"))
+    data["currency"] = "SAR"
+    playbook = tmp_path / "playbook.yaml"
+    playbook.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("PLAYBOOK_PATH", str(playbook))
+    get_settings.cache_clear()
+    rows = ["NC-1,Desk lamp,LED desk lamp,Furniture,120,,5,Acme\n", "US-1,Dock,USB-C dock,Accessories,99,USD,2,Acme\n"]
+
+    assert await asyncio.to_thread(main, ["ingest", "products", str(write_csv(tmp_path / "c.csv", rows))]) == 0
+
+    async with sessionmaker() as session:
+        products = (await session.scalars(select(Product))).all()
+    stored = {product.sku: product.currency for product in products}
+    assert stored == {"NC-1": "SAR", "US-1": "USD"}

@@ -205,7 +205,7 @@ async def test_json_and_json_lines(
     assert [(error.unit, error.line) for error in report.rejected] == [("item", 3), ("item", 4)]
     stored = await products(db_session)
     assert stored["J-1"].attributes == {"color": "graphite"}
-    assert stored["J-1"].currency == "USD"
+    assert stored["J-1"].currency == "AED"  # no currency: the playbook's, not dollars
     assert stored["J-2"].currency == "USD"
     assert stored["J-2"].attributes == {"warranty_months": 36}
 

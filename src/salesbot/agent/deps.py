@@ -9,6 +9,8 @@ from typing import Any, TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesbot.agent import grounding
+from salesbot.agent.grounding import Evidence, Ledger
 from salesbot.agent.pii import PiiMasker
 from salesbot.agent.playbook import Playbook
 from salesbot.agent.stages import FunnelState
@@ -19,6 +21,7 @@ from salesbot.settings import Settings
 # Bounds on what the conversation's `facts` JSONB keeps, so it cannot grow without limit in a long chat.
 MAX_SHOWN_SKUS = 40
 MAX_FIGURES = 400
+MAX_EVIDENCE = 400
 MAX_STAGE_HISTORY = 30
 
 
@@ -40,8 +43,10 @@ class ConversationFacts(TypedDict, total=False):
     need: str
     shown_skus: list[str]
     selected: list[SelectedItem]
-    # Every number that appeared in a tool result of this conversation (normalised), for the grounding check.
+    # Written by earlier versions (bare numbers of tool results); no longer read.
     figures: list[str]
+    # What each figure of a tool result is and where it came from (`grounding.Evidence`), for the grounding check.
+    evidence: list[Evidence]
     last_quote_id: int
     stage_history: list[StageChange]
     handoff_reason: str
@@ -56,6 +61,10 @@ class PastQuote:
     total: Decimal
     currency: str
     items: str  # "OC-100 x 3, DK-200 x 1"
+
+    @property
+    def skus(self) -> list[str]:
+        return [line.rsplit(" x ", 1)[0] for line in self.items.split(", ") if line]
 
 
 @dataclass(frozen=True)
@@ -73,8 +82,8 @@ class TurnState:
 
     handoff: bool = False
     handoff_reason: str | None = None
-    # Numbers that appeared in tool results during this turn (also persisted to facts["figures"]).
-    figures: set[str] = field(default_factory=set[str])
+    # Evidence from tool results of this turn (also persisted to facts["evidence"]).
+    evidence: list[Evidence] = field(default_factory=list[Evidence])
     grounding_retries: int = 0
     leak_retries: int = 0
 
@@ -92,7 +101,8 @@ class AgentDeps:
     language: str
     now: datetime
     turn: TurnState = field(default_factory=TurnState)
-    # Numbers the business itself states (playbook texts, past quotes): always grounded.
+    # Unused: the grounding check reads the playbook and past quotes itself (`ledger`). Kept for callers that still
+    # pass it; remove with them.
     baseline_figures: frozenset[str] = frozenset()
     conversation_id: int = field(init=False)
 
@@ -126,15 +136,24 @@ class AgentDeps:
         shown = [sku for sku in self.facts.get("shown_skus", []) if sku not in skus] + skus
         self.update_facts(shown_skus=shown[-MAX_SHOWN_SKUS:])
 
-    def remember_figures(self, found: set[str]) -> None:
-        """Numbers a tool returned become grounded for this and later turns."""
-        new = found - self.turn.figures
+    def remember_evidence(self, items: list[Evidence]) -> None:
+        """Figures a tool returned become citable, with what they are, for this and later turns."""
+        new = [item for item in items if item not in self.turn.evidence]
         if not new:
             return
-        self.turn.figures |= new
-        known = self.facts.get("figures", [])
-        merged = [value for value in known if value not in new] + sorted(new)
-        self.update_facts(figures=merged[-MAX_FIGURES:])
+        self.turn.evidence += new
+        known = [item for item in self.facts.get("evidence", []) if item not in new]
+        self.update_facts(evidence=(known + new)[-MAX_EVIDENCE:])
 
-    def grounded_figures(self) -> set[str]:
-        return set(self.facts.get("figures", [])) | self.turn.figures | set(self.baseline_figures)
+    def evidence(self) -> list[Evidence]:
+        stored = list(self.facts.get("evidence", []))
+        return stored + [item for item in self.turn.evidence if item not in stored]
+
+    def ledger(self) -> Ledger:
+        """What a reply of this turn may cite: tool evidence, earlier quotes, the playbook, the current selection."""
+        past = [
+            grounding.evidence("quote", quote.total, currency=quote.currency, skus=quote.skus)
+            for quote in self.profile.past_quotes
+        ]
+        selection = {item["sku"]: item["qty"] for item in self.selected_items()}
+        return Ledger.of([*self.evidence(), *past], self.playbook, selection=selection)

@@ -40,7 +40,9 @@ def rules_text(playbook: Playbook, language: str) -> str:
             "2. Prices, stock, discounts and totals: state only figures that your tools returned in this "
             "conversation (search_products, get_product, create_quote, calculate_financing). Never estimate, "
             "round or invent them; when you lack a figure, call a tool first.",
-            f"3. Never offer or accept a discount above {cap}%. Quotes exist only through create_quote.",
+            f"3. Never offer or accept a discount above {cap}%, nor one the customer's quantities do not qualify for "
+            "under the discount rules; financing only on the plans listed, at their rates. Quotes exist only "
+            "through create_quote.",
             "4. Move through the sales stages with advance_stage, in order. Never mention stages or tools to "
             "the customer.",
             "5. Contact details appear as placeholders such as [PHONE_1] or [EMAIL_1]; they stand for the "
@@ -68,14 +70,13 @@ def business_text(playbook: Playbook) -> str:
         lines.append(f"Delivery: {playbook.delivery}")
     if playbook.payment:
         lines.append(f"Payment: {playbook.payment}")
-    discount = f"Discounts: at most {playbook.discount.max_pct.normalize():f}% on a quote."
+    discount = (
+        f"{playbook.discount.describe(playbook.currency)} Never more than {playbook.discount.max_pct.normalize():f}%."
+    )
     if playbook.discount.conditions:
         discount += f" {playbook.discount.conditions}"
     lines.append(discount)
-    financing = (
-        f"Financing: {playbook.financing.default_annual_rate.normalize():f}% a year standard rate, "
-        f"up to {playbook.financing.max_months} months."
-    )
+    financing = playbook.financing.describe(playbook.currency)
     if playbook.financing.terms:
         financing += f" {playbook.financing.terms}"
     lines.append(financing)

@@ -7,6 +7,7 @@ It is re-read when the file changes, so an edit takes effect on the next turn wi
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -39,15 +40,119 @@ class Assistant(_Strict):
     persona: str = ""
 
 
+class DiscountRule(_Strict):
+    """A discount a quote may carry when every condition set here holds (unset conditions always hold)."""
+
+    max_pct: Decimal = Field(gt=0, le=100)
+    # Units of one product on the quote ("10 or more units of a product").
+    min_units: int | None = Field(default=None, ge=1)
+    # The quote's subtotal before the discount, in the playbook's currency.
+    min_subtotal: Decimal | None = Field(default=None, gt=0)
+
+    def applies(self, units: Sequence[int], subtotal: Decimal | None) -> bool:
+        """Whether a quote with these quantities per product and this subtotal (None: unknown) qualifies."""
+        if self.min_units is not None and max(units, default=0) < self.min_units:
+            return False
+        return self.min_subtotal is None or (subtotal is not None and subtotal >= self.min_subtotal)
+
+    def describe(self, currency: str) -> str:
+        conditions = []
+        if self.min_units is not None:
+            conditions.append(f"{self.min_units} or more units of one product")
+        if self.min_subtotal is not None:
+            conditions.append(f"a quote subtotal of {currency} {self.min_subtotal.normalize():,f} or more")
+        return f"up to {self.max_pct.normalize():f}% for " + (" and ".join(conditions) or "any quote")
+
+
 class DiscountPolicy(_Strict):
+    """The cap on any quote, and the rules that say which quote may carry how much of it."""
+
     max_pct: Decimal = Field(ge=0, le=100)
+    rules: list[DiscountRule] = Field(default_factory=list)
     conditions: str = ""
+
+    @model_validator(mode="after")
+    def _rules_within_cap(self) -> DiscountPolicy:
+        over = [rule.max_pct for rule in self.rules if rule.max_pct > self.max_pct]
+        if over:
+            raise ValueError(f"discount.rules: a rule allows {max(over).normalize():f}%, above max_pct")
+        if self.max_pct > 0 and not self.rules:
+            raise ValueError(
+                "discount.rules: max_pct allows a discount but no rule says when (add rules with max_pct and "
+                "conditions such as min_units or min_subtotal, or set max_pct to 0)"
+            )
+        return self
+
+    def allowed_pct(self, units: Sequence[int], subtotal: Decimal | None) -> Decimal:
+        """The highest discount a quote qualifies for (0 when none); `subtotal` None: unknown or not comparable."""
+        best = Decimal(0)
+        for rule in self.rules:
+            if rule.applies(units, subtotal):
+                best = max(best, rule.max_pct)
+        return min(best, self.max_pct)
+
+    def describe(self, currency: str) -> str:
+        if not self.rules:
+            return "No discounts."
+        return "Discounts: " + "; ".join(rule.describe(currency) for rule in self.rules) + "."
+
+
+class FinancingPlan(_Strict):
+    """One instalment plan of the partner bank: the term, its rate and the smallest amount it finances."""
+
+    months: int = Field(ge=1, le=360)
+    annual_rate: Decimal = Field(ge=0, le=100)
+    # In the playbook's currency.
+    min_amount: Decimal = Field(default=Decimal(0), ge=0)
+
+    def describe(self, currency: str) -> str:
+        text = f"{self.months} months at {self.annual_rate.normalize():f}% a year"
+        if self.min_amount:
+            text += f" from {currency} {self.min_amount.normalize():,f}"
+        return text
 
 
 class FinancingPolicy(_Strict):
-    default_annual_rate: Decimal = Field(ge=0, le=100)
-    max_months: int = Field(default=60, ge=1, le=360)
+    """The plans calculate_financing may use: the model chooses a term, the plan gives the rate."""
+
+    plans: list[FinancingPlan] = Field(default_factory=list)
     terms: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and {"default_annual_rate", "max_months"} & data.keys():
+            raise ValueError(
+                "financing.default_annual_rate and financing.max_months were replaced by financing.plans: "
+                "a list of {months, annual_rate, min_amount}, one per term the business offers"
+            )
+        return data
+
+    @field_validator("plans")
+    @classmethod
+    def _one_plan_per_term(cls, plans: list[FinancingPlan]) -> list[FinancingPlan]:
+        terms = [plan.months for plan in plans]
+        repeated = sorted({months for months in terms if terms.count(months) > 1})
+        if repeated:
+            raise ValueError(f"more than one plan for {', '.join(map(str, repeated))} months")
+        return sorted(plans, key=lambda plan: plan.months)
+
+    def plan(self, months: int) -> FinancingPlan | None:
+        return next((plan for plan in self.plans if plan.months == months), None)
+
+    @property
+    def max_months(self) -> int:
+        return max((plan.months for plan in self.plans), default=0)
+
+    @property
+    def default_annual_rate(self) -> Decimal:
+        """The highest plan rate (kept for callers that show one standard rate; tools use `plan`)."""
+        return max((plan.annual_rate for plan in self.plans), default=Decimal(0))
+
+    def describe(self, currency: str) -> str:
+        if not self.plans:
+            return "No financing plans."
+        return "Financing plans: " + "; ".join(plan.describe(currency) for plan in self.plans) + "."
 
 
 class StageGuide(_Strict):
@@ -127,6 +232,11 @@ class Playbook(_Strict):
             raise ValueError(f"stages: guidance missing for {', '.join(missing)}")
         return self
 
+    def allowed_discount(self, units: Sequence[int], subtotal: Decimal, currency: str) -> Decimal:
+        """The highest discount a quote with these quantities per product and subtotal qualifies for. Subtotal
+        conditions are written in the playbook's currency: a quote in another currency never meets them."""
+        return self.discount.allowed_pct(units, subtotal if currency.upper() == self.currency else None)
+
     def public_text(self) -> str:
         """The facts a customer may be told verbatim (company, offer, delivery, payment, policies)."""
         return "\n".join(
@@ -138,7 +248,9 @@ class Playbook(_Strict):
                 self.offer,
                 self.delivery,
                 self.payment,
+                self.discount.describe(self.currency),
                 self.discount.conditions,
+                self.financing.describe(self.currency),
                 self.financing.terms,
             )
             if part

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.agent.deps import CustomerProfile, PastQuote
-from salesbot.models import Conversation, Customer, DeliveryStatus, Direction, Message, Product, Quote
+from salesbot.models import Conversation, Customer, DeliveryStatus, Direction, Message, Quote
+from salesbot.sales.repository import active_products
+
+__all__ = ["active_products", "customer_profile", "messages_after", "quote_count"]
 
 
 async def messages_after(
@@ -66,23 +67,3 @@ async def customer_profile(session: AsyncSession, customer: Customer, conversati
         previous_stage=previous.sales_stage.value if previous is not None else None,
         past_quotes=past,
     )
-
-
-async def active_products(session: AsyncSession, skus: Sequence[str]) -> dict[str, Product]:
-    """Active catalog products by SKU (matched case-insensitively), keyed by the SKU as requested."""
-    wanted = {sku.strip().upper() for sku in skus if sku.strip()}
-    if not wanted:
-        return {}
-    rows = (
-        await session.scalars(select(Product).where(func.upper(Product.sku).in_(wanted), Product.active.is_(True)))
-    ).all()
-    by_upper: dict[str, list[Product]] = {}
-    for product in rows:
-        by_upper.setdefault(product.sku.upper(), []).append(product)
-    found: dict[str, Product] = {}
-    for sku in skus:
-        candidates = by_upper.get(sku.strip().upper(), [])
-        exact = [product for product in candidates if product.sku == sku.strip()]
-        if exact or len(candidates) == 1:
-            found[sku] = (exact or candidates)[0]
-    return found

@@ -9,8 +9,9 @@ results ride along as `ToolReturn.metadata` (never sent to the model; the offlin
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -19,18 +20,18 @@ from pydantic_ai.tools import ToolDefinition
 
 from salesbot.agent import repository
 from salesbot.agent.deps import MAX_STAGE_HISTORY, AgentDeps, SelectedItem, StageChange
-from salesbot.agent.grounding import MONEY_TAG, as_money, figures
+from salesbot.agent.grounding import DISCOUNT, STOCK, Evidence, canonical, catalog_evidence, evidence, policy_evidence
 from salesbot.agent.pii import PLACEHOLDER
 from salesbot.agent.stages import check_transition, tools_for_stage
 from salesbot.kit.logging import get_logger
 from salesbot.knowledge.types import KnowledgeHit, ProductFilters, ProductHit
-from salesbot.models import Owner, Quote, SalesStage
+from salesbot.models import Owner, SalesStage
+from salesbot.sales import financing as financing_service
+from salesbot.sales import quotes as quote_service
+from salesbot.sales.quotes import CENT, MAX_QTY, money
 
 log = get_logger(__name__)
 
-CENT = Decimal("0.01")
-MAX_QUOTE_LINES = 20
-MAX_QTY = 10_000
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
@@ -39,10 +40,6 @@ class QuoteLine(BaseModel):
 
     sku: str = Field(min_length=1, max_length=64, description="catalog SKU exactly as the tools returned it")
     qty: int = Field(default=1, ge=1, le=MAX_QTY, description="number of units")
-
-
-def money(value: Decimal, currency: str) -> str:
-    return f"{value.quantize(CENT, rounding=ROUND_HALF_UP)} {currency}"
 
 
 def _stock_text(stock: int) -> str:
@@ -70,11 +67,14 @@ def _product_line(hit: ProductHit) -> str:
     return line
 
 
-def _reply(deps: AgentDeps, text: str, metadata: dict[str, Any], *, grounded: set[str] | None = None) -> ToolReturn:
-    """Masked text for the model; the numbers in it (or just `grounded`) become citable figures."""
-    masked = deps.pii.mask(text)
-    deps.remember_figures(figures(text) if grounded is None else grounded)
-    return ToolReturn(return_value=masked, metadata=metadata)
+def _hit_evidence(hit: ProductHit) -> list[Evidence]:
+    return catalog_evidence(hit.sku, hit.name, hit.price, hit.currency, hit.stock)
+
+
+def _reply(deps: AgentDeps, text: str, metadata: dict[str, Any], *, cites: Sequence[Evidence] = ()) -> ToolReturn:
+    """Masked text for the model; `cites` (what its figures are) become citable in replies."""
+    deps.remember_evidence(list(cites))
+    return ToolReturn(return_value=deps.pii.mask(text), metadata=metadata)
 
 
 def _refusal(deps: AgentDeps, tool: str, reason: str) -> ToolReturn:
@@ -172,7 +172,8 @@ async def search_products(
         )
     deps.remember_shown([hit.sku for hit in hits])
     text = "Matching products (prices and stock from the catalog):\n" + "\n".join(_product_line(h) for h in hits)
-    return _reply(deps, text, {"status": "ok", "products": [_product_data(hit) for hit in hits]})
+    cites = [item for hit in hits for item in _hit_evidence(hit)]
+    return _reply(deps, text, {"status": "ok", "products": [_product_data(hit) for hit in hits]}, cites=cites)
 
 
 async def get_product(ctx: RunContext[AgentDeps], sku: str) -> ToolReturn:
@@ -197,10 +198,9 @@ async def get_product(ctx: RunContext[AgentDeps], sku: str) -> ToolReturn:
             deps,
             f"No active product with SKU {wanted}. Use search_products to find the right SKU.",
             {"status": "not_found", "sku": wanted},
-            grounded=set(),
         )
     deps.remember_shown([hit.sku])
-    return _reply(deps, _product_line(hit), {"status": "ok", "product": _product_data(hit)})
+    return _reply(deps, _product_line(hit), {"status": "ok", "product": _product_data(hit)}, cites=_hit_evidence(hit))
 
 
 async def search_knowledge(ctx: RunContext[AgentDeps], query: str) -> ToolReturn:
@@ -227,7 +227,8 @@ async def search_knowledge(ctx: RunContext[AgentDeps], query: str) -> ToolReturn
         )
     text = "\n\n".join(f"[{hit.title or hit.source}]\n{hit.content}" for hit in hits)
     data = [{"title": hit.title, "source": hit.source, "content": deps.pii.mask(hit.content)} for hit in hits]
-    return _reply(deps, text, {"status": "ok", "knowledge": data})
+    cites = [item for hit in hits for item in policy_evidence(hit.content)]
+    return _reply(deps, text, {"status": "ok", "knowledge": data}, cites=cites)
 
 
 async def advance_stage(
@@ -302,7 +303,7 @@ async def advance_stage(
     )
     chosen = ", ".join(f"{item['sku']} x {item['qty']}" for item in selected)
     text = f"Stage changed: {current.value} -> {to_stage.value}." + (f" Selected: {chosen}." if chosen else "")
-    return _reply(deps, text, {"status": "ok", "stage": to_stage.value, "selected": selected}, grounded=set())
+    return _reply(deps, text, {"status": "ok", "stage": to_stage.value, "selected": selected})
 
 
 async def save_customer_details(
@@ -353,14 +354,15 @@ async def save_customer_details(
     missing = [label for label, value in (("name", customer.name), ("company", customer.company)) if not value]
     if missing:
         text += f" Still missing for a quote: {', '.join(missing)}."
-    return _reply(deps, text, {"status": "ok", "saved": sorted(saved)}, grounded=set())
+    return _reply(deps, text, {"status": "ok", "saved": sorted(saved)})
 
 
 async def create_quote(ctx: RunContext[AgentDeps], items: list[QuoteLine], discount_pct: float = 0) -> ToolReturn:
     """Create a quotation from catalog prices and store it; returns the quote text to send to the customer.
 
-    Unit prices, totals and currency come from the catalog. A discount above the company's maximum is
-    refused (no quote is created): never promise more than the policy allows.
+    Unit prices, totals and currency come from the catalog. A discount is allowed only as far as the quote
+    qualifies under the company's discount rules (for example a minimum number of units); a higher one is
+    refused and no quote is created: never promise a discount before this tool granted it.
 
     Args:
         items: The product lines: SKU and quantity for each product the customer wants.
@@ -369,178 +371,141 @@ async def create_quote(ctx: RunContext[AgentDeps], items: list[QuoteLine], disco
     deps = ctx.deps
     if (refused := _unavailable(deps, "create_quote")) is not None:
         return refused
-    discount = _decimal(discount_pct, field="discount_pct").quantize(CENT, rounding=ROUND_HALF_UP)
+    discount = _decimal(discount_pct, field="discount_pct")
     if discount < 0:
         raise ModelRetry("discount_pct cannot be negative")
-    cap = deps.playbook.discount.max_pct
-    if discount > cap:
+    requested = [quote_service.LineRequest(line.sku, line.qty) for line in items]
+    try:
+        async with deps.session.begin_nested():
+            quote, priced = await quote_service.create_quote(
+                deps.session, deps.playbook, deps.conversation.id, requested, discount
+            )
+            deps.update_facts(
+                last_quote_id=quote.id,
+                selected=[SelectedItem(sku=line.sku, qty=line.qty) for line in priced.lines],
+            )
+            await deps.session.flush()
+    except quote_service.QuoteInputError as error:
+        raise ModelRetry(f"{error.message}. Use SKUs and quantities from the tools.") from error
+    except quote_service.QuoteRefused as error:
         return _refusal(
             deps,
             "create_quote",
-            f"a {discount.normalize():f}% discount exceeds the maximum of {cap.normalize():f}% allowed by company "
-            f"policy. No quote was created. Offer at most {cap.normalize():f}% (or none); if the customer insists "
-            "on more, offer a manager with request_human.",
+            f"{error.message}. No quote was created. Quote without a discount or within what the quote qualifies "
+            "for; if the customer insists on more, offer a manager with request_human.",
         )
-    if not items:
-        raise ModelRetry("items must list at least one product")
-    if len(items) > MAX_QUOTE_LINES:
-        raise ModelRetry(f"a quote has at most {MAX_QUOTE_LINES} lines")
-    try:
-        async with deps.session.begin_nested():
-            products = await repository.active_products(deps.session, [line.sku for line in items])
-            unknown = [line.sku for line in items if line.sku not in products]
-            if unknown:
-                raise ModelRetry(f"Unknown or inactive SKU(s): {', '.join(unknown)}. Use SKUs from the tools.")
-            quantities: dict[str, int] = {}
-            for line in items:
-                sku = products[line.sku].sku
-                quantities[sku] = quantities.get(sku, 0) + line.qty
-            by_sku = {product.sku: product for product in products.values()}
-            currencies = {by_sku[sku].currency for sku in quantities}
-            if len(currencies) > 1:
-                return _refusal(
-                    deps, "create_quote", "the products are priced in different currencies; quote them separately."
-                )
-            if any(qty > MAX_QTY for qty in quantities.values()):
-                raise ModelRetry(f"at most {MAX_QTY} units per product")
-            currency = currencies.pop()
-            lines: list[dict[str, Any]] = []
-            subtotal = Decimal(0)
-            notes: list[str] = []
-            for sku, qty in quantities.items():
-                product = by_sku[sku]
-                unit = product.price.quantize(CENT)
-                line_total = (unit * qty).quantize(CENT)
-                subtotal += line_total
-                lines.append(
-                    {
-                        "sku": sku,
-                        "name": product.name,
-                        "qty": qty,
-                        "unit_price": str(unit),
-                        "line_total": str(line_total),
-                    }
-                )
-                if qty > product.stock:
-                    notes.append(f"only {product.stock} of {sku} in stock now; the rest ships when restocked")
-            discount_amount = (subtotal * discount / 100).quantize(CENT, rounding=ROUND_HALF_UP)
-            total = subtotal - discount_amount
-            quote = Quote(
-                conversation_id=deps.conversation.id,
-                items=lines,
-                subtotal=subtotal,
-                discount_pct=discount,
-                discount_amount=discount_amount,
-                total=total,
-                currency=currency,
-            )
-            deps.session.add(quote)
-            await deps.session.flush()
-            deps.update_facts(
-                last_quote_id=quote.id, selected=[SelectedItem(sku=sku, qty=qty) for sku, qty in quantities.items()]
-            )
-            await deps.session.flush()
-    except ModelRetry:
-        raise
     except Exception:
         return await _failure(deps, "create_quote")
-    log.info("agent.quote_created", conversation=deps.conversation_id, quote=quote.id, lines=len(lines))
-    text_lines = [f"Quote #{quote.id} ({currency})"]
-    text_lines += [
-        f"- {line['sku']} {line['name']} x {line['qty']} @ {line['unit_price']} = {line['line_total']}"
-        for line in lines
-    ]
-    text_lines.append(f"Subtotal: {money(subtotal, currency)}")
-    if discount:
-        text_lines.append(f"Discount {discount.normalize():f}%: -{money(discount_amount, currency)}")
-    text_lines.append(f"Total: {money(total, currency)}")
-    text_lines += [f"Note: {note}." for note in notes]
+    log.info("agent.quote_created", conversation=deps.conversation_id, quote=quote.id, lines=len(priced.lines))
     data = {
         "status": "ok",
         "quote": {
             "id": quote.id,
-            "currency": currency,
-            "items": lines,
-            "subtotal": str(subtotal),
-            "discount_pct": str(discount),
-            "discount_amount": str(discount_amount),
-            "total": str(total),
-            "notes": notes,
+            "currency": priced.currency,
+            "items": [line.as_item() for line in priced.lines],
+            "subtotal": str(priced.subtotal),
+            "discount_pct": str(priced.discount_pct),
+            "discount_amount": str(priced.discount_amount),
+            "total": str(priced.total),
+            "notes": priced.notes,
         },
     }
-    return _reply(deps, "\n".join(text_lines), data)
+    return _reply(deps, quote_service.quote_text(quote.id, priced), data, cites=_quote_evidence(priced))
+
+
+def _quote_evidence(priced: quote_service.PricedQuote) -> list[Evidence]:
+    currency, skus = priced.currency, priced.skus
+    cites = [
+        evidence("quote", value, currency=currency, skus=skus)
+        for value in (priced.subtotal, priced.discount_amount, priced.total)
+    ]
+    for line in priced.lines:
+        cites += [
+            evidence("quote", value, currency=currency, skus=[line.sku]) for value in (line.unit_price, line.line_total)
+        ]
+        cites.append(evidence(STOCK, line.stock, skus=[line.sku]))
+    if priced.discount_pct:
+        cites.append(evidence(DISCOUNT, priced.discount_pct, skus=skus))
+    return cites
+
+
+def _price_source(deps: AgentDeps, amount: Decimal) -> tuple[str, list[str]]:
+    """The currency and products of a catalog price or quote total this conversation's tools returned."""
+    value = canonical(amount)
+    sources = [item for item in deps.ledger().items if item["kind"] in ("price", "quote") and item["value"] == value]
+    if not sources:
+        raise ModelRetry(
+            "price must be a unit price or quote total returned by get_product, search_products or create_quote"
+        )
+    currencies = {item["currency"] for item in sources}
+    if len(currencies) > 1:
+        raise ModelRetry("that price belongs to products in different currencies; create a quote and finance its total")
+    return currencies.pop(), sorted({sku for item in sources for sku in item.get("skus", [])})
 
 
 async def calculate_financing(
-    ctx: RunContext[AgentDeps],
-    price: float,
-    months: int,
-    down_payment: float = 0,
-    annual_rate: float | None = None,
+    ctx: RunContext[AgentDeps], price: float, months: int, down_payment: float = 0
 ) -> ToolReturn:
-    """Monthly instalment for buying on credit (standard amortisation), using the partner bank's terms.
+    """Monthly instalments for buying on credit under one of the company's financing plans.
+
+    You choose the term; the plan for that term sets the interest rate and the minimum amount (there is no
+    other rate). A term the company does not offer, or an amount below the plan's minimum, is refused with
+    the plans that exist.
 
     Args:
         price: The amount to finance before the down payment: a unit price or quote total the tools returned.
-        months: Number of monthly instalments.
+        months: Number of monthly instalments: one of the plans' terms.
         down_payment: Paid upfront, reduces the financed amount.
-        annual_rate: Yearly interest rate in percent; leave it out for the company's standard rate.
     """
     deps = ctx.deps
     if (refused := _unavailable(deps, "calculate_financing")) is not None:
         return refused
-    policy = deps.playbook.financing
-    amount = _decimal(price, field="price").quantize(CENT, rounding=ROUND_HALF_UP)
-    down = _decimal(down_payment, field="down_payment").quantize(CENT, rounding=ROUND_HALF_UP)
-    rate = policy.default_annual_rate if annual_rate is None else _decimal(annual_rate, field="annual_rate")
+    amount = _decimal(price, field="price").quantize(CENT)
+    down = _decimal(down_payment, field="down_payment")
     if amount <= 0:
         raise ModelRetry("price must be positive")
-    if not {MONEY_TAG + value for value in figures(str(amount))} & deps.grounded_figures():
-        raise ModelRetry(
-            "price must be a unit price or quote total returned by get_product, search_products or create_quote"
+    currency, skus = _price_source(deps, amount)
+    try:
+        offer = financing_service.finance(
+            deps.playbook, price=amount, currency=currency, months=months, down_payment=down
         )
-    if down < 0 or down >= amount:
-        raise ModelRetry("down_payment must be at least 0 and less than the price")
-    if not 1 <= months <= policy.max_months:
-        raise ModelRetry(f"months must be between 1 and {policy.max_months}")
-    if not 0 <= rate <= 100:
-        raise ModelRetry("annual_rate must be between 0 and 100 percent")
-    principal = amount - down
-    monthly_rate = rate / Decimal(1200)
-    if monthly_rate == 0:
-        payment = principal / months
-    else:
-        payment = principal * monthly_rate / (1 - (1 + monthly_rate) ** -months)
-    payment = payment.quantize(CENT, rounding=ROUND_HALF_UP)
-    total_paid = payment * months + down
-    interest = total_paid - amount
-    currency = deps.playbook.currency
-    text = (
-        f"Financing of {money(amount, currency)} with {money(down, currency)} down over {months} months at "
-        f"{rate.normalize():f}% a year: {months} monthly payments of {money(payment, currency)}; financed amount "
-        f"{money(principal, currency)}; total paid {money(total_paid, currency)} "
-        f"(interest {money(interest, currency)})."
-    )
-    if policy.terms:
-        text += f" Terms: {policy.terms}"
-    outputs = {str(value) for value in (payment, total_paid, interest, principal, down)}
-    grounded: set[str] = set()
-    for value in outputs:
-        grounded |= as_money(figures(value))
+    except financing_service.FinancingInputError as error:
+        raise ModelRetry(error.message) from error
+    except financing_service.FinancingRefused as error:
+        return _refusal(
+            deps,
+            "calculate_financing",
+            f"{error.message}. Offer one of the plans that exist ({financing_service.plans_text(deps.playbook)}) "
+            "or a manager with request_human; never another rate or term.",
+        )
+    text = offer.text()
+    if deps.playbook.financing.terms:
+        text += f" Terms: {deps.playbook.financing.terms}"
+    cites = [
+        evidence("financing", value, currency=offer.currency, skus=skus)
+        for value in (
+            offer.price,
+            offer.down_payment,
+            offer.principal,
+            offer.monthly_payment,
+            offer.total_paid,
+            offer.interest,
+        )
+    ]
     data = {
         "status": "ok",
         "financing": {
-            "price": str(amount),
-            "down_payment": str(down),
-            "months": months,
-            "annual_rate": str(rate),
-            "monthly_payment": str(payment),
-            "total_paid": str(total_paid),
-            "interest": str(interest),
-            "currency": currency,
+            "price": str(offer.price),
+            "down_payment": str(offer.down_payment),
+            "months": offer.months,
+            "annual_rate": str(offer.annual_rate),
+            "monthly_payment": str(offer.monthly_payment),
+            "total_paid": str(offer.total_paid),
+            "interest": str(offer.interest),
+            "currency": offer.currency,
         },
     }
-    return _reply(deps, text, data, grounded=grounded | figures(str(months)))
+    return _reply(deps, text, data, cites=cites)
 
 
 async def hand_to_human(deps: AgentDeps, reason: str) -> None:
@@ -577,7 +542,6 @@ async def request_human(ctx: RunContext[AgentDeps], reason: str) -> ToolReturn:
         "Done: a manager now owns this chat and will reply here. Tell the customer briefly that a colleague will "
         "follow up; do not promise a time and do not ask further questions.",
         {"status": "ok", "handoff": True},
-        grounded=set(),
     )
 
 

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
+from salesbot.agent.playbook import load_playbook
 from salesbot.api import service
 from salesbot.api.dependencies import ConversationFiltersDep, PageDep, require_api_token
 from salesbot.api.schemas import (
@@ -165,7 +166,8 @@ async def list_products(
 
 @router.post("/products", summary="Create a product", status_code=status.HTTP_201_CREATED, responses=_errors(400, 409))
 async def create_product(session: SessionDep, settings: SettingsDep, body: ProductCreate) -> ProductOut:
-    return await service.create_product(session, get_embedder(settings), body)
+    currency = load_playbook(settings.conversation.playbook_path or None).currency
+    return await service.create_product(session, get_embedder(settings), body, default_currency=currency)
 
 
 @router.patch(

@@ -367,7 +367,8 @@ class ProductCreate(BaseModel):
     description: Description = ""
     category: Category = ""
     price: Price
-    currency: Currency = "USD"
+    # None: the playbook's currency (prices are the business's, never silently dollars).
+    currency: Currency | None = None
     stock: Stock = 0
     attributes: Attributes = Field(default_factory=dict)
     active: StrictBool = True

@@ -250,11 +250,14 @@ async def send_manager_message(
     return [MessageOut.of(row) for row in rows]
 
 
-async def create_product(session: AsyncSession, embedder: Embedder, body: ProductCreate) -> ProductOut:
+async def create_product(
+    session: AsyncSession, embedder: Embedder, body: ProductCreate, *, default_currency: str
+) -> ProductOut:
     await lock_catalog(session)
     if await repository.product_id_by_sku(session, body.sku) is not None:
         raise ConflictError(f"a product with SKU {body.sku!r} already exists")
     values = body.model_dump()
+    values["currency"] = values["currency"] or default_currency
     update = await embedding_update(embedder, product_text(values), current_hash=None, current_model=None)
     product = Product(**values, **(update.as_values() if update else {}))
     session.add(product)

@@ -49,11 +49,24 @@ def _print_rejected(rejected: list[RowError]) -> None:
 
 
 def ingest_products(settings: Settings, path: Path, *, full: bool = False) -> int:
+    from salesbot.agent.playbook import PlaybookError, load_playbook
+
     embedder = get_embedder(settings)
+    try:
+        currency = load_playbook(settings.conversation.playbook_path or None).currency
+    except PlaybookError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     report = _run(
         settings,
         lambda session: ingest_product_file(
-            session, path, embedder, full=full, batch_size=settings.embedding.batch_size, progress=True
+            session,
+            path,
+            embedder,
+            full=full,
+            default_currency=currency,
+            batch_size=settings.embedding.batch_size,
+            progress=True,
         ),
     )
     if report is None:

@@ -9,7 +9,7 @@ Products (CSV, JSON or JSON Lines), one product per row/object:
 | `price`       | yes      | a non-negative number (`1299`, `1299.50`, `1,299.50`), rounded to 2 decimals   |
 | `description` | no       | free text in any language (several languages in one field are fine)            |
 | `category`    | no       | e.g. `Laptops`, up to 120 characters                                           |
-| `currency`    | no       | ISO 4217 code, default `USD`                                                   |
+| `currency`    | no       | ISO 4217 code, default: the playbook's `currency` (PLAYBOOK_PATH)              |
 | `stock`       | no       | a non-negative whole number, default 0                                         |
 | `active`      | no       | `true`/`false` (also yes/no, 1/0), default true                                |
 | `attributes`  | no       | a JSON object                                                                  |
@@ -588,12 +588,18 @@ async def ingest_product_file(
     embedder: Embedder,
     *,
     full: bool = False,
-    default_currency: str = DEFAULT_CURRENCY,
+    default_currency: str | None = None,
     batch_size: int = 32,
     progress: bool = False,
 ) -> ImportReport:
+    """Import a product file; rows without a currency take `default_currency` (default: the shipped playbook's, the
+    command line passes the configured one): prices are the business's, never silently dollars."""
     if path.suffix.lower() not in PRODUCT_FILE_SUFFIXES:
         raise IngestError(f"{path}: unsupported file type (use .csv, .json or .jsonl)")
+    if default_currency is None:
+        from salesbot.agent.playbook import load_playbook
+
+        default_currency = load_playbook().currency
     records, rejected = read_product_file(path, default_currency=default_currency)
     return await import_products(
         session, records, embedder, full=full, rejected=rejected, batch_size=batch_size, progress=progress

@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesbot.agent.grounding import figures, ungrounded
+from salesbot.agent.grounding import Ledger, ungrounded
 from salesbot.agent.instructions import leaks_instructions
 from salesbot.agent.language import script_counts
 from salesbot.agent.playbook import Playbook
@@ -330,8 +330,8 @@ async def safety_checks(
             safety=True,
         )
     )
-    allowed = set(facts.get("figures", [])) | figures(playbook.public_text()) | figures(str(playbook.discount.max_pct))
-    problems = ungrounded(reply.text, allowed, discount_cap=playbook.discount.max_pct)
+    selection = {item["sku"]: item["qty"] for item in facts.get("selected", [])}
+    problems = ungrounded(reply.text, Ledger.of(facts.get("evidence", []), playbook, selection=selection))
     detail = ", ".join(f"{p.text} ({p.kind})" for p in problems)
     checks.append(Check("grounded figures", not problems, detail, safety=True))
     return checks
