@@ -38,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from salesbot.app import create_app
 
     settings = _with_service_urls(get_settings(), start_embedded=False)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, phone_region=settings.phone_default_region)
     uvicorn.run(
         create_app(settings),
         host=args.host,
@@ -64,7 +64,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     settings = _with_service_urls(settings, start_embedded=not settings.database_url)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, phone_region=settings.phone_default_region)
     upgrade(settings.database_url, args.revision)
     print(f"database migrated to {args.revision}")
     return 0
@@ -77,7 +77,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     settings = _with_service_urls(settings, start_embedded=not settings.database_url)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, phone_region=settings.phone_default_region)
     if args.kind == "products":
         return commands.ingest_products(settings, Path(args.path), full=args.full)
     return commands.ingest_knowledge(settings, Path(args.path))
@@ -88,7 +88,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     settings = _with_service_urls(settings, start_embedded=not settings.database_url)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, phone_region=settings.phone_default_region)
     return commands.reindex_all(settings, force=args.force, check=args.check)
 
 

@@ -15,6 +15,8 @@ from typing import Annotated, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from salesbot.kit.phones import supported_region
+
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "password", "admin", "dev", "test"})
 
 
@@ -195,6 +197,8 @@ class Settings(BaseSettings):
     # The console provider backs the simulator and `salesbot chat`; off by default in production.
     console_enabled: bool | None = None
     log_level: str = "INFO"
+    # ISO 3166 region of the business: national numbers ("050 123 4567") are read as this country's.
+    phone_default_region: str = "AE"
     # arq's job timeout; a SIGKILLed worker's job is re-run after this + 10 s, so it bounds crash recovery.
     worker_job_timeout_seconds: float = Field(default=45.0, ge=1, le=600)
 
@@ -220,6 +224,11 @@ class Settings(BaseSettings):
         if self.console_enabled is None:
             return self.salesbot_env is not Environment.PRODUCTION
         return self.console_enabled
+
+    @field_validator("phone_default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        return supported_region(value)
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Self:

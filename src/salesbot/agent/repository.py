@@ -86,3 +86,9 @@ async def active_products(session: AsyncSession, skus: Sequence[str]) -> dict[st
         if exact or len(candidates) == 1:
             found[sku] = (exact or candidates)[0]
     return found
+
+
+async def skus_with_digits(session: AsyncSession, *, min_digits: int) -> list[str]:
+    """Catalog SKUs holding at least `min_digits` digits: the ones a phone detector could mistake for a number."""
+    digits = func.length(func.regexp_replace(Product.sku, r"\D", "", "g"))
+    return list((await session.scalars(select(Product.sku).where(digits >= min_digits))).all())
