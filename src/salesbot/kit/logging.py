@@ -19,7 +19,8 @@ _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime
 # Contact details that reach a log line inside text we do not control (a provider's error description, an
 # exception message, a URL) are masked: phone numbers, found by the one phone detector (wa.me links, numbers glued
 # to words, Arabic-Indic digits...), and e-mail addresses.
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# An address starts where a word starts: matching from inside a long token would make the scan quadratic.
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _DEFAULT_PHONES = PhoneDetector()
 
 

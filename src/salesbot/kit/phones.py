@@ -27,8 +27,8 @@ address to ``+digits``) and `digits_only` share one digit rule.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import phonenumbers
 
@@ -38,7 +38,6 @@ MAX_DIGITS = 15
 # Without a "+", an international number needs this many digits (country code included) to be taken as one.
 MIN_BARE_INTERNATIONAL_DIGITS = 10
 
-_DIGIT = re.compile(r"\d")
 _NON_DIGITS = re.compile(r"\D+")
 _ADDRESS_NOISE = re.compile(r"[\s\-().]")
 _ADDRESS = re.compile(r"\+?[0-9]{3,20}")
@@ -75,10 +74,14 @@ _DATES_AND_TIMES = re.compile(
 )
 
 # Words right before a number that say it is a phone number (the number may be glued to them: "тел79011234567").
+_PHONE_WORDS = [
+    *("tel", "phone", "mobile", "mob", "cell", "whatsapp", "watsapp", "wa.me", "call", "fax"),
+    *("тел", "телефон", "моб", "мобильный", "номер", "ватсап", "вотсап"),
+    *("رقم", "رقمي", "هاتف", "هاتفي", "جوال", "موبايل", "تلفون", "واتساب", "واتس"),
+]
+# Longest first, so "телефон" is not read as "тел" + "ефон".
 _PHONE_WORD = re.compile(
-    r"(?i:\b(?:tel|phone|mobile|mob|cell|whats?app|wa\.me|call|fax"
-    r"|тел|телефон|моб|мобильный|номер|ватсап|вотсап"
-    r"|رقم|رقمي|هاتف|هاتفي|جوال|موبايل|تلفون|واتساب|واتس))[^\w+]{0,3}$"
+    r"(?i:\b(?:" + "|".join(map(re.escape, sorted(_PHONE_WORDS, key=len, reverse=True))) + r"))(?=[^\w+]{0,3}[\d+(])"
 )
 _CURRENCY_WORDS = (
     r"usd|eur|gbp|rub|aed|sar|kzt|uah|qar|kwd|omr|bhd|egp|inr|руб(?:\.|лей|ля|ль)?|р\.|тыс\.?|млн\.?"
@@ -86,16 +89,65 @@ _CURRENCY_WORDS = (
 )
 # A currency may follow the cents: "42000000.00 AED" is an amount even when only "42000000" is looked at.
 _CURRENCY_AFTER = re.compile(r"(?:[.,]\d{1,2})?\s?(?:[$€£¥₽₸₴]|(?i:(?:" + _CURRENCY_WORDS + r")(?!\w)))")
-_CURRENCY_BEFORE = re.compile(r"(?:[$€£¥₽₸₴]|(?<!\w)(?i:" + _CURRENCY_WORDS + r"))\s?$")
+_CURRENCY_BEFORE = re.compile(r"(?:[$€£¥₽₸₴]|(?<!\w)(?i:" + _CURRENCY_WORDS + r"))")
 _THOUSANDS = re.compile(r"\d{1,3}(?:[ \u00a0\u202f.]\d{3})+(?:[.,]\d{1,2})?")
 _DECIMAL = re.compile(r"\d+[.,]\d{2}")
 
 _BLANK = "\x00"
 
 
+@dataclass
+class _Cache:
+    """What one `find` call learnt about its text, so a long run's many windows cost little each.
+
+    `labelled`: positions a number may start at right after a phone word ("tel: " -> the positions after "tel",
+    "tel:" and "tel: "); `after_currency`: positions right after a currency sign or word; `verdicts` by (digits,
+    phone-shaped, next to a currency, part of a run); `currency_after` by window end.
+    """
+
+    labelled: set[int]
+    after_currency: set[int]
+    verdicts: dict[tuple[str, bool, bool, bool], str | None] = field(default_factory=dict)
+    currency_after: dict[int, bool] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, text: str) -> _Cache:
+        return cls(_positions_after(_PHONE_WORD, text), _positions_after(_CURRENCY_BEFORE, text))
+
+    def currency_after_end(self, text: str, end: int) -> bool:
+        if end not in self.currency_after:
+            self.currency_after[end] = _CURRENCY_AFTER.match(text, end) is not None
+        return self.currency_after[end]
+
+
+def _positions_after(pattern: re.Pattern[str], text: str) -> set[int]:
+    """Where a match of `pattern` ends, and the up to 3 positions after it over spaces and punctuation."""
+    positions: set[int] = set()
+    for match in pattern.finditer(text):
+        end = match.end()
+        positions.add(end)
+        for offset in range(3):
+            if end + offset >= len(text) or text[end + offset].isalnum() or text[end + offset] in "_+":
+                break
+            positions.add(end + offset + 1)
+    return positions
+
+
+class _AsciiDigits(dict[int, int]):
+    """A `str.translate` table that maps every decimal digit (any script) to its ASCII digit, filled on demand."""
+
+    def __missing__(self, code: int) -> int:
+        char = chr(code)
+        self[code] = ord(str(int(char))) if char.isdecimal() else code
+        return self[code]
+
+
+_ASCII_DIGITS = _AsciiDigits()
+
+
 def ascii_digits(text: str) -> str:
     """`text` with every decimal digit, in any script, written as an ASCII digit ("٠٥٠" -> "050")."""
-    return _DIGIT.sub(lambda match: str(int(match.group(0))), text)
+    return text.translate(_ASCII_DIGITS)
 
 
 def digits_only(value: str) -> str:
@@ -182,13 +234,13 @@ class PhoneDetector:
             work[start:end] = _BLANK * (end - start)
         blanked = "".join(work)
         blanked = _DATES_AND_TIMES.sub(lambda match: _BLANK * len(match.group(0)), blanked)
-        cache: dict[tuple[str, bool, bool, bool], str | None] = {}
+        cache = _Cache.of(blanked)
         found: list[PhoneMatch] = []
         for run in _RUN.finditer(blanked):
             groups = [(run.start() + g.start(), run.start() + g.end()) for g in _GROUP.finditer(run.group(0))]
             if sum(end - start for start, end in groups) < MIN_DIGITS or _amount_shaped(run.group(0)):
                 continue
-            found.extend(self._scan(blanked, run.start(), groups, 0, len(groups), cache))
+            found.extend(self._scan(blanked, run.start(), groups, cache))
         return sorted(found, key=lambda match: match.start)
 
     def redact(self, text: str, replacement: str = "[phone]") -> str:
@@ -202,65 +254,65 @@ class PhoneDetector:
         out.append(text[position:])
         return "".join(out)
 
-    def _scan(
-        self,
-        text: str,
-        run_start: int,
-        groups: list[tuple[int, int]],
-        first: int,
-        stop: int,
-        cache: dict[tuple[str, bool, bool, bool], str | None],
-    ) -> Iterator[PhoneMatch]:
-        """Phones among groups[first:stop]: the longest (then leftmost) window that is one, then either side."""
-        for size in range(stop - first, 0, -1):
-            for i in range(first, stop - size + 1):
-                j = i + size
-                count = sum(end - start for start, end in groups[i:j])
-                if not MIN_DIGITS <= count <= MAX_DIGITS + 2:
-                    continue
-                start = self._window_start(text, run_start, groups, i)
-                end = groups[j - 1][1]
-                # A part of a run must say where it starts (trunk "0", a country code, "00"): "compare 5440
-                # 7440 3520" holds a valid Ras al-Khaimah landline, but nobody writes one like that.
-                number = self._classify(text, start, end, cache, part=size < len(groups))
-                if number is None:
-                    continue
-                if number not in self._exempt:
-                    yield PhoneMatch(start, end, number)
-                yield from self._scan(text, run_start, groups, first, i, cache)
-                yield from self._scan(text, run_start, groups, j, stop, cache)
-                return
+    def _scan(self, text: str, run_start: int, groups: list[tuple[int, int]], cache: _Cache) -> list[PhoneMatch]:
+        """Phones in one run: windows of contiguous digit groups, the longest (then leftmost) first, none overlapping.
+
+        Only windows of 7-17 digits are looked at, and what decides a window is worked out once per group, so the
+        work stays linear in the run's length (a 10,000-character run of digits and spaces is no trap).
+        """
+        count = len(groups)
+        windows: list[tuple[int, int]] = []
+        for i in range(count):
+            total = 0
+            for j in range(i, count):
+                total += groups[j][1] - groups[j][0]
+                if total > MAX_DIGITS + 2:
+                    break
+                if total >= MIN_DIGITS:
+                    windows.append((i, j + 1))
+        windows.sort(key=lambda window: (window[0] - window[1], window[0]))
+        digits = [ascii_digits(text[start:end]) for start, end in groups]
+        # Where window i starts: a window that begins the run keeps its "+" or "(" prefix, a later one may start
+        # at a "(" of its own. Whether a phone word or a currency comes right before it, or a currency after it.
+        starts = [run_start] + [start - 1 if text[start - 1] == "(" else start for start, _ in groups[1:]]
+        international = text[run_start] == "+" or text.startswith("(+", run_start)
+        labelled = [start in cache.labelled for start in starts]
+        before = [start in cache.after_currency for start in starts]
+        after = [cache.currency_after_end(text, end) for _, end in groups]
+        has_parens = "(" in text[run_start : groups[-1][1]]
+        taken = [False] * count
+        found: list[PhoneMatch] = []
+        for i, j in windows:
+            if any(taken[i:j]):
+                continue
+            start, end = starts[i], groups[j - 1][1]
+            number_digits = "".join(digits[i:j])
+            if i == 0 and international:
+                number = self._international(number_digits)
+            else:
+                area = has_parens and _AREA_GROUP.search(text, start, end) is not None
+                # A part of a run must say where it starts (trunk "0", a country code, "00"): "compare 5440 7440
+                # 3520" holds a valid Ras al-Khaimah landline, but nobody writes one like that.
+                key = (number_digits, labelled[i] or area, before[i] or after[j - 1], j - i < count)
+                if key not in cache.verdicts:
+                    cache.verdicts[key] = self._decide(*key)
+                number = cache.verdicts[key]
+            if number is None:
+                continue
+            taken[i:j] = [True] * (j - i)
+            if number not in self._exempt:
+                found.append(PhoneMatch(start, end, number))
+        return found
 
     @staticmethod
-    def _window_start(text: str, run_start: int, groups: list[tuple[int, int]], index: int) -> int:
-        # A window that begins the run keeps its "+" or "(" prefix; a later one may start at a "(" of its own.
-        if index == 0:
-            return run_start
-        start = groups[index][0]
-        if start > 0 and text[start - 1] == "(":
-            return start - 1
-        return start
+    def _international(digits: str) -> str | None:
+        """A number written with "+": a phone whenever it has 7-15 digits, valid or not (privacy first)."""
+        if len(digits) > MAX_DIGITS:
+            return None
+        number = _parse("+" + digits, None)
+        return _e164(number) if number is not None else "+" + digits
 
-    def _classify(
-        self, text: str, start: int, end: int, cache: dict[tuple[str, bool, bool, bool], str | None], *, part: bool
-    ) -> str | None:
-        """The E.164 number that text[start:end] is, or None when it is not a phone number."""
-        written = text[start:end]
-        digits = digits_only(written)
-        international = written.startswith(("+", "(+"))
-        if international:
-            if len(digits) > MAX_DIGITS:
-                return None
-            number = _parse("+" + digits, None)
-            return _e164(number) if number is not None else "+" + digits
-        labelled = _PHONE_WORD.search(text, max(0, start - 24), start) is not None
-        area = _AREA_GROUP.search(written) is not None
-        key = (digits, labelled or area, _next_to_currency(text, start, end), part)
-        if key not in cache:
-            cache[key] = self._decide(digits, phone_shaped=key[1], amount=key[2], part=part)
-        return cache[key]
-
-    def _decide(self, digits: str, *, phone_shaped: bool, amount: bool, part: bool) -> str | None:
+    def _decide(self, digits: str, phone_shaped: bool, amount: bool, part: bool) -> str | None:
         if phone_shaped:
             return self._validated(digits) or (self._guess(digits) if len(digits) <= MAX_DIGITS else None)
         if amount:
@@ -288,10 +340,6 @@ class PhoneDetector:
         """A number written as a phone but not valid anywhere we know: its E.164 form as the region reads it."""
         number = _parse(digits, self.region)
         return _e164(number) if number is not None else None
-
-
-def _next_to_currency(text: str, start: int, end: int) -> bool:
-    return bool(_CURRENCY_AFTER.match(text, end) or _CURRENCY_BEFORE.search(text, max(0, start - 12), start))
 
 
 def _amount_shaped(run: str) -> bool:
