@@ -7,13 +7,14 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models.function import AgentInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.agent.eval.runner import ChatDriver
-from salesbot.agent.playbook import Playbook
+from salesbot.agent.playbook import Playbook, PlaybookError, parse_playbook
 from salesbot.agent.service import SalesAgentService
 from salesbot.models import Conversation, Product
 from salesbot.settings import Settings
@@ -57,3 +58,13 @@ async def test_a_turn_masks_every_phone_shape_but_not_skus_or_the_business_numbe
     stored = await catalog_session.scalar(select(Conversation.pii_map).where(Conversation.id == conversation.id))
     assert stored is not None
     assert sorted(stored.values()) == sorted(["971501234567", "79011234567", "٠٥٠٧٦٥٤٣٢١"])
+
+
+def test_the_playbook_refuses_a_business_phone_that_is_not_a_number(playbook: Playbook) -> None:
+    data = playbook.model_dump(mode="json")
+    data["company"]["phones"] = ["+971 4 234 5678", "call us"]
+    with pytest.raises(PlaybookError, match=r"company\.phones"):
+        parse_playbook(data)
+    data["company"]["phones"] = ["+971 4 234 5678"]
+    assert parse_playbook(data).company.phones == ["+971 4 234 5678"]
+    assert "+971 4 234 5678" in parse_playbook(data).public_text()
