@@ -17,8 +17,9 @@
 
 So prices, quantities, SKUs, order numbers and years of normal sales text stay: ``2 x 4500 AED``, ``SKU LP-1001``,
 ``order 2024-118`` are not valid numbers. A run that is not a phone as a whole is tried in parts (contiguous digit
-groups, longest first), so ``3 0501234567`` gives up the phone and keeps the quantity. Numbers the caller exempts
-(the business's own public numbers) are never reported, however they are written.
+groups, longest first), so ``3 0501234567`` gives up the phone and keeps the quantity; a part must show a trunk
+prefix or a country code (``5440 7440 3520`` holds a valid landline that nobody writes like that). Numbers the
+caller exempts (the business's own public numbers) are never reported, however they are written.
 
 The normaliser side: `normalize_phone` (a typed number to ``+digits``), `phone_from_chat_id` (a provider's chat
 address to ``+digits``) and `digits_only` share one digit rule.
