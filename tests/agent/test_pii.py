@@ -89,7 +89,10 @@ def test_emails_are_masked(email: str) -> None:
     assert masker.mask(f"write to {email}.") == "write to [EMAIL_1]."
 
 
-@pytest.mark.parametrize("card", ["4111 1111 1111 1111", "5500-0000-0000-0004", "4111111111111111", "378282246310005"])
+@pytest.mark.parametrize(
+    "card",
+    ["4111 1111 1111 1111", "5500-0000-0000-0004", "4111111111111111", "378282246310005", "٤١١١ ١١١١ ١١١١ ١١١١"],
+)
 def test_card_numbers_are_masked(card: str) -> None:
     masker = PiiMasker()
     assert masker.mask(f"my card {card}") == "my card [CARD_1]"

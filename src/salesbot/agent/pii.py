@@ -46,7 +46,7 @@ EMAIL = re.compile(
 _KEY_PREFIX = re.compile(r"[A-Za-z_][\w-]*=(?=[^=]*@)")
 
 # Card numbers: 13-19 digits (spaces or dashes between them), never starting with 0 or after a "+" (phones do).
-_CARD = re.compile(r"(?<![\d+])(?<!\+ )[1-9](?:[ \u00a0\-]?\d){12,18}(?![ \u00a0\-]?\d)")
+_CARD = re.compile(r"(?<![\d+])(?<!\+ )(?![0٠۰])\d(?:[ \u00a0\-]?\d){12,18}(?![ \u00a0\-]?\d)")
 # Catalog SKUs are looked for only when they hold this many digits: fewer can never be read as a phone number.
 SKU_MIN_DIGITS = 7
 
