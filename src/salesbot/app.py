@@ -72,5 +72,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def create_app_from_env() -> FastAPI:
     """uvicorn factory for `salesbot serve` (settings and logging from the environment)."""
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, phone_region=settings.phone_default_region)
     return create_app(settings)

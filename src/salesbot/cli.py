@@ -42,7 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from salesbot.kit.access_log import install_access_log_masking
 
     settings = _with_service_urls(get_settings(), start_embedded=False)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, phone_region=settings.phone_default_region)
     install_access_log_masking()
     uvicorn.run(
         create_app(settings),
@@ -69,7 +69,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     settings = _with_service_urls(settings, start_embedded=not settings.database_url)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, phone_region=settings.phone_default_region)
     upgrade(settings.database_url, args.revision)
     print(f"database migrated to {args.revision}")
     return 0
@@ -82,7 +82,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     settings = _with_service_urls(settings, start_embedded=not settings.database_url)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, phone_region=settings.phone_default_region)
     if args.kind == "products":
         return commands.ingest_products(settings, Path(args.path), full=args.full)
     return commands.ingest_knowledge(settings, Path(args.path))
@@ -93,7 +93,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     settings = _with_service_urls(settings, start_embedded=not settings.database_url)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, phone_region=settings.phone_default_region)
     return commands.reindex_all(settings, force=args.force, check=args.check)
 
 

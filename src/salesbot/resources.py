@@ -12,6 +12,7 @@ from arq.connections import ArqRedis, RedisSettings
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from salesbot.db import create_engine, create_sessionmaker
+from salesbot.kit.hashing import use_secret_key
 from salesbot.settings import Settings
 
 HTTP_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=10.0, pool=5.0)
@@ -41,6 +42,8 @@ async def open_resources(settings: Settings, *, redis: ArqRedis | None = None) -
     """Open everything a process needs; `redis` reuses a pool the caller already has (the arq worker's)."""
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set (or run `salesbot dev` for embedded services)")
+    # Redis keys and logs hash phone numbers with SECRET_KEY: the API and the worker must agree on it.
+    use_secret_key(settings.auth.secret_key.get_secret_value())
     engine = create_engine(settings.database_url)
     own_redis = redis is None
     pool = redis if redis is not None else await create_pool(redis_settings(settings.redis_url))

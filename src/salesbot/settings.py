@@ -15,6 +15,8 @@ from typing import Annotated, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from salesbot.kit.phones import supported_region
+
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "password", "admin", "dev", "test"})
 # The defaults below and the values `.env.example` ships (tests/test_settings.py keeps the two in sync).
 SHIPPED_DEFAULTS = frozenset({"dev-api-token", "admin", "dev-secret-key-change-me"})
@@ -235,6 +237,8 @@ class Settings(BaseSettings):
     # The console provider backs the simulator and `salesbot chat`; off by default in production.
     console_enabled: bool | None = None
     log_level: str = "INFO"
+    # ISO 3166 region of the business: national numbers ("050 123 4567") are read as this country's.
+    phone_default_region: str = "AE"
     # arq's job timeout; a SIGKILLed worker's job is re-run after this + 10 s, so it bounds crash recovery.
     worker_job_timeout_seconds: float = Field(default=45.0, ge=1, le=600)
     # How long a signed document link (a quotation PDF sent to a customer) stays valid.
@@ -299,6 +303,11 @@ class Settings(BaseSettings):
             "ADMIN_PASSWORD": self.auth.admin_password,
             "SECRET_KEY": self.auth.secret_key,
         }
+
+    @field_validator("phone_default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        return supported_region(value)
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Self:

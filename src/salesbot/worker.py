@@ -140,5 +140,5 @@ def build_worker(settings: Settings, *, burst: bool = False) -> Any:
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, phone_region=settings.phone_default_region)
     build_worker(settings, burst=burst).run()

@@ -6,8 +6,9 @@ import json
 import pytest
 from arq.connections import ArqRedis
 
+from salesbot.kit.phones import normalize_phone
 from salesbot.messaging.base import InboundMessage, MalformedWebhookError, WebhookRejectedError, WebhookRequest
-from salesbot.messaging.console import ConsoleProvider, normalize_phone, read_replies, wait_for_replies
+from salesbot.messaging.console import ConsoleProvider, read_replies, wait_for_replies
 
 
 def request(body: object) -> WebhookRequest:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import pytest
 
 from salesbot.agent.service import generate_reply
-from salesbot.kit.logging import KeyValueFormatter, configure_logging, redact
+from salesbot.kit.logging import KeyValueFormatter, configure_logging, get_logger, redact
 from tests.fakes.pipeline import (
     TWILIO_TOKEN,
     WAZZUP_KEY,
@@ -104,6 +104,11 @@ async def test_a_whole_conversation_logs_no_secret_and_no_contact_detail(
         ("reply to ivan.petrov@mail.example", "reply to [email]"),
         ("on 2026-11-21 at 10:00, 3 units, delay 0.25", "on 2026-11-21 at 10:00, 3 units, delay 0.25"),
         ("chat=5d3cfc29547aa2ff id=SM2c4a1234567890", "chat=5d3cfc29547aa2ff id=SM2c4a1234567890"),
+        ("redirect to https://wa.me/971501234567?text=hi", "redirect to https://wa.me/[phone]?text=hi"),
+        ("GET /send?phone=79161234567 failed", "GET /send?phone=[phone] failed"),
+        ("customer wrote тел79161234567", "customer wrote тел[phone]"),
+        ("رقم ٠٥٠١٢٣٤٥٦٧", "رقم [phone]"),
+        ("order 2024-118: 2 x 4500 AED, SKU LP-1001", "order 2024-118: 2 x 4500 AED, SKU LP-1001"),
     ],
 )
 def test_contact_details_inside_free_text_are_masked(text: str, expected: str) -> None:
@@ -112,3 +117,17 @@ def test_contact_details_inside_free_text_are_masked(text: str, expected: str) -
     record = logging.makeLogRecord({"msg": "outbox.retry_scheduled", "levelno": 30, "levelname": "WARNING"})
     record.error = text
     assert expected.split()[-1] in KeyValueFormatter().format(record)
+
+
+def test_the_log_filter_reads_national_numbers_in_the_business_region(log_text: io.StringIO) -> None:
+    """`configure_logging` takes PHONE_DEFAULT_REGION: a Qatari mobile written nationally is masked for a QA
+    business, and stays for a UAE business (where it is not a number)."""
+    log = get_logger("tests.security")
+    configure_logging("DEBUG", phone_region="QA")
+    logging.getLogger().handlers[0].setStream(log_text)  # type: ignore[attr-defined]
+    log.warning("outbox.retry_scheduled", error="invalid recipient 5512 3456", chats=["wa.me/97455123456"])
+    line = log_text.getvalue()
+    assert "5512 3456" not in line
+    assert "97455123456" not in line
+    assert "invalid recipient [phone]" in line
+    assert redact("invalid recipient 5512 3456") == "invalid recipient 5512 3456"

@@ -66,6 +66,8 @@ def business_text(playbook: Playbook) -> str:
     ]
     if playbook.company.website:
         lines.append(f"Website: {playbook.company.website}")
+    if playbook.company.phones:
+        lines.append(f"Our phone: {', '.join(playbook.company.phones)}")
     if playbook.delivery:
         lines.append(f"Delivery: {playbook.delivery}")
     if playbook.payment:

@@ -6,24 +6,19 @@ placeholders such as ``[PHONE_1]``, ``[EMAIL_1]`` and ``[CARD_1]``. The mapping 
 (`conversation.pii_map`), so the same value gets the same placeholder across turns. The reply is unmasked
 before it is sent, and tools resolve placeholders in their arguments.
 
-What is deliberately *not* masked: SKUs (``AB-1234567``), prices and amounts (``1 249 000 ₽``, ``1249.00``),
-quantities and dates/times. The rules for telling a phone number from those, in order:
-
-- a digit run (digits in any script, so Arabic-Indic ``٠-٩`` too) with phone separators (space, dash, dot,
-  parentheses) that starts after a letter, ``-``, ``/``, ``#`` or ``@`` is part of a code or URL, not a phone;
-- dates with a four-digit year (ISO and day-first), times and ``SKU: ...`` labels are protected first;
-- fewer than 7 digits is never PII; a leading ``+`` or ``00`` up to 15 digits is always a phone;
-- 13-19 digits that pass the Luhn check, or 16-19 digits in any case, are a card number;
-- an amount is a run next to a currency (``$``, ``USD``, ``₽``, ``руб``, ``درهم``...), a decimal amount
-  (``1234567.89``), or thousands groups of up to 8 digits (``1 249 000``); everything else of 7-15 digits
-  is a phone. A bare 3-3-3 group of nine digits is therefore masked: privacy wins over a rare amount.
-"""
+Phone numbers are found by the one phone detector, `salesbot.kit.phones.PhoneDetector` (see there for the
+rules: every shape customers write, validated with libphonenumber in the business's region, so prices,
+quantities, dates, years and order numbers stay). The masker adds what only it knows: the catalog's SKUs and
+the business's own public numbers are exempt, e-mail addresses are found first, and 13-19 digit runs that
+pass the Luhn check (or have 16-19 digits) are card numbers."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
+
+from salesbot.kit.phones import PhoneDetector, digits_only
 
 
 class PiiKind(StrEnum):
@@ -50,44 +45,10 @@ EMAIL = re.compile(
 
 _KEY_PREFIX = re.compile(r"[A-Za-z_][\w-]*=(?=[^=]*@)")
 
-# Spans that look numeric but are not contact details. A date counts only when it does not continue into
-# more digit groups (then it is more likely part of a phone number such as "+7 901 12-05-2026").
-_NOT_AFTER_DIGITS = r"(?<![\d+])(?<![\d+][ \u00a0.\-(])"
-_NOT_BEFORE_DIGITS = r"(?![ \u00a0.\-)]?(?!(?:[01]?\d|2[0-3]):[0-5]\d)\d)"
-_PROTECTED = re.compile(
-    "|".join(
-        [
-            r"\[(?:PHONE|EMAIL|CARD)_\d{1,6}\]",
-            # ISO dates 2026-11-21, 2026.11.21, 2026/11/21
-            _NOT_AFTER_DIGITS
-            + r"(?:19|20)\d{2}(?P<iso>[-./])(?:0?[1-9]|1[0-2])(?P=iso)(?:0?[1-9]|[12]\d|3[01])"
-            + _NOT_BEFORE_DIGITS,
-            # day-first or month-first dates with a four-digit year: 21.11.2026, 11/21/2026
-            _NOT_AFTER_DIGITS
-            + r"(?:0?[1-9]|[12]\d|3[01])(?P<dmy>[-./])(?:0?[1-9]|[12]\d|3[01])(?P=dmy)(?:19|20)\d{2}"
-            + _NOT_BEFORE_DIGITS,
-            # year ranges 2019-2026
-            _NOT_AFTER_DIGITS + r"(?:19|20)\d{2}\s?[-–—]\s?(?:19|20)\d{2}" + _NOT_BEFORE_DIGITS,
-            # times 10:30, 9:05:59
-            r"(?<!\d)(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?!\d)",
-            # SKU labels: "SKU 10023456", "артикул: 7712345"
-            r"(?i:\bsku\b|\bart\.|артикул|\bарт\.)\s*[:#№]?\s*[^\W_][\w-]*",
-        ]
-    )
-)
-
-_SEPARATORS = " \u00a0\u202f-.()\u200e\u200f"
-_NUMBER_RUN = re.compile(r"(?<![\w+/=#@\-])(?:\+[ \u00a0]?|\()?\d(?:\d|[" + re.escape(_SEPARATORS) + r"]{1,3}\d)*")
-_CURRENCY_AFTER = re.compile(
-    r"\s?(?:[$€£¥₽₸₴]|(?i:usd|eur|gbp|rub|aed|sar|kzt|uah|руб|р\.|тыс|млн|dollars?|euros?))|\s?(?:درهم|ريال|دولار|د\.إ|ر\.س)"
-)
-_CURRENCY_BEFORE = re.compile(r"(?:[$€£¥₽]|(?i:usd|eur|gbp|rub|aed|sar))\s?$")
-_THOUSANDS = re.compile(r"\d{1,3}(?:[ \u00a0\u202f.]\d{3})+(?:[.,]\d{1,2})?")
-_DECIMAL = re.compile(r"\d+[.,]\d{2}")
-
-
-def _digits(text: str) -> str:
-    return "".join(str(int(char)) for char in text if char.isdecimal())
+# Card numbers: 13-19 digits (spaces or dashes between them), never starting with 0 or after a "+" (phones do).
+_CARD = re.compile(r"(?<![\d+])(?<!\+ )(?![0٠۰])\d(?:[ \u00a0\-]?\d){12,18}(?![ \u00a0\-]?\d)")
+# Catalog SKUs are looked for only when they hold this many digits: fewer can never be read as a phone number.
+SKU_MIN_DIGITS = 7
 
 
 def _luhn(digits: str) -> bool:
@@ -102,35 +63,38 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
-def classify_number(candidate: str, *, before: str = "", after: str = "") -> PiiKind | None:
-    """Whether a digit run (with its surrounding text) is a phone, a card number, or not PII at all."""
-    digits = _digits(candidate)
-    count = len(digits)
-    if count < 7:
+def is_card_number(candidate: str) -> bool:
+    """13-19 digits that pass the Luhn check, or 16-19 digits in any case."""
+    digits = digits_only(candidate)
+    return 13 <= len(digits) <= 19 and (len(digits) >= 16 or _luhn(digits))
+
+
+def _sku_pattern(skus: Iterable[str]) -> re.Pattern[str] | None:
+    wanted = sorted({sku.strip() for sku in skus if len(digits_only(sku)) >= SKU_MIN_DIGITS}, key=len, reverse=True)
+    if not wanted:
         return None
-    international = candidate.startswith("+") or (digits.startswith("00") and candidate[:1].isdecimal())
-    if international and count <= 15:
-        return PiiKind.PHONE
-    if 13 <= count <= 19 and (count >= 16 or _luhn(digits)):
-        return PiiKind.CARD
-    if count > 15:
-        return None
-    if not candidate.startswith(("+", "(")):
-        if _CURRENCY_AFTER.match(after) or _CURRENCY_BEFORE.search(before):
-            return None
-        plain = "".join(str(int(c)) if c.isdecimal() else c for c in candidate)
-        if _DECIMAL.fullmatch(plain) or (count <= 8 and _THOUSANDS.fullmatch(plain)):
-            return None
-    return PiiKind.PHONE
+    return re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, wanted)) + r")(?![\w-])", re.IGNORECASE)
 
 
 class PiiMasker:
-    """Masks and unmasks one conversation's PII; `mapping` (placeholder -> value) is stored on the conversation."""
+    """Masks and unmasks one conversation's PII; `mapping` (placeholder -> value) is stored on the conversation.
 
-    def __init__(self, mapping: Mapping[str, str] | None = None) -> None:
+    `phones` carries the business's region and its own public numbers (never masked); `skus` are the catalog's
+    SKUs, which stay as written even when their digits would make a valid phone number.
+    """
+
+    def __init__(
+        self,
+        mapping: Mapping[str, str] | None = None,
+        *,
+        phones: PhoneDetector | None = None,
+        skus: Iterable[str] = (),
+    ) -> None:
         self._by_placeholder: dict[str, str] = {}
         self._by_value: dict[str, str] = {}
         self._next: dict[PiiKind, int] = dict.fromkeys(PiiKind, 1)
+        self._phones = phones or PhoneDetector()
+        self._skus = _sku_pattern(skus)
         for placeholder, value in (mapping or {}).items():
             match = PLACEHOLDER.fullmatch(placeholder)
             if match is None or not isinstance(value, str):
@@ -179,28 +143,21 @@ class PiiMasker:
         return "".join(out)
 
     def _mask_numbers(self, segment: str, reserved: set[str]) -> str:
+        keep = [match.span() for match in PLACEHOLDER.finditer(segment)]
+        if self._skus is not None:
+            keep += [match.span() for match in self._skus.finditer(segment)]
+        found: list[tuple[int, int, PiiKind]] = []
+        for match in _CARD.finditer(segment):
+            if is_card_number(match.group(0)) and not _overlaps(match.span(), keep):
+                found.append((match.start(), match.end(), PiiKind.CARD))
+        skip = keep + [(start, end) for start, end, _ in found]
+        found += [(phone.start, phone.end, PiiKind.PHONE) for phone in self._phones.find(segment, skip=skip)]
         out: list[str] = []
         position = 0
-        for protected in _PROTECTED.finditer(segment):
-            out.append(self._mask_runs(segment[position : protected.start()], reserved))
-            out.append(protected.group(0))
-            position = protected.end()
-        out.append(self._mask_runs(segment[position:], reserved))
-        return "".join(out)
-
-    def _mask_runs(self, segment: str, reserved: set[str]) -> str:
-        out: list[str] = []
-        position = 0
-        for match in _NUMBER_RUN.finditer(segment):
-            candidate = match.group(0)
-            kind = classify_number(
-                candidate, before=segment[max(0, match.start() - 4) : match.start()], after=segment[match.end() :]
-            )
-            if kind is None:
-                continue
-            out.append(segment[position : match.start()])
-            out.append(self._placeholder_for(candidate, kind, reserved))
-            position = match.end()
+        for start, end, kind in sorted(found):
+            out.append(segment[position:start])
+            out.append(self._placeholder_for(segment[start:end], kind, reserved))
+            position = end
         out.append(segment[position:])
         return "".join(out)
 
@@ -216,3 +173,7 @@ class PiiMasker:
 
     def knows(self, placeholder: str) -> bool:
         return placeholder in self._by_placeholder
+
+
+def _overlaps(span: tuple[int, int], others: list[tuple[int, int]]) -> bool:
+    return any(span[0] < end and start < span[1] for start, end in others)

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from salesbot.agent.language import SUPPORTED_LANGUAGES
+from salesbot.kit.phones import digits_only
 from salesbot.models import SalesStage
 
 DEFAULT_PLAYBOOK_PATH = Path(__file__).with_name("playbook.yaml")
@@ -33,6 +34,16 @@ class Company(_Strict):
     # Printed on quotation documents: the postal address and a PNG/JPEG logo (a path relative to the playbook).
     address: str = ""
     logo: str = ""
+    # The business's own public numbers: the model may see and give them (they are never masked as PII).
+    phones: list[str] = Field(default_factory=list)
+
+    @field_validator("phones")
+    @classmethod
+    def _phone_like(cls, value: list[str]) -> list[str]:
+        for phone in value:
+            if not 7 <= len(digits_only(phone)) <= 17:
+                raise ValueError(f"company.phones: {phone!r} is not a phone number")
+        return value
 
 
 class Assistant(_Strict):
@@ -245,6 +256,7 @@ class Playbook(_Strict):
                 self.company.name,
                 self.company.description,
                 self.company.website,
+                *self.company.phones,
                 self.offer,
                 self.delivery,
                 self.payment,

@@ -6,10 +6,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.agent.deps import CustomerProfile, PastQuote
-from salesbot.models import Conversation, Customer, DeliveryStatus, Direction, Message, Quote
+from salesbot.models import Conversation, Customer, DeliveryStatus, Direction, Message, Product, Quote
 from salesbot.sales.repository import active_products
 
-__all__ = ["active_products", "customer_profile", "messages_after", "quote_count"]
+__all__ = ["active_products", "customer_profile", "messages_after", "quote_count", "skus_with_digits"]
 
 
 async def messages_after(
@@ -67,3 +67,9 @@ async def customer_profile(session: AsyncSession, customer: Customer, conversati
         previous_stage=previous.sales_stage.value if previous is not None else None,
         past_quotes=past,
     )
+
+
+async def skus_with_digits(session: AsyncSession, *, min_digits: int) -> list[str]:
+    """Catalog SKUs holding at least `min_digits` digits: the ones a phone detector could mistake for a number."""
+    digits = func.length(func.regexp_replace(Product.sku, r"\D", "", "g"))
+    return list((await session.scalars(select(Product.sku).where(digits >= min_digits))).all())

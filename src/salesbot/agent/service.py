@@ -40,12 +40,13 @@ from salesbot.agent.grounding import as_money, figures
 from salesbot.agent.history import load_history, message_text, turn_prompt
 from salesbot.agent.language import conversation_language
 from salesbot.agent.models import OFFLINE_MODEL_NAME, llm_names, model_for, turn_scope
-from salesbot.agent.pii import PiiMasker
+from salesbot.agent.pii import SKU_MIN_DIGITS, PiiMasker
 from salesbot.agent.playbook import Playbook, load_playbook
 from salesbot.agent.reply import AgentReply, ReplyRequest
 from salesbot.agent.tools import hand_to_human
 from salesbot.agent.turn_context import turn_context
 from salesbot.kit.logging import get_logger
+from salesbot.kit.phones import PhoneDetector
 from salesbot.knowledge.types import CatalogSearch
 from salesbot.models import Conversation, Customer, Message
 from salesbot.models._columns import utcnow
@@ -117,7 +118,11 @@ class SalesAgentService:
     ) -> AgentReply:
         started = time.perf_counter()
         playbook = self.playbook(settings)
-        pii = PiiMasker(conversation.pii_map)
+        pii = PiiMasker(
+            conversation.pii_map,
+            phones=PhoneDetector(settings.phone_default_region, exempt=playbook.company.phones),
+            skus=await repository.skus_with_digits(session, min_digits=SKU_MIN_DIGITS),
+        )
         language = conversation_language(
             [message_text(message) for message in new_messages],
             current=conversation.language,

@@ -12,46 +12,47 @@ import re
 import sys
 from typing import Any
 
+from salesbot.kit.phones import DEFAULT_REGION, PhoneDetector
+
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 # Contact details that reach a log line inside text we do not control (a provider's error description, an
-# exception message) are masked: a phone-shaped run of 7+ digits and e-mail addresses.
-_PHONE_SHAPED = re.compile(r"(?<![\w+])\+?\d[\d ()\-]{5,}\d(?!\w)")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# exception message, a URL) are masked: phone numbers, found by the one phone detector (wa.me links, numbers glued
+# to words, Arabic-Indic digits...), and e-mail addresses.
+# An address starts where a word starts: matching from inside a long token would make the scan quadratic.
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_DEFAULT_PHONES = PhoneDetector()
 
 
-def redact(text: str) -> str:
+def redact(text: str, phones: PhoneDetector | None = None) -> str:
     """`text` with phone numbers and e-mail addresses replaced by [phone] / [email]."""
-
-    def phone(match: re.Match[str]) -> str:
-        found = match.group(0)
-        digits = sum(char.isdigit() for char in found)
-        if digits < 7 or _ISO_DATE.search(found):
-            return found
-        return "[phone]"
-
-    return _PHONE_SHAPED.sub(phone, _EMAIL.sub("[email]", text))
+    return (phones or _DEFAULT_PHONES).redact(_EMAIL.sub("[email]", text))
 
 
 class KeyValueFormatter(logging.Formatter):
+    def __init__(self, phones: PhoneDetector | None = None) -> None:
+        super().__init__()
+        # The business's region (PHONE_DEFAULT_REGION) reads national numbers as the masker does.
+        self._phones = phones or _DEFAULT_PHONES
+
     def format(self, record: logging.LogRecord) -> str:
         fields = {k: v for k, v in record.__dict__.items() if k not in _RESERVED}
-        head = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {redact(record.getMessage())}"
-        parts = [head] + [f"{key}={_render(value)}" for key, value in fields.items()]
+        message = redact(record.getMessage(), self._phones)
+        head = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {message}"
+        parts = [head] + [f"{key}={_render(value, self._phones)}" for key, value in fields.items()]
         line = " ".join(parts)
         if record.exc_info:
-            line += "\n" + redact(self.formatException(record.exc_info))
+            line += "\n" + redact(self.formatException(record.exc_info), self._phones)
         return line
 
 
-def _render(value: Any) -> str:
+def _render(value: Any, phones: PhoneDetector) -> str:
     if isinstance(value, str):
-        text = redact(value)
+        text = redact(value, phones)
         if text and " " not in text and "=" not in text:
             return text
         return json.dumps(text, ensure_ascii=False)
-    return json.dumps(value, default=str, ensure_ascii=False)
+    return redact(json.dumps(value, default=str, ensure_ascii=False), phones)
 
 
 class EventLogger:
@@ -85,9 +86,9 @@ def get_logger(name: str) -> EventLogger:
     return EventLogger(logging.getLogger(name))
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", *, phone_region: str = DEFAULT_REGION) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(KeyValueFormatter())
+    handler.setFormatter(KeyValueFormatter(PhoneDetector(phone_region)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

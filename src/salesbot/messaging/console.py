@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 
 from salesbot.kit.hashing import short_hash
+from salesbot.kit.phones import normalize_phone
 from salesbot.messaging.base import (
     InboundEvent,
     InboundMessage,
@@ -34,8 +35,6 @@ MAX_TEXT_LENGTH = 4000
 MAX_INBOUND_TEXT_LENGTH = 10_000
 STREAM_MAXLEN = 500
 RETENTION_SECONDS = 7 * 24 * 3600
-_PHONE = re.compile(r"^\+?[0-9]{3,20}$")
-_PHONE_NOISE = re.compile(r"[\s\-().]")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
 
 # Appends the reply to the chat's stream once per idempotency key; returns the provider message id.
@@ -47,14 +46,6 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[5])
 return {ARGV[1], 0}
 """
-
-
-def normalize_phone(phone: str) -> str:
-    """`+1 (555) 010-0` -> `+15550100`; raises `ValueError` for anything that is not a phone-like address."""
-    cleaned = _PHONE_NOISE.sub("", phone)
-    if not _PHONE.match(cleaned):
-        raise ValueError("phone must be 3-20 digits, optionally starting with +")
-    return cleaned
 
 
 def _stream_key(chat_id: str) -> str:

@@ -12,7 +12,8 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from salesbot.dependencies import RedisDep, SessionDep
-from salesbot.messaging.console import normalize_phone, read_replies
+from salesbot.kit.phones import normalize_phone
+from salesbot.messaging.console import read_replies
 from salesbot.models import Author, DeliveryStatus, Direction
 from salesbot.simulator import repository
 

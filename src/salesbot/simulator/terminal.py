@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from salesbot.messaging.console import normalize_phone
+from salesbot.kit.phones import normalize_phone
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 QUIT_COMMANDS = frozenset({"/quit", "/exit"})
