@@ -43,13 +43,17 @@ def access_log() -> Iterator[io.StringIO]:
     masking = SecretMaskingFilter()
     logger.addFilter(masking)
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.INFO
+    # Other tests run uvicorn servers, whose logging config sets this logger's level and may disable it.
+    level, disabled = logger.level, logger.disabled
+    logger.setLevel(logging.INFO)
+    logger.disabled = False
     try:
         yield stream
     finally:
         logger.removeHandler(handler)
         logger.removeFilter(masking)
         logger.setLevel(level)
+        logger.disabled = disabled
 
 
 def test_an_access_record_is_logged_with_the_secret_masked(access_log: io.StringIO) -> None:
