@@ -222,11 +222,7 @@ async def test_twilio_send_interrupted_by_a_crash_is_reconciled_not_repeated(pip
         {"authorization": _basic()},
         urlencode({"To": TWILIO_CHAT, "From": "whatsapp:+14155238886", "Body": row.text}).encode(),
     )
-    async with pipeline.resources.sessionmaker() as session:
-        await session.execute(
-            update(Message).where(Message.id == row.id).values(send_attempts=1, last_attempt_at=utcnow())
-        )
-        await session.commit()
+    await _record_attempt(pipeline, row.id)
     await schedule_delivery(pipeline.redis, conversation_id)
     await pipeline.worker.drain()
 
