@@ -133,15 +133,17 @@ async def test_crash_resent_inside_the_window_reaches_the_customer_once(pipeline
     assert row.delivery_status is DeliveryStatus.SENT
 
 
-async def test_crash_past_the_window_is_held_for_a_manager_not_resent(pipeline: Pipeline) -> None:
-    """Fails on the old outbox: it resent with the same crmMessageId, which Wazzup (60 s later) sends again."""
+# A killed job re-runs 55 s after it started (default job timeout 45 s + arq's 10 s), the outbox sweep after 60 s,
+# a transient-error backoff after up to 300 s: all past the usable part of Wazzup's 60 s window.
+@pytest.mark.parametrize("seconds_ago", [55, 65, 300])
+async def test_crash_past_the_window_is_held_for_a_manager_not_resent(pipeline: Pipeline, seconds_ago: int) -> None:
+    """Fails on the old outbox: it resent with the same crmMessageId, which Wazzup sends again after 60 s."""
     pipeline.wazzup_api.clock = clock = FakeClock()
     conversation_id = await _reply_pending(pipeline)
     [row] = await _rows(pipeline)
     _wazzup_accepts(pipeline, row)
-    # A killed job re-runs 55 s after it started (default job timeout 45 s + arq's 10 s): past 60 - 15 s.
-    await _crashed_attempt(pipeline, row, seconds_ago=55)
-    clock.advance(55)
+    await _crashed_attempt(pipeline, row, seconds_ago=seconds_ago)
+    clock.advance(seconds_ago)
     await schedule_delivery(pipeline.redis, conversation_id)
     await pipeline.worker.drain()
     # The recovery sweep does not pick it up again either.
