@@ -239,7 +239,10 @@ class FakeProviderServer:
     killed meanwhile never learns that the message went out).
     `wazzup_echo_url` makes the fake behave like a Wazzup account that reports API sends back: each accepted
     Wazzup send is echoed to that webhook URL as an `isEcho: true` message before the send call is answered
-    (the race the outbox's pending-send marker exists for), then reported `delivered` in `statuses[]`.
+    (the race the outbox's echo matching exists for), then reported `delivered` in `statuses[]`; chats in
+    `no_echo_chats` are not echoed (whether Wazzup echoes API sends is not documented either way).
+    `silent_until` (a `time.monotonic()` instant): Wazzup takes every request that arrives before it as usual
+    but answers none of them until then (a provider that hangs for longer than its duplicate window).
 
     Serve it on the test's event loop (`serving()`) or on its own loop in a thread (`in_thread()`), so a busy
     test loop (a load generator) does not delay the provider's answers or its recorded arrival times.
@@ -252,6 +255,8 @@ class FakeProviderServer:
     held: int = 0
     stall_after_accept: float = 0.0
     wazzup_echo_url: str | None = None
+    no_echo_chats: set[str] = field(default_factory=set)
+    silent_until: float = 0.0
     # Echo and status webhooks the bot answered 200 / otherwise.
     echoes_posted: int = 0
     statuses_posted: int = 0
@@ -289,8 +294,15 @@ class FakeProviderServer:
         if lost:
             status, payload = 201, {"messageId": self.wazzup.sent[-1].provider_message_id}
         accepted = status in (200, 201) and scope["method"] == "POST"
-        if accepted and wazzup and self.wazzup_echo_url:
+        echo = (
+            bool(accepted and wazzup and self.wazzup_echo_url)
+            and json.loads(body).get("chatId") not in self.no_echo_chats
+        )
+        if echo:
             await self._echo(json.loads(body), str(payload.get("messageId")))
+        if wazzup and time.monotonic() < self.silent_until:
+            # The client gives up long before this (its read timeout); the answer goes nowhere.
+            await asyncio.sleep(self.silent_until - time.monotonic())
         if accepted and (lost or self.hold_after_accept > 0):
             self.hold_after_accept -= 0 if lost else 1
             self.held += 1
@@ -304,7 +316,7 @@ class FakeProviderServer:
             {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
         )
         await send({"type": "http.response.body", "body": data})
-        if accepted and wazzup and self.wazzup_echo_url:
+        if echo:
             task = asyncio.create_task(self._delivered(str(payload.get("messageId"))))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
