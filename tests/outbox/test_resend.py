@@ -264,3 +264,19 @@ async def test_twilio_template_send_interrupted_by_a_crash_is_reconciled_by_the_
         DeliveryStatus.SENT,
         pipeline.twilio_api.sent[0].provider_message_id,
     )
+
+
+async def test_echo_matches_only_a_send_attempted_minutes_ago(pipeline: Pipeline) -> None:
+    conversation_id = await _reply_pending(pipeline)
+    [row] = await _rows(pipeline)
+    # Sent long ago, confirmed only by Wazzup's "repeated crmMessageId" answer: its id never became known.
+    await _crashed_attempt(pipeline, row, seconds_ago=11 * 60, delivery_status=DeliveryStatus.SENT)
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    echo = wazzup_message(CHAT, row.text, isEcho=True, status="sent", authorName="Anna", dateTime=now)
+    assert (await pipeline.wazzup({"messages": [echo]})).status_code == 200
+    await schedule_delivery(pipeline.redis, conversation_id)
+    await pipeline.worker.drain()
+
+    [conversation] = await pipeline.conversations()
+    assert conversation.owner.value == "human"
+    assert [r.author for r in await _rows(pipeline)] == [Author.BOT, Author.MANAGER]

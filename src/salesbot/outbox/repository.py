@@ -167,11 +167,13 @@ async def own_send_for_echo(
     text: str,
     is_template: bool,
     idempotency_key: str | None,
+    attempted_since: datetime,
 ) -> Message | None:
     """The outbound row an echo reports, locked: a row salesbot tried to send (an attempt is on record, committed
     before the call) that has no provider id yet, carrying what the echo shows went out (the template for a
-    template echo, else the same text). A row that already has its provider id is not matched: an echo with
-    another id and the same text is a person re-sending it.
+    template echo, else the same text), attempted since `attempted_since` (an echo follows its send within
+    seconds). A row that already has its provider id is not matched: an echo with another id and the same text is
+    a person re-sending it.
     """
     query = (
         select(Message)
@@ -183,6 +185,7 @@ async def own_send_for_echo(
             Message.direction == Direction.OUTBOUND,
             Message.provider_message_id.is_(None),
             Message.send_attempts > 0,
+            Message.last_attempt_at >= attempted_since,
         )
         .order_by(Message.id)
         .limit(1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
@@ -93,6 +93,9 @@ async def schedule_delivery_extra(redis: ArqRedis, conversation_id: int, *, defe
 
 # --- echoes: recognise the bot's own sends when the provider reports them back ------------------------------------
 
+# An echo is matched to a send of ours attempted at most this long ago (echoes follow their sends within seconds;
+# the bound keeps an old row whose id never became known from swallowing a person's later message).
+ECHO_MATCH_WINDOW = timedelta(minutes=10)
 # `error` of a row that went out as the closed-window template instead of its text.
 TEMPLATE_SENT_NOTE = "window_closed: the configured template was sent instead of this text"
 # `error` of the parts of a reply withdrawn because an earlier part is held as unconfirmed (restored if it is
@@ -119,6 +122,7 @@ async def match_own_echo(session: AsyncSession, event: EchoMessage, *, now: date
         text=event.text,
         is_template=event.is_template,
         idempotency_key=event.idempotency_key,
+        attempted_since=now - ECHO_MATCH_WINDOW,
     )
     if message is None:
         return None
