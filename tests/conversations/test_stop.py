@@ -94,6 +94,20 @@ async def test_second_stop_is_not_confirmed_again(pipeline: Pipeline) -> None:
     assert customer.opted_out_at == first_opt_out
 
 
+async def test_pending_confirmation_survives_a_second_stop(pipeline: Pipeline) -> None:
+    await pipeline.wazzup_text(CHAT, "STOP")
+    [conversation] = await pipeline.conversations()
+    await pipeline.redis.flushdb()  # the turn runs by hand, delivery later
+    assert (await run_turn(pipeline.resources, pipeline.generator, conversation.id)).result == "silent_opted_out"
+    assert (await pipeline.wazzup_text(CHAT, "STOP")).status_code == 200
+
+    [confirmation] = await _outbound(pipeline)
+    assert (confirmation.author, confirmation.delivery_status) == (Author.SYSTEM, DeliveryStatus.PENDING)
+    await schedule_delivery(pipeline.redis, conversation.id)
+    await pipeline.worker.drain()
+    assert [s.text for s in pipeline.wazzup_api.sent] == [UNSUBSCRIBED]
+
+
 # --- replaying a burst's keywords --------------------------------------------------------------------------------
 
 

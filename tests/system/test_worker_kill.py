@@ -191,6 +191,20 @@ DEFAULT_TIMEOUTS = SystemConfig(
 )
 
 
+# Starting a worker takes seconds on an idle machine and over a minute on a loaded 2-core one.
+READY_TIMEOUT = 240
+
+
+async def _start(system: System) -> None:
+    """The API and one worker (`System.start` with a patient readiness wait)."""
+    env = system.env()
+    system.processes.append(SalesbotProcess("api", env, system.workdir / "api.log"))
+    system.processes.append(SalesbotProcess("worker", env, system.workdir / "worker-1.log"))
+    for process in system.processes:
+        process.start()
+    await asyncio.gather(*(process.ready(timeout=READY_TIMEOUT) for process in system.processes))
+
+
 async def _write_once(system: System, chats: list[tuple[str, Channel]]) -> None:
     for chat, channel in chats:
         message = Inbound(channel, chat, f"Do you have a projector for a meeting room? ({chat_tag(chat)})")
@@ -219,7 +233,7 @@ async def test_worker_killed_after_the_provider_accepted_default_timeouts(
     back is recorded as sent, one without an echo is held as `unconfirmed` and flagged for a manager, a Twilio
     reply is found in Twilio's message list. No customer gets a reply twice."""
     async with make_system(DEFAULT_TIMEOUTS) as system:
-        await system.start(workers=1)
+        await _start(system)
         system.provider.wazzup_echo_url = f"{system.api.url}/webhooks/wazzup/{WAZZUP_SECRET}"
         echoed = [wazzup_chat(i) for i in range(3)]
         unechoed = [wazzup_chat(i) for i in range(3, 6)]
@@ -237,7 +251,7 @@ async def test_worker_killed_after_the_provider_accepted_default_timeouts(
         killed = time.monotonic()
         worker.kill()
         worker.start()
-        await worker.ready()
+        await worker.ready(timeout=READY_TIMEOUT)
         settled_after_kill = await system.settled(timeout=240) + (time.monotonic() - killed)
         # Any resend would have happened by now (arq's lease of the killed jobs and two sweeps are over).
         await asyncio.sleep(3)
@@ -275,7 +289,7 @@ async def test_provider_silent_longer_than_the_window_default_timeouts(
     `crmMessageId` while Wazzup still refuses it as a repeat, then holds the reply as `unconfirmed` and flags a
     manager instead of sending it again after Wazzup forgot the id (60 s)."""
     async with make_system(DEFAULT_TIMEOUTS) as system:
-        await system.start(workers=1)
+        await _start(system)
         chats = [(wazzup_chat(i), Channel.WAZZUP) for i in range(4)]
         silent_seconds = 90.0
         system.provider.silent_until = time.monotonic() + silent_seconds
