@@ -308,7 +308,7 @@ class FakeProviderServer:
             self.held += 1
             # No answer while the client waits; the client is killed meanwhile, the server stops eventually.
             await self._release.wait()
-            status, payload = 503, {"error": "SERVER_STOPPING"}
+            status, payload, echo = 503, {"error": "SERVER_STOPPING"}, False
         elif accepted and self.stall_after_accept > 0:
             await asyncio.sleep(self.stall_after_accept)
         data = json.dumps(payload).encode()

@@ -252,7 +252,8 @@ async def test_worker_killed_after_the_provider_accepted_default_timeouts(
         worker.kill()
         worker.start()
         await worker.ready(timeout=READY_TIMEOUT)
-        settled_after_kill = await system.settled(timeout=240) + (time.monotonic() - killed)
+        await system.settled(timeout=240)
+        settled_after_kill = time.monotonic() - killed
         # Any resend would have happened by now (arq's lease of the killed jobs and two sweeps are over).
         await asyncio.sleep(3)
 
@@ -295,7 +296,8 @@ async def test_provider_silent_longer_than_the_window_default_timeouts(
         system.provider.silent_until = time.monotonic() + silent_seconds
         started = time.monotonic()
         await _write_once(system, chats)
-        held_after = await system.settled(timeout=240) + (time.monotonic() - started)
+        await system.settled(timeout=240)
+        held_after = time.monotonic() - started
         # Until Wazzup answers again and a little beyond: nothing else leaves.
         await asyncio.sleep(max(0.0, system.provider.silent_until - time.monotonic()) + 5)
 
@@ -316,6 +318,6 @@ async def test_provider_silent_longer_than_the_window_default_timeouts(
                 "resends_logged_inside_the_window": logs.count("outbox.resend_in_window"),
                 "held_unconfirmed_for_a_manager": logs.count("outbox.unconfirmed"),
                 "sends_repeated_past_the_window": system.wazzup_api.duplicates,
-                "all_held_after_seconds": round(held_after, 1),
+                "all_held_after_seconds_from_the_first_message": round(held_after, 1),
             }
         )
