@@ -15,21 +15,17 @@ For each row, oldest first:
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.conversations import repository as conversations
 from salesbot.db import unit_of_work
-from salesbot.kit.hashing import short_hash
 from salesbot.kit.logging import get_logger
 from salesbot.messaging.base import (
     MessagingProvider,
@@ -42,7 +38,7 @@ from salesbot.messaging.base import (
 from salesbot.messaging.registry import Providers
 from salesbot.models import Author, Conversation, Customer, DeliveryStatus, Message
 from salesbot.models._columns import utcnow
-from salesbot.outbox import gate, repository, resend, service
+from salesbot.outbox import gate, pacing, repository, resend, service
 from salesbot.resources import Resources
 
 log = get_logger(__name__)
@@ -50,23 +46,6 @@ log = get_logger(__name__)
 _random = secrets.SystemRandom()
 # A row whose backoff ends within this margin is sent now rather than re-deferred for milliseconds.
 DUE_MARGIN = timedelta(milliseconds=250)
-
-_PACE_WAIT = """
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ready = tonumber(redis.call('GET', KEYS[1]) or '0')
-if ready > now then return ready - now end
-return 0
-"""
-
-_PACE_MARK = """
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('SET', KEYS[1], string.format('%d', now + tonumber(ARGV[1])), 'PX', tonumber(ARGV[1]) + 60000)
-return 0
-"""
 
 
 @dataclass
@@ -113,30 +92,6 @@ def backoff_seconds(attempts: int, *, base: float, cap: float, floor: float | No
     return max(delay, floor or 0.0)
 
 
-def _pace_key(channel: str, chat_id: str) -> str:
-    return f"sb:outbox:pace:{channel}:{short_hash(chat_id)}"
-
-
-async def _pace(redis: Redis, key: str, seconds: float) -> None:
-    if seconds <= 0:
-        return
-    try:
-        wait_ms = int(await redis.eval(_PACE_WAIT, 1, key))  # type: ignore[misc]
-    except RedisError:
-        return
-    if wait_ms > 0:
-        await asyncio.sleep(wait_ms / 1000)
-
-
-async def _pace_mark(redis: Redis, key: str, seconds: float) -> None:
-    if seconds <= 0:
-        return
-    try:
-        await redis.eval(_PACE_MARK, 1, key, str(int(seconds * 1000)))  # type: ignore[misc]
-    except RedisError:
-        return
-
-
 async def deliver_conversation(
     resources: Resources, providers: Providers, conversation_id: int, *, budget_seconds: float
 ) -> DeliveryReport:
@@ -171,8 +126,8 @@ async def _deliver_next(
         loaded = await _load(session, conversation_id)
         if loaded is None:
             return _Step.IDLE
-        pace_key = _pace_key(loaded[0].channel.value, loaded[2].chat_id)
-    await _pace(resources.redis, pace_key, settings.pacing_seconds)
+        pace_key = pacing.key(loaded[0].channel.value, loaded[2].chat_id)
+    await pacing.wait(resources.redis, pace_key, settings.pacing_seconds)
 
     async with unit_of_work(resources.sessionmaker) as session:
         loaded = await _load(session, conversation_id)
@@ -189,7 +144,7 @@ async def _deliver_next(
             return attempt_or_step
         attempt = attempt_or_step
 
-    await _pace_mark(resources.redis, pace_key, settings.pacing_seconds)
+    await pacing.mark(resources.redis, pace_key, settings.pacing_seconds)
     try:
         result = await _call_provider(resources, provider, attempt)
     except RetryableProviderError as exc:
