@@ -1,9 +1,12 @@
 """Recording fakes of the Wazzup and Twilio HTTP APIs, served through respx (in-process tests) or a real local
 HTTP server (tests with worker subprocesses).
 
-They implement what the outbox relies on: Wazzup refuses a repeated `crmMessageId` with
-`REPEATED_CRM_MESSAGE_ID`, Twilio lists the messages it accepted. Scripted failures (`fail_next`) come first;
-`outage` answers every send with one reply while it is set (a provider down for a period, or rate limiting).
+They behave like the real services where the outbox depends on it: Wazzup refuses a repeated `crmMessageId` with
+`REPEATED_CRM_MESSAGE_ID` for 60 seconds only and then sends it again as a new message (its clock is injectable, so
+a test can move past the window without waiting); Twilio has no idempotency key and lists the messages it
+accepted, a template send under the template's rendered text. Scripted failures (`fail_next`) come first;
+`outage` answers every send with one reply while it is set (a provider down for a period, or rate limiting);
+`lose_answers` accepts the next sends and loses their answers (the client sees a read timeout).
 The HTTP server can also stall accepted sends and echo Wazzup sends back to the bot's webhook.
 """
 
@@ -16,7 +19,7 @@ import json
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -49,6 +52,23 @@ class Sent:
 Reply = tuple[int, dict[str, Any]]
 # A scripted failure that never reaches HTTP: the connection is refused.
 NETWORK_ERROR: Reply = (0, {})
+# The provider took the message but its answer never reaches the client (read timeout).
+ANSWER_LOST: Reply = (-1, {})
+# Wazzup's documented duplicate window for `crmMessageId`.
+WAZZUP_DUPLICATE_WINDOW_SECONDS = 60.0
+
+
+@dataclass
+class FakeClock:
+    """A clock a test moves by hand (`advance`), for fakes that remember things for a while."""
+
+    now: float = field(default_factory=time.monotonic)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @dataclass
@@ -62,7 +82,16 @@ class FakeWazzupApi:
     outage_answers: int = 0
     # Sends refused as a repeated crmMessageId (a resend of a message that already went out).
     repeats: int = 0
-    _keys: dict[str, str] = field(default_factory=dict)
+    # Sends whose crmMessageId was already used, but longer ago than the window: sent again, a duplicate.
+    duplicates: int = 0
+    # The next this-many accepted sends lose their answer (the client sees a read timeout).
+    lose_answers: int = 0
+    duplicate_window: float = WAZZUP_DUPLICATE_WINDOW_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    # Awaited after a send was accepted, before it is answered (in-process tests: something happens mid-send).
+    on_accept: Callable[[Sent], Awaitable[None]] | None = None
+    # crmMessageId -> when Wazzup first accepted it (by `clock`).
+    _keys: dict[str, float] = field(default_factory=dict)
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         self.calls += 1
@@ -77,7 +106,9 @@ class FakeWazzupApi:
             self.outage_answers += 1
             return self.outage
         key = payload.get("crmMessageId")
-        if key in self._keys:
+        now = self.clock()
+        first = self._keys.get(key) if key is not None else None
+        if first is not None and now - first < self.duplicate_window:
             self.repeats += 1
             return 400, {
                 "status": 400,
@@ -86,8 +117,11 @@ class FakeWazzupApi:
                 "description": "You have already sent message with same crmMessageId",
                 "data": {"crmMessageId": key},
             }
+        if first is not None:
+            self.duplicates += 1
         message_id = str(uuid.uuid4())
-        self._keys[key] = message_id
+        if key is not None:
+            self._keys[key] = now
         self.sent.append(
             Sent(
                 chat_id=payload["chatId"],
@@ -98,6 +132,9 @@ class FakeWazzupApi:
                 at=time.time(),
             )
         )
+        if self.lose_answers > 0:
+            self.lose_answers -= 1
+            return ANSWER_LOST
         return 201, {"messageId": message_id, "chatId": payload["chatId"]}
 
 
@@ -114,6 +151,8 @@ class FakeTwilioApi:
     outage_answers: int = 0
     # Sids to hand out next (a test can know a message's sid before it is sent).
     next_sids: deque[str] = field(default_factory=deque)
+    # What Twilio lists as the body of a message sent from a content template (`ContentSid`).
+    template_text: str = "Hello! We have news about your request. Reply to continue the conversation."
     _records: list[dict[str, Any]] = field(default_factory=list)
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes, query: str = "") -> Reply:
@@ -143,7 +182,7 @@ class FakeTwilioApi:
             "sid": sid,
             "to": form["To"],
             "from": form["From"],
-            "body": form.get("Body", ""),
+            "body": self.template_text if form.get("ContentSid") else form.get("Body", ""),
             "status": "queued",
             "date_created": format_datetime(datetime.now(UTC)),
         }
@@ -168,10 +207,15 @@ def mocked(wazzup: FakeWazzupApi, twilio: FakeTwilioApi) -> Any:
         status, payload = reply
         if status == 0:
             raise httpx.ConnectError("connection refused (scripted)", request=request)
+        if status == ANSWER_LOST[0]:
+            raise httpx.ReadTimeout("the provider took the message, its answer was lost (scripted)", request=request)
         return httpx.Response(status, json=payload)
 
-    def wazzup_side_effect(request: httpx.Request) -> httpx.Response:
-        return respond(request, wazzup.handle(request.method, request.url.path, dict(request.headers), request.content))
+    async def wazzup_side_effect(request: httpx.Request) -> httpx.Response:
+        reply = wazzup.handle(request.method, request.url.path, dict(request.headers), request.content)
+        if reply[0] in (201, ANSWER_LOST[0]) and wazzup.on_accept is not None:
+            await wazzup.on_accept(wazzup.sent[-1])
+        return respond(request, reply)
 
     def twilio_side_effect(request: httpx.Request) -> httpx.Response:
         reply = twilio.handle(
@@ -195,7 +239,10 @@ class FakeProviderServer:
     killed meanwhile never learns that the message went out).
     `wazzup_echo_url` makes the fake behave like a Wazzup account that reports API sends back: each accepted
     Wazzup send is echoed to that webhook URL as an `isEcho: true` message before the send call is answered
-    (the race the outbox's pending-send marker exists for), then reported `delivered` in `statuses[]`.
+    (the race the outbox's echo matching exists for), then reported `delivered` in `statuses[]`; chats in
+    `no_echo_chats` are not echoed (whether Wazzup echoes API sends is not documented either way).
+    `silent_until` (a `time.monotonic()` instant): Wazzup takes every request that arrives before it as usual
+    but answers none of them until then (a provider that hangs for longer than its duplicate window).
 
     Serve it on the test's event loop (`serving()`) or on its own loop in a thread (`in_thread()`), so a busy
     test loop (a load generator) does not delay the provider's answers or its recorded arrival times.
@@ -208,6 +255,8 @@ class FakeProviderServer:
     held: int = 0
     stall_after_accept: float = 0.0
     wazzup_echo_url: str | None = None
+    no_echo_chats: set[str] = field(default_factory=set)
+    silent_until: float = 0.0
     # Echo and status webhooks the bot answered 200 / otherwise.
     echoes_posted: int = 0
     statuses_posted: int = 0
@@ -241,15 +290,25 @@ class FakeProviderServer:
             status, payload = self.wazzup.handle(scope["method"], path, headers, body)
         else:
             status, payload = self.twilio.handle(scope["method"], path, headers, body, query)
+        lost = status == ANSWER_LOST[0]
+        if lost:
+            status, payload = 201, {"messageId": self.wazzup.sent[-1].provider_message_id}
         accepted = status in (200, 201) and scope["method"] == "POST"
-        if accepted and wazzup and self.wazzup_echo_url:
+        echo = (
+            bool(accepted and wazzup and self.wazzup_echo_url)
+            and json.loads(body).get("chatId") not in self.no_echo_chats
+        )
+        if echo:
             await self._echo(json.loads(body), str(payload.get("messageId")))
-        if accepted and self.hold_after_accept > 0:
-            self.hold_after_accept -= 1
+        if wazzup and time.monotonic() < self.silent_until:
+            # The client gives up long before this (its read timeout); the answer goes nowhere.
+            await asyncio.sleep(self.silent_until - time.monotonic())
+        if accepted and (lost or self.hold_after_accept > 0):
+            self.hold_after_accept -= 0 if lost else 1
             self.held += 1
             # No answer while the client waits; the client is killed meanwhile, the server stops eventually.
             await self._release.wait()
-            status, payload = 503, {"error": "SERVER_STOPPING"}
+            status, payload, echo = 503, {"error": "SERVER_STOPPING"}, False
         elif accepted and self.stall_after_accept > 0:
             await asyncio.sleep(self.stall_after_accept)
         data = json.dumps(payload).encode()
@@ -257,7 +316,7 @@ class FakeProviderServer:
             {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
         )
         await send({"type": "http.response.body", "body": data})
-        if accepted and wazzup and self.wazzup_echo_url:
+        if echo:
             task = asyncio.create_task(self._delivered(str(payload.get("messageId"))))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -281,7 +340,8 @@ class FakeProviderServer:
             "channelId": request.get("channelId"),
             "chatType": request.get("chatType", "whatsapp"),
             "chatId": request.get("chatId"),
-            "type": "text",
+            # A template send comes back as a WABA template message.
+            "type": "wapi_template" if request.get("templateId") else "text",
             "isEcho": True,
             "status": "sent",
             "text": request.get("text", ""),

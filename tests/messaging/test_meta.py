@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -366,8 +366,8 @@ async def test_no_idempotency_at_meta_a_resend_is_a_second_message(provider: Met
     assert first.provider_message_id != second.provider_message_id
     assert len(api.sent) == 2
     # So the adapter offers nothing to reconcile with but the status webhooks.
-    assert provider.duplicate_window_seconds == 0
-    assert not provider.idempotent_sends
+    assert provider.duplicate_window == timedelta(0)
+    assert not provider.finds_sent
     assert await provider.find_sent("972987654321", "Hello!", since=datetime.now(UTC), exclude=()) is None
 
 

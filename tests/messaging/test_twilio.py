@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -157,3 +158,22 @@ async def test_find_sent_matches_body_time_and_unrecorded_sid(provider: TwilioPr
     assert await provider.find_sent("whatsapp:+1", "Other", since=since, exclude=set()) is None
     assert await provider.find_sent("whatsapp:+1", "Hello!", since=since.replace(day=22), exclude=set()) is None
     assert dict(route.calls.last.request.url.params)["To"] == "whatsapp:+1"
+
+
+@respx.mock
+async def test_find_sent_for_the_template_matches_any_unrecorded_message_since_the_attempt(
+    provider: TwilioProvider,
+) -> None:
+    """The closed-window template is listed under the text Twilio rendered from it, not the reply's text."""
+    now = datetime.now(UTC)
+    listed = {
+        "messages": [
+            {"sid": "SMtemplate", "body": "Hello! Reply to continue.", "date_created": format_datetime(now)},
+            {"sid": "SMreply", "body": "Our answer", "date_created": format_datetime(now - timedelta(seconds=1))},
+        ]
+    }
+    respx.get(MESSAGES).mock(return_value=httpx.Response(200, json=listed))
+    since = now - timedelta(seconds=30)
+    assert await provider.find_sent("whatsapp:+1", None, since=since, exclude={"SMreply"}) == "SMtemplate"
+    assert await provider.find_sent("whatsapp:+1", "Our reply text", since=since, exclude={"SMreply"}) is None
+    assert await provider.find_sent("whatsapp:+1", None, since=since, exclude={"SMreply", "SMtemplate"}) is None

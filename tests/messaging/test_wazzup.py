@@ -203,3 +203,56 @@ def test_parse_skips_oversized_ids_and_strips_nul_characters() -> None:
     [message] = make().parse(request(json.dumps(body).encode()))
     assert isinstance(message, InboundMessage)
     assert message.text == "nulinside"
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("failure", "maybe_accepted"),
+    [
+        # The request never left: nothing can have been created.
+        (httpx.ConnectError("refused"), False),
+        (httpx.ConnectTimeout("timeout"), False),
+        # It left and no answer came back: Wazzup may have taken it.
+        (httpx.ReadTimeout("slow"), True),
+        (httpx.RemoteProtocolError("reset"), True),
+        # Wazzup's own refusal vs. a gateway that may hide a processed request.
+        (httpx.Response(500, json={"error": "UNKNOWN_ERROR"}), False),
+        (httpx.Response(503, json={}), False),
+        (httpx.Response(429, json={}), False),
+        (httpx.Response(502, text="Bad Gateway"), True),
+        (httpx.Response(504, text="Gateway Timeout"), True),
+    ],
+)
+async def test_failed_sends_say_whether_the_message_may_have_been_accepted(
+    failure: Exception | httpx.Response, maybe_accepted: bool
+) -> None:
+    route = respx.post(f"{API}/message")
+    if isinstance(failure, httpx.Response):
+        route.mock(return_value=failure)
+    else:
+        route.mock(side_effect=failure)
+    with pytest.raises(RetryableProviderError) as excinfo:
+        await make().send_text("79999999999", "hi", idempotency_key="k:0")
+    assert excinfo.value.maybe_accepted is maybe_accepted
+
+
+def test_wazzup_refuses_repeats_for_60_seconds_and_has_no_lookup() -> None:
+    provider = make()
+    assert provider.duplicate_window.total_seconds() == 60
+    assert provider.finds_sent is False
+
+
+def test_parse_echo_of_a_template_and_of_an_api_send_with_its_key() -> None:
+    item = json.loads((FIXTURES / "echo_manager.json").read_text())["messages"][0]
+    template = {**item, "messageId": "11111111-2222-3333-4444-555555555555", "type": "wapi_template"}
+    keyed = {**item, "messageId": "66666666-7777-8888-9999-000000000000", "crmMessageId": "reply:4:9:0"}
+    body = json.dumps({"messages": [item, template, keyed]}).encode()
+    manager, template_echo, keyed_echo = make().parse(
+        WebhookRequest(path="/", query="", headers={}, body=body, path_params={"secret": SECRET})
+    )
+    assert isinstance(manager, EchoMessage)
+    assert (manager.is_template, manager.idempotency_key) == (False, None)
+    assert isinstance(template_echo, EchoMessage)
+    assert template_echo.is_template is True
+    assert isinstance(keyed_echo, EchoMessage)
+    assert keyed_echo.idempotency_key == "reply:4:9:0"

@@ -15,7 +15,7 @@ from salesbot.conversations.turn import run_turn
 from salesbot.messaging.console import read_replies
 from salesbot.models import Author, Conversation, Customer, DeliveryStatus, Direction, Message
 from salesbot.models._columns import utcnow
-from salesbot.outbox.service import remember_pending_send, schedule_delivery
+from salesbot.outbox.service import schedule_delivery
 from salesbot.outbox.tasks import sweep_stalled_outbox
 from salesbot.worker_context import WorkerContext
 from tests.fakes.pipeline import TWILIO_TOKEN, Pipeline, twilio_params, wazzup_message
@@ -222,11 +222,7 @@ async def test_twilio_send_interrupted_by_a_crash_is_reconciled_not_repeated(pip
         {"authorization": _basic()},
         urlencode({"To": TWILIO_CHAT, "From": "whatsapp:+14155238886", "Body": row.text}).encode(),
     )
-    async with pipeline.resources.sessionmaker() as session:
-        await session.execute(
-            update(Message).where(Message.id == row.id).values(send_attempts=1, last_attempt_at=utcnow())
-        )
-        await session.commit()
+    await _record_attempt(pipeline, row.id)
     await schedule_delivery(pipeline.redis, conversation_id)
     await pipeline.worker.drain()
 
@@ -234,6 +230,18 @@ async def test_twilio_send_interrupted_by_a_crash_is_reconciled_not_repeated(pip
     [row] = await outbound_rows(pipeline)
     assert row.delivery_status is DeliveryStatus.SENT
     assert row.provider_message_id == pipeline.twilio_api.sent[0].provider_message_id
+
+
+async def _record_attempt(pipeline: Pipeline, message_id: int, *, seconds_ago: float = 0.0) -> None:
+    """What the deliverer commits right before its HTTP call (and a killed worker leaves behind)."""
+    started = utcnow() - timedelta(seconds=seconds_ago)
+    async with pipeline.resources.sessionmaker() as session:
+        await session.execute(
+            update(Message)
+            .where(Message.id == message_id)
+            .values(send_attempts=Message.send_attempts + 1, last_attempt_at=started, uncertain_since=started)
+        )
+        await session.commit()
 
 
 def _basic() -> str:
@@ -258,8 +266,8 @@ async def test_status_arriving_before_the_send_returns_is_applied(pipeline: Pipe
 async def test_echo_arriving_before_the_send_returns_is_recognised_as_the_bots(pipeline: Pipeline) -> None:
     conversation_id = await reply_without_delivery(pipeline)
     [row] = await outbound_rows(pipeline)
-    # The deliverer set its marker and called Wazzup; the echo webhook comes first.
-    await remember_pending_send(pipeline.redis, row.channel, CHAT, row.text, row.id)
+    # The deliverer recorded its attempt and called Wazzup; the echo webhook comes before the answer.
+    await _record_attempt(pipeline, row.id)
     echo = wazzup_message(CHAT, row.text, message_id="aaaaaaaa-1111-2222-3333-444444444444", isEcho=True, status="sent")
     assert (await pipeline.wazzup({"messages": [echo]})).status_code == 200
     await pipeline.worker.drain()

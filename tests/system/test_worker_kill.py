@@ -21,11 +21,13 @@ import pytest
 from salesbot.models import Author, Channel, DeliveryStatus, Direction
 from tests.system.conftest import MakeSystem
 from tests.system.harness import (
+    WAZZUP_SECRET,
     Inbound,
     SalesbotProcess,
     System,
     SystemConfig,
     chat_tag,
+    eventually,
     letters,
     percentile,
     twilio_chat,
@@ -171,3 +173,151 @@ async def test_worker_kill_loop(make_system: MakeSystem, reliability: dict[str, 
 @pytest.mark.soak
 async def test_worker_kill_loop_soak(make_system: MakeSystem, reliability: dict[str, Any]) -> None:
     await run_kill_loop(make_system, reliability, customers_count=300, rounds=10, every=2.0)
+
+
+# --- default timeouts: past Wazzup's 60-second duplicate window ------------------------------------------------------
+
+# The product's defaults for everything that decides when a send is tried again: arq re-runs a killed job 55 s after
+# it started (job timeout 45 s + 10 s), the outbox sweep takes over rows untouched for 60 s, transient errors back off
+# from 2 s up to 300 s, the HTTP client waits 20 s for an answer.
+DEFAULT_TIMEOUTS = SystemConfig(
+    debounce_seconds=3.0,
+    debounce_max_seconds=15.0,
+    job_timeout_seconds=45.0,
+    retry_base_seconds=2.0,
+    retry_max_seconds=300.0,
+    max_send_attempts=6,
+    extra_env={"OUTBOX_PACING_SECONDS": "1"},
+)
+
+
+# Starting a worker takes seconds on an idle machine and over a minute on a loaded 2-core one.
+READY_TIMEOUT = 240
+
+
+async def _start(system: System) -> None:
+    """The API and one worker (`System.start` with a patient readiness wait)."""
+    env = system.env()
+    system.processes.append(SalesbotProcess("api", env, system.workdir / "api.log"))
+    system.processes.append(SalesbotProcess("worker", env, system.workdir / "worker-1.log"))
+    for process in system.processes:
+        process.start()
+    await asyncio.gather(*(process.ready(timeout=READY_TIMEOUT) for process in system.processes))
+
+
+async def _write_once(system: System, chats: list[tuple[str, Channel]]) -> None:
+    for chat, channel in chats:
+        message = Inbound(channel, chat, f"Do you have a projector for a meeting room? ({chat_tag(chat)})")
+        assert (await system.webhooks.deliver_until_acked(message, timeout=30)).status == 200
+
+
+async def _bot_rows_by_chat(system: System) -> dict[str, list[Any]]:
+    chat_of = await system.db.chats()
+    rows: dict[str, list[Any]] = {}
+    for row in await system.db.rows():
+        if row.author is Author.BOT:
+            rows.setdefault(chat_of[row.conversation_id], []).append(row)
+    return rows
+
+
+async def _flagged(system: System) -> set[str]:
+    chat_of = await system.db.chats()
+    return {chat_of[c["id"]] for c in await system.db.conversations() if c["needs_attention"]}
+
+
+async def test_worker_killed_after_the_provider_accepted_default_timeouts(
+    make_system: MakeSystem, reliability: dict[str, Any]
+) -> None:
+    """The provider takes each reply and its answer never comes; the worker is SIGKILLed while waiting for it and
+    restarted. Its jobs re-run 55 s later, past the usable part of Wazzup's window: a Wazzup reply whose echo came
+    back is recorded as sent, one without an echo is held as `unconfirmed` and flagged for a manager, a Twilio
+    reply is found in Twilio's message list. No customer gets a reply twice."""
+    async with make_system(DEFAULT_TIMEOUTS) as system:
+        await _start(system)
+        system.provider.wazzup_echo_url = f"{system.api.url}/webhooks/wazzup/{WAZZUP_SECRET}"
+        echoed = [wazzup_chat(i) for i in range(3)]
+        unechoed = [wazzup_chat(i) for i in range(3, 6)]
+        twilio = [twilio_chat(i) for i in range(6, 8)]
+        system.provider.no_echo_chats = set(unechoed)
+        chats = [(chat, Channel.WAZZUP) for chat in echoed + unechoed] + [(chat, Channel.TWILIO) for chat in twilio]
+        system.provider.hold_after_accept = len(chats)
+        await _write_once(system, chats)
+
+        async def all_held() -> bool:
+            return system.provider.held >= len(chats)
+
+        await eventually(all_held, what="every reply accepted and left unanswered", timeout=60)
+        worker = system.workers[0]
+        killed = time.monotonic()
+        worker.kill()
+        worker.start()
+        await worker.ready(timeout=READY_TIMEOUT)
+        await system.settled(timeout=240)
+        settled_after_kill = time.monotonic() - killed
+        # Any resend would have happened by now (arq's lease of the killed jobs and two sweeps are over).
+        await asyncio.sleep(3)
+
+        by_chat = system.sent.refresh()
+        assert {chat: len(by_chat.get(chat, [])) for chat, _ in chats} == {chat: 1 for chat, _ in chats}
+        assert system.wazzup_api.duplicates == 0
+        rows = await _bot_rows_by_chat(system)
+        statuses = {chat: [row.delivery_status for row in rows[chat]] for chat, _ in chats}
+        assert statuses == {
+            **{chat: [DeliveryStatus.SENT] for chat in echoed + twilio},
+            **{chat: [DeliveryStatus.UNCONFIRMED] for chat in unechoed},
+        }
+        assert all(rows[chat][0].provider_message_id == by_chat[chat][0].provider_message_id for chat in echoed)
+        assert all(rows[chat][0].provider_message_id == by_chat[chat][0].provider_message_id for chat in twilio)
+        assert await _flagged(system) == set(unechoed)
+        logs = system.logs()
+        reliability.update(
+            {
+                "replies_accepted_then_unanswered": system.provider.held,
+                "job_lease_seconds": DEFAULT_TIMEOUTS.job_timeout_seconds + 10,
+                "wazzup_reconciled_by_echo": len(echoed),
+                "wazzup_held_unconfirmed_for_a_manager": logs.count("outbox.unconfirmed"),
+                "twilio_reconciled_by_lookup": logs.count("outbox.reconciled"),
+                "wazzup_sends_repeated_past_the_window": system.wazzup_api.duplicates,
+                "settled_after_kill_seconds": round(settled_after_kill, 1),
+            }
+        )
+
+
+async def test_provider_silent_longer_than_the_window_default_timeouts(
+    make_system: MakeSystem, reliability: dict[str, Any]
+) -> None:
+    """Wazzup takes every send but answers nothing for 90 s. The outbox times out (20 s), resends with the same
+    `crmMessageId` while Wazzup still refuses it as a repeat, then holds the reply as `unconfirmed` and flags a
+    manager instead of sending it again after Wazzup forgot the id (60 s)."""
+    async with make_system(DEFAULT_TIMEOUTS) as system:
+        await _start(system)
+        chats = [(wazzup_chat(i), Channel.WAZZUP) for i in range(4)]
+        silent_seconds = 90.0
+        system.provider.silent_until = time.monotonic() + silent_seconds
+        started = time.monotonic()
+        await _write_once(system, chats)
+        await system.settled(timeout=240)
+        held_after = time.monotonic() - started
+        # Until Wazzup answers again and a little beyond: nothing else leaves.
+        await asyncio.sleep(max(0.0, system.provider.silent_until - time.monotonic()) + 5)
+
+        by_chat = system.sent.refresh()
+        assert {chat: len(by_chat.get(chat, [])) for chat, _ in chats} == {chat: 1 for chat, _ in chats}
+        assert system.wazzup_api.duplicates == 0
+        rows = await _bot_rows_by_chat(system)
+        assert {chat: [row.delivery_status for row in rows[chat]] for chat, _ in chats} == {
+            chat: [DeliveryStatus.UNCONFIRMED] for chat, _ in chats
+        }
+        assert await _flagged(system) == {chat for chat, _ in chats}
+        logs = system.logs()
+        reliability.update(
+            {
+                "provider_silent_seconds": silent_seconds,
+                "sends_accepted": system.wazzup_api.calls - system.wazzup_api.repeats,
+                "resends_inside_the_window_refused_as_repeated": system.wazzup_api.repeats,
+                "resends_logged_inside_the_window": logs.count("outbox.resend_in_window"),
+                "held_unconfirmed_for_a_manager": logs.count("outbox.unconfirmed"),
+                "sends_repeated_past_the_window": system.wazzup_api.duplicates,
+                "all_held_after_seconds_from_the_first_message": round(held_after, 1),
+            }
+        )

@@ -19,6 +19,7 @@ TICKS: dict[DeliveryStatus, tuple[str, str]] = {
     DeliveryStatus.READ: ("✓✓", "read"),
     DeliveryStatus.FAILED: ("⚠", "not delivered"),
     DeliveryStatus.CANCELLED: ("⊘", "cancelled before sending"),
+    DeliveryStatus.UNCONFIRMED: ("?", "may have been sent; not resent: check with the customer"),
 }
 AUTHOR_LABELS = {Author.CUSTOMER: "Customer", Author.BOT: "Bot", Author.MANAGER: "Manager", Author.SYSTEM: "System"}
 
@@ -54,7 +55,7 @@ class Bubble:
     @property
     def css(self) -> str:
         classes = [f"sb-bubble sb-{self.author.value}"]
-        if self.status is DeliveryStatus.FAILED:
+        if self.status in (DeliveryStatus.FAILED, DeliveryStatus.UNCONFIRMED):
             classes.append("sb-failed")
         if self.status is DeliveryStatus.CANCELLED:
             classes.append("sb-cancelled")

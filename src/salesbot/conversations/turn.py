@@ -139,20 +139,10 @@ async def _plan(
     settings = resources.settings.conversation
     plan = _Plan()
     now = utcnow()
-    for message in messages:
-        command = consent.classify(message.text, settings)
-        if command is consent.Command.OPT_OUT:
-            if customer.opted_out_at is None:
-                customer.opted_out_at = now
-                plan.confirmations.append((command, message))
-            plan.agent_messages.clear()
-        elif command is consent.Command.OPT_IN and customer.opted_out_at is not None:
-            customer.opted_out_at = None
-            plan.confirmations.append((command, message))
-            # Messages before START were written while opted out; the agent answers what follows it.
-            plan.agent_messages.clear()
-        elif customer.opted_out_at is None:
-            plan.agent_messages.append(message)
+    replayed = consent.replay(messages, settings, opted_out_at=customer.opted_out_at)
+    if replayed.changed:
+        customer.opted_out_at = replayed.opted_out_at
+    plan.confirmations, plan.agent_messages = replayed.confirmations, replayed.agent_messages
     if customer.opted_out_at is not None:
         plan.silent_reason = "silent_opted_out"
     elif human_owns(conversation, now):

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.messaging.base import EchoMessage, InboundMessage
-from salesbot.models import Author, Channel, DeliveryStatus, Direction, Message
+from salesbot.models import Author, Channel, Customer, DeliveryStatus, Direction, Message
 
 
 async def insert_inbound(session: AsyncSession, conversation_id: int, event: InboundMessage) -> int | None:
@@ -62,17 +62,13 @@ async def message_id_by_provider_id(session: AsyncSession, channel: Channel, pro
     )
 
 
-async def attach_echo_to_own_message(
-    session: AsyncSession, message_id: int, provider_message_id: str, *, now: datetime
-) -> None:
-    """The provider echoed one of our sends (maybe before the send call returned): record its id and `sent`."""
-    await session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.provider_message_id.is_(None))
-        .values(provider_message_id=provider_message_id)
+async def opt_out(session: AsyncSession, customer_id: int, *, at: datetime) -> bool:
+    """Record an opt-out at `at` unless the customer is opted out already; True when this call did it."""
+    result = await session.execute(
+        update(Customer).where(Customer.id == customer_id, Customer.opted_out_at.is_(None)).values(opted_out_at=at)
     )
-    await session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.delivery_status == DeliveryStatus.PENDING)
-        .values(delivery_status=DeliveryStatus.SENT, sent_at=now)
-    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def created_at(session: AsyncSession, message_id: int) -> datetime:
+    return (await session.execute(select(Message.created_at).where(Message.id == message_id))).scalar_one()

@@ -6,6 +6,10 @@ buffer and enqueue jobs. A message is in PostgreSQL before the provider gets its
 nor a worker crash can lose an acknowledged message, and the unique key `(channel, provider_message_id)` makes
 every redelivery a no-op. No LLM, embedding or provider call happens here.
 
+Two things take effect in that same transaction, before the provider gets its 200: a STOP opts the customer out
+and withdraws every automated message still waiting to leave; an echo of one of our own sends is recorded as
+such (anything else echoed is a person writing from the provider's inbox, which hands the chat over).
+
 This function is the unit of work of a webhook request: it commits itself because the Redis signals and jobs
 must follow the commit, not precede it.
 """
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesbot.conversations import consent
 from salesbot.conversations import repository as conversations
 from salesbot.db import unit_of_work
 from salesbot.inbox import burst, claims
@@ -26,7 +31,9 @@ from salesbot.kit.hashing import short_hash
 from salesbot.kit.logging import get_logger
 from salesbot.messaging.base import EchoMessage, InboundEvent, InboundMessage, StatusUpdate
 from salesbot.models._columns import utcnow
+from salesbot.outbox import repository as outbox_repository
 from salesbot.outbox import service as outbox
+from salesbot.outbox.gate import CONSENT_KEY_PREFIX
 from salesbot.resources import Resources
 
 log = get_logger(__name__)
@@ -49,6 +56,7 @@ class InboxResult:
 class _Pending:
     turns: set[int] = field(default_factory=set)
     takeovers: list[tuple[int, int]] = field(default_factory=list)
+    deliveries: set[int] = field(default_factory=set)
     unmatched_statuses: list[StatusUpdate] = field(default_factory=list)
 
 
@@ -86,17 +94,20 @@ async def accept(resources: Resources, events: Sequence[InboundEvent]) -> InboxR
     return result
 
 
-async def _conversation_for(session: AsyncSession, event: InboundMessage | EchoMessage, *, name: str | None) -> int:
+async def _conversation_for(
+    session: AsyncSession, event: InboundMessage | EchoMessage, *, name: str | None
+) -> tuple[int, int]:
+    """(customer id, active conversation id), created on first contact."""
     customer_id, conversation_id = await conversations.find_customer_and_active_conversation(
         session, channel=event.channel, chat_id=event.chat_id
     )
-    if conversation_id is not None:
-        return conversation_id
+    if customer_id is not None and conversation_id is not None:
+        return customer_id, conversation_id
     if customer_id is None:
         customer_id = await conversations.find_or_create_customer(
             session, channel=event.channel, chat_id=event.chat_id, name=name, now=utcnow()
         )
-    return await conversations.find_or_create_active_conversation(
+    return customer_id, await conversations.find_or_create_active_conversation(
         session, customer_id=customer_id, channel=event.channel
     )
 
@@ -106,7 +117,7 @@ async def _persist(
 ) -> None:
     match event:
         case InboundMessage():
-            conversation_id = await _conversation_for(session, event, name=event.contact_name)
+            customer_id, conversation_id = await _conversation_for(session, event, name=event.contact_name)
             message_id = await inbox.insert_inbound(session, conversation_id, event)
             if message_id is None:
                 result.duplicates += 1
@@ -114,6 +125,8 @@ async def _persist(
                 return
             result.stored += 1
             pending.turns.add(conversation_id)
+            if consent.classify(event.text, resources.settings.conversation) is consent.Command.OPT_OUT:
+                await _apply_opt_out(session, customer_id, message_id)
             log.info(
                 "inbox.message_stored",
                 channel=event.channel.value,
@@ -125,28 +138,44 @@ async def _persist(
         case EchoMessage():
             await _persist_echo(session, resources, event, result, pending)
         case StatusUpdate():
-            if await outbox.apply_status(session, event):
-                result.statuses += 1
-            else:
+            applied = await outbox.apply_status(session, event)
+            if applied is None:
                 pending.unmatched_statuses.append(event)
+            else:
+                result.statuses += 1
+                if applied.resumed:
+                    pending.deliveries.add(applied.conversation_id)
+
+
+async def _apply_opt_out(session: AsyncSession, customer_id: int, message_id: int) -> None:
+    """STOP takes effect in the transaction that stores it: opted out as of the message's own time (the turn
+    replays the burst's keywords from there and writes the confirmation) and every automated message still
+    waiting to leave withdrawn, so nothing automated leaves once the webhook is acknowledged."""
+    at = await inbox.created_at(session, message_id)
+    opted_out = await inbox.opt_out(session, customer_id, at=at)
+    withdrawn = await outbox_repository.withdraw_automated(
+        session, customer_id, reason="opted_out", keep_key_prefix=CONSENT_KEY_PREFIX
+    )
+    log.info("inbox.opt_out", message_id=message_id, newly=opted_out, conversations_withdrawn=len(withdrawn))
 
 
 async def _persist_echo(
     session: AsyncSession, resources: Resources, event: EchoMessage, result: InboxResult, pending: _Pending
 ) -> None:
-    """An outgoing message reported back: the bot's own (recorded id, or pending-send marker) or a human's."""
+    """An outgoing message reported back: the bot's own (its recorded id, or a send of ours whose id is not known
+    yet, see `outbox.service.match_own_echo`) or a human's, which hands the chat to the human."""
     if await inbox.message_id_by_provider_id(session, event.channel, event.provider_message_id) is not None:
         result.own_echoes += 1
         return
-    own = await outbox.pending_send_for_echo(resources.redis, event.channel, event.chat_id, event.text)
     now = utcnow()
+    own = await outbox.match_own_echo(session, event, now=now)
     if own is not None:
-        # The echo beat the send call's response: record the id now so nothing mistakes it for a human.
-        await inbox.attach_echo_to_own_message(session, own, event.provider_message_id, now=now)
         result.own_echoes += 1
-        log.info("inbox.own_echo_matched", channel=event.channel.value, message_id=own)
+        if own.resumed:
+            pending.deliveries.add(own.conversation_id)
+        log.info("inbox.own_echo_matched", channel=event.channel.value, message_id=own.message_id)
         return
-    conversation_id = await _conversation_for(session, event, name=None)
+    _customer_id, conversation_id = await _conversation_for(session, event, name=None)
     message_id = await inbox.insert_manager_echo(session, conversation_id, event, now=now)
     if message_id is None:
         result.duplicates += 1
@@ -170,6 +199,12 @@ async def _after_commit(resources: Resources, pending: _Pending) -> None:
         except RedisError as exc:
             # The delivery gate still holds back bot replies older than the manager's message.
             log.warning("inbox.takeover_signal_failed", conversation=conversation_id, error=type(exc).__name__)
+    for conversation_id in sorted(pending.deliveries):
+        try:
+            await outbox.schedule_delivery(redis, conversation_id)
+        except RedisError as exc:
+            # The outbox sweep finds pending rows nobody works on.
+            log.warning("inbox.delivery_signal_failed", conversation=conversation_id, error=type(exc).__name__)
     for status in pending.unmatched_statuses:
         await _apply_early_status(resources, status)
 
@@ -182,5 +217,5 @@ async def _apply_early_status(resources: Resources, status: StatusUpdate) -> Non
     """
     await outbox.stash_early_status(resources.redis, status)
     async with unit_of_work(resources.sessionmaker) as session:
-        matched = await outbox.apply_status(session, status)
+        matched = await outbox.apply_status(session, status) is not None
     log.info("inbox.status_early", channel=status.channel.value, status=status.status.value, matched=matched)

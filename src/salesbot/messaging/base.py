@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
+
+import httpx
 
 from salesbot.kit.errors import AppError
 from salesbot.models import Channel, DeliveryStatus
@@ -66,6 +68,10 @@ class EchoMessage:
     media: tuple[Media, ...] = ()
     author_name: str | None = None
     sent_at: datetime | None = None
+    # The closed-window template went out (its rendered text is not the text of any outbox row).
+    is_template: bool = False
+    # Our idempotency key, when the provider reports it back with its echo of an API send.
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,15 +118,44 @@ class ProviderError(Exception):
 
 
 class RetryableProviderError(ProviderError):
-    """Network failure, 5xx: the same request may succeed later."""
+    """Network failure, 5xx: the same request may succeed later.
 
-    def __init__(self, code: str, description: str = "", *, retry_after: float | None = None) -> None:
+    `maybe_accepted` says whether the provider may have taken the message although the call failed (a timeout
+    or a dropped connection after the request left, a gateway error): the outbox then treats the row as possibly
+    sent. False only when the request provably did not create a message (it never connected, or the provider
+    answered with its own refusal).
+    """
+
+    def __init__(
+        self, code: str, description: str = "", *, retry_after: float | None = None, maybe_accepted: bool = True
+    ) -> None:
         super().__init__(code, description)
         self.retry_after = retry_after
+        self.maybe_accepted = maybe_accepted
+
+
+# An error answer through a gateway may hide a request the provider behind it processed.
+GATEWAY_STATUSES = frozenset({502, 504})
+
+
+def transport_error(exc: httpx.HTTPError) -> RetryableProviderError:
+    """A send's HTTP call failed without an answer: possibly accepted unless the request provably never left."""
+    never_left = isinstance(
+        exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | httpx.UnsupportedProtocol
+    )
+    return RetryableProviderError("network", type(exc).__name__, maybe_accepted=not never_left)
+
+
+def server_error(status_code: int, code: str, description: str) -> RetryableProviderError:
+    """A 5xx answer: the provider's own refusal, unless a gateway answered in its place."""
+    return RetryableProviderError(code, description, maybe_accepted=status_code in GATEWAY_STATUSES)
 
 
 class RateLimitedError(RetryableProviderError):
-    """429 and vendor rate-limit codes: retry, but not sooner than `retry_after`."""
+    """429 and vendor rate-limit codes: retry, but not sooner than `retry_after` (the message was not taken)."""
+
+    def __init__(self, code: str, description: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(code, description, retry_after=retry_after, maybe_accepted=False)
 
 
 class PermanentProviderError(ProviderError):
@@ -174,8 +209,14 @@ class MessagingProvider(Protocol):
         ...
 
     @property
-    def idempotent_sends(self) -> bool:
-        """Whether the provider de-duplicates sends by our idempotency key (else the outbox reconciles)."""
+    def duplicate_window(self) -> timedelta:
+        """How long the provider refuses a second send with the same idempotency key (Wazzup: 60 s); zero when
+        it has no idempotency key at all. A resend of a possibly accepted message is safe only inside it."""
+        ...
+
+    @property
+    def finds_sent(self) -> bool:
+        """Whether `find_sent` can look up a message an interrupted attempt may have created (Twilio)."""
         ...
 
     def verify(self, request: WebhookRequest) -> None:
@@ -196,10 +237,13 @@ class MessagingProvider(Protocol):
         """Send the configured closed-window template (raises `ProviderNotConfiguredError` without one)."""
         ...
 
-    async def find_sent(self, chat_id: str, text: str, *, since: datetime, exclude: Collection[str]) -> str | None:
-        """After a crash mid-send: the provider id of a message with this text sent since `since`, if any.
+    async def find_sent(
+        self, chat_id: str, text: str | None, *, since: datetime, exclude: Collection[str]
+    ) -> str | None:
+        """After a crash mid-send: the provider id of a message with this text (None: the closed-window template,
+        whatever it rendered to) sent to `chat_id` since `since` and not in `exclude`, if any.
 
-        Providers with idempotent sends return None (a resend with the same key is safe there).
+        Providers without a message lookup (`finds_sent` False) return None.
         """
         ...
 

@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
@@ -119,8 +119,13 @@ class ConsoleProvider:
         return False
 
     @property
-    def idempotent_sends(self) -> bool:
-        return True
+    def duplicate_window(self) -> timedelta:
+        # The send script remembers an idempotency key as long as the stream keeps its replies.
+        return timedelta(seconds=RETENTION_SECONDS)
+
+    @property
+    def finds_sent(self) -> bool:
+        return False
 
     def verify(self, request: WebhookRequest) -> None:
         # The console is local tooling: it exists only where it is switched on (off in production by default).
@@ -187,5 +192,7 @@ class ConsoleProvider:
     async def send_template(self, chat_id: str, *, idempotency_key: str) -> SendResult:
         raise ProviderNotConfiguredError("window_closed", "the console channel has no templates")
 
-    async def find_sent(self, chat_id: str, text: str, *, since: datetime, exclude: Collection[str]) -> str | None:
+    async def find_sent(
+        self, chat_id: str, text: str | None, *, since: datetime, exclude: Collection[str]
+    ) -> str | None:
         return None

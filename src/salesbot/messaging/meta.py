@@ -6,7 +6,7 @@ field `messages` (customer messages and the statuses of ours), `smb_message_echo
 the WhatsApp Business app on a coexistence number: a manager's reply). Webhook parsing lives in `meta_webhook`.
 
 Meta has no idempotency key and no way to list sent messages, so a send whose answer was lost cannot be looked
-up (`find_sent` is None, `duplicate_window_seconds` is 0). Every send carries our idempotency key as
+up (`find_sent` is None, `duplicate_window` is 0). Every send carries our idempotency key as
 `biz_opaque_callback_data`, which Meta returns in each status webhook: the status reconciles the row even
 without the provider id. Sends are paced per number (throughput) and per customer (pair rate limit) in Redis.
 """
@@ -19,7 +19,7 @@ import hmac
 import mimetypes
 import posixpath
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -43,6 +43,7 @@ from salesbot.messaging.base import (
     WebhookRejectedError,
     WebhookRequest,
     WindowClosedError,
+    transport_error,
 )
 from salesbot.models import Channel
 from salesbot.settings import MetaSettings
@@ -131,13 +132,14 @@ class MetaProvider:
         return self._settings.template_name_and_language is not None
 
     @property
-    def idempotent_sends(self) -> bool:
-        return False
+    def duplicate_window(self) -> timedelta:
+        """Meta has no idempotency key: a resend of a possibly accepted message is never safe (the outbox holds it
+        until a status webhook, which carries our key, reconciles it)."""
+        return timedelta(0)
 
     @property
-    def duplicate_window_seconds(self) -> float:
-        """How long the provider refuses a resend of the same idempotency key: never (Meta has no such key)."""
-        return 0.0
+    def finds_sent(self) -> bool:
+        return False
 
     # --- webhook ----------------------------------------------------------------------------------------------
 
@@ -196,7 +198,9 @@ class MetaProvider:
         name, language = template
         return await self._send(chat_id, "template", {"name": name, "language": {"code": language}}, idempotency_key)
 
-    async def find_sent(self, chat_id: str, text: str, *, since: datetime, exclude: Collection[str]) -> str | None:
+    async def find_sent(
+        self, chat_id: str, text: str | None, *, since: datetime, exclude: Collection[str]
+    ) -> str | None:
         # The Cloud API cannot list sent messages: only a status webhook (carrying our key) can reconcile a send
         # whose answer was lost.
         return None
@@ -223,7 +227,10 @@ class MetaProvider:
                 headers={"Authorization": f"Bearer {token}"},
             )
         except httpx.HTTPError as exc:
-            raise RetryableProviderError("network", type(exc).__name__, retry_after=STATUS_GRACE_SECONDS) from exc
+            maybe_accepted = transport_error(exc).maybe_accepted
+            raise RetryableProviderError(
+                "network", type(exc).__name__, retry_after=STATUS_GRACE_SECONDS, maybe_accepted=maybe_accepted
+            ) from exc
         return self._result(response)
 
     async def _pace(self, chat_id: str) -> None:

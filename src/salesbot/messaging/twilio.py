@@ -36,6 +36,8 @@ from salesbot.messaging.base import (
     WebhookRequest,
     WindowClosedError,
     clean_text,
+    server_error,
+    transport_error,
     valid_id,
 )
 from salesbot.models import Channel, DeliveryStatus
@@ -136,8 +138,13 @@ class TwilioProvider:
         return bool(self._settings.window_template_sid)
 
     @property
-    def idempotent_sends(self) -> bool:
-        return False
+    def duplicate_window(self) -> timedelta:
+        # No idempotency key on message creation.
+        return timedelta(0)
+
+    @property
+    def finds_sent(self) -> bool:
+        return True
 
     # --- webhook ----------------------------------------------------------------------------------------------
 
@@ -244,21 +251,28 @@ class TwilioProvider:
         try:
             response = await self._http.post(self._messages_url(), data=data, auth=auth)
         except httpx.HTTPError as exc:
-            raise RetryableProviderError("network", type(exc).__name__) from exc
+            raise transport_error(exc) from exc
         body = self._json(response)
         if response.is_success:
             sid = body.get("sid")
             return SendResult(provider_message_id=str(sid) if sid else None)
         raise self._error(response, body)
 
-    async def find_sent(self, chat_id: str, text: str, *, since: datetime, exclude: Collection[str]) -> str | None:
-        """The newest message to `chat_id` with exactly this body, created since `since`, not already recorded."""
+    async def find_sent(
+        self, chat_id: str, text: str | None, *, since: datetime, exclude: Collection[str]
+    ) -> str | None:
+        """The newest message to `chat_id` with exactly this body, created since `since`, not already recorded.
+
+        For the closed-window template (`text` None) the body is whatever Twilio rendered from the content
+        template, unknown here: any unrecorded message to the chat since the attempt is the template (every other
+        message to a customer goes out through salesbot and has its sid recorded)."""
         auth = self._auth()
         params = {"To": chat_id, "From": self._settings.whatsapp_from, "PageSize": "50"}
         try:
             response = await self._http.get(self._messages_url(), params=params, auth=auth)
         except httpx.HTTPError as exc:
-            raise RetryableProviderError("network", type(exc).__name__) from exc
+            # A failed lookup sent nothing.
+            raise RetryableProviderError("network", type(exc).__name__, maybe_accepted=False) from exc
         body = self._json(response)
         if not response.is_success:
             raise self._error(response, body)
@@ -268,7 +282,7 @@ class TwilioProvider:
             if not isinstance(item, dict):
                 continue
             sid = item.get("sid")
-            if not isinstance(sid, str) or sid in exclude or item.get("body") != text:
+            if not isinstance(sid, str) or sid in exclude or (text is not None and item.get("body") != text):
                 continue
             created = self._created_at(item.get("date_created"))
             if created is None or created >= earliest:
@@ -305,7 +319,7 @@ class TwilioProvider:
                 delay = None
             return RateLimitedError(code, description, retry_after=delay or RATE_LIMIT_BACKOFF_SECONDS)
         if response.status_code >= 500:
-            return RetryableProviderError(code, description)
+            return server_error(response.status_code, code, description)
         if code in WINDOW_CLOSED_CODES:
             return WindowClosedError(code, description)
         if code in OPTED_OUT_CODES:

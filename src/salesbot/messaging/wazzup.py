@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Collection
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -33,6 +33,8 @@ from salesbot.messaging.base import (
     WindowClosedError,
     clean_text,
     error_token,
+    server_error,
+    transport_error,
     valid_id,
 )
 from salesbot.models import Channel, DeliveryStatus
@@ -44,7 +46,11 @@ log = get_logger(__name__)
 RATE_LIMIT_BACKOFF_SECONDS = 5.0
 WINDOW_CLOSED_CODES = frozenset({error_token("24_HOURS_EXCEEDED")})
 ALREADY_SENT_CODES = frozenset({error_token("REPEATED_CRM_MESSAGE_ID")})
+# Wazzup refuses a repeated crmMessageId only this long; after it the same key sends the message again.
+DUPLICATE_WINDOW = timedelta(seconds=60)
 MEDIA_TYPES = frozenset({"image", "audio", "video", "document"})
+# `type` of a WABA template message (the echo of a closed-window template send).
+TEMPLATE_TYPE = "wapi_template"
 STATUS_MAP = {
     "sent": DeliveryStatus.SENT,
     "delivered": DeliveryStatus.DELIVERED,
@@ -108,8 +114,13 @@ class WazzupProvider:
         return bool(self._settings.window_template_id)
 
     @property
-    def idempotent_sends(self) -> bool:
-        return True
+    def duplicate_window(self) -> timedelta:
+        return DUPLICATE_WINDOW
+
+    @property
+    def finds_sent(self) -> bool:
+        # Wazzup has no message lookup: a send is reconciled by its echo or status webhook instead.
+        return False
 
     # --- webhook ----------------------------------------------------------------------------------------------
 
@@ -174,6 +185,7 @@ class WazzupProvider:
         sent_at = _parse_time(item.get("dateTime"))
         if item.get("isEcho") is True:
             author = _str(item.get("authorName"))
+            key = _str(item.get("crmMessageId"))
             return EchoMessage(
                 channel=Channel.WAZZUP,
                 provider_message_id=message_id,
@@ -183,6 +195,8 @@ class WazzupProvider:
                 media=media,
                 author_name=author,
                 sent_at=sent_at,
+                is_template=content_type == TEMPLATE_TYPE,
+                idempotency_key=key if key is not None and valid_id(key) else None,
             )
         contact = item.get("contact")
         name = _str(contact.get("name")) if isinstance(contact, dict) else None
@@ -239,8 +253,10 @@ class WazzupProvider:
             chat_id, {"templateId": self._settings.window_template_id, "templateValues": []}, idempotency_key
         )
 
-    async def find_sent(self, chat_id: str, text: str, *, since: datetime, exclude: Collection[str]) -> str | None:
-        # A resend with the same crmMessageId is refused as a duplicate: nothing to reconcile.
+    async def find_sent(
+        self, chat_id: str, text: str | None, *, since: datetime, exclude: Collection[str]
+    ) -> str | None:
+        # No lookup route in v3: inside DUPLICATE_WINDOW a resend with the same crmMessageId is refused instead.
         return None
 
     async def _send(self, chat_id: str, content: dict[str, Any], idempotency_key: str) -> SendResult:
@@ -264,7 +280,7 @@ class WazzupProvider:
                 headers={"Authorization": f"Bearer {api_key}"},
             )
         except httpx.HTTPError as exc:
-            raise RetryableProviderError("network", type(exc).__name__) from exc
+            raise transport_error(exc) from exc
         return self._result(response)
 
     @staticmethod
@@ -285,7 +301,7 @@ class WazzupProvider:
         if response.status_code == 429:
             raise RateLimitedError(code, description, retry_after=RATE_LIMIT_BACKOFF_SECONDS)
         if response.status_code >= 500:
-            raise RetryableProviderError(code, description)
+            raise server_error(response.status_code, code, description)
         if token in WINDOW_CLOSED_CODES:
             raise WindowClosedError(code, description)
         raise PermanentProviderError(code, description)

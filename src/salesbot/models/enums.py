@@ -51,3 +51,5 @@ class DeliveryStatus(StrEnum):
     READ = "read"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # A send that may have reached the provider, past its duplicate window: never resent, shown to a manager.
+    UNCONFIRMED = "unconfirmed"

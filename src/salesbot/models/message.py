@@ -58,6 +58,9 @@ class Message(Base):
     send_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=sql_text("0"))
     # Recorded (and committed) right before each provider call: a crash after it means "maybe sent".
     last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Start of the earliest attempt that may have reached the provider without an answer saying so (a crash, a
+    # timeout): the provider's duplicate window runs from here. NULL once an answer settles it.
+    uncertain_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Earliest time of the next attempt after a transient failure (backoff).
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

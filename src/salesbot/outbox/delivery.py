@@ -2,32 +2,30 @@
 
 For each row, oldest first:
 1. pace: wait until the recipient's previous message is at least `OUTBOX_PACING_SECONDS` old;
-2. in one short transaction: lock the row, run the gate (owner, consent, 24 h window), and record the attempt
-   (`send_attempts`, `last_attempt_at`), then commit: the provider is never called for an attempt not on record;
-3. call the provider with the row's idempotency key (Wazzup `crmMessageId`); for a provider without idempotency
-   (Twilio), a row whose earlier attempt may have gone through is first looked up at the provider;
+2. in one short transaction: lock the row, run the gate (owner, consent, 24 h window), apply the resend rule
+   (`outbox.resend`: a row an earlier attempt may have delivered is looked up, resent inside the provider's
+   duplicate window, or held as `unconfirmed` for a manager) and record the attempt (`send_attempts`,
+   `last_attempt_at`, `uncertain_since`), then commit: the provider is never called for an attempt not on record;
+3. call the provider with the row's idempotency key (Wazzup `crmMessageId`);
 4. record the outcome: `sent` with the provider id, a scheduled retry (transient errors, exponential backoff with
    jitter), or `failed` with the provider's error and the conversation flagged for a manager (permanent errors,
-   attempts exhausted). No database transaction is open during the HTTP call.
+   attempts exhausted). An answer proving the message was not taken clears `uncertain_since`; a timeout or a
+   crash leaves it. No database transaction is open during the HTTP call.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.conversations import repository as conversations
 from salesbot.db import unit_of_work
-from salesbot.kit.hashing import short_hash
 from salesbot.kit.logging import get_logger
 from salesbot.messaging.base import (
     MessagingProvider,
@@ -40,7 +38,7 @@ from salesbot.messaging.base import (
 from salesbot.messaging.registry import Providers
 from salesbot.models import Author, Conversation, Customer, DeliveryStatus, Message
 from salesbot.models._columns import utcnow
-from salesbot.outbox import gate, repository, service
+from salesbot.outbox import gate, pacing, repository, resend, service
 from salesbot.resources import Resources
 
 log = get_logger(__name__)
@@ -49,29 +47,14 @@ _random = secrets.SystemRandom()
 # A row whose backoff ends within this margin is sent now rather than re-deferred for milliseconds.
 DUE_MARGIN = timedelta(milliseconds=250)
 
-_PACE_WAIT = """
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ready = tonumber(redis.call('GET', KEYS[1]) or '0')
-if ready > now then return ready - now end
-return 0
-"""
-
-_PACE_MARK = """
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('SET', KEYS[1], string.format('%d', now + tonumber(ARGV[1])), 'PX', tonumber(ARGV[1]) + 60000)
-return 0
-"""
-
 
 @dataclass
 class DeliveryReport:
     sent: int = 0
     failed: int = 0
     cancelled: int = 0
+    # Held as `unconfirmed`: may have been sent, past the provider's duplicate window (see `outbox.resend`).
+    held: int = 0
     # This run hit a transient failure: run again after this many seconds (arq Retry).
     retry_in: float | None = None
     # The next row is still backing off from an earlier run's failure: its due time.
@@ -95,7 +78,10 @@ class _Attempt:
     idempotency_key: str
     as_template: bool
     attempts: int
-    # Set when an earlier attempt may have reached a provider without idempotency: look it up first.
+    # When this attempt started (recorded before the call) and whether it opened the row's `uncertain_since`.
+    started_at: datetime
+    opened_uncertainty: bool
+    # Set when an earlier attempt may have gone through and the provider can look messages up: do that first.
     reconcile_since: datetime | None
     known_provider_ids: frozenset[str]
 
@@ -104,30 +90,6 @@ def backoff_seconds(attempts: int, *, base: float, cap: float, floor: float | No
     """Exponential backoff with jitter: base * 2^(attempts-1), capped, scaled by a random 0.5-1.0."""
     delay: float = min(cap, base * 2 ** max(0, attempts - 1)) * _random.uniform(0.5, 1.0)
     return max(delay, floor or 0.0)
-
-
-def _pace_key(channel: str, chat_id: str) -> str:
-    return f"sb:outbox:pace:{channel}:{short_hash(chat_id)}"
-
-
-async def _pace(redis: Redis, key: str, seconds: float) -> None:
-    if seconds <= 0:
-        return
-    try:
-        wait_ms = int(await redis.eval(_PACE_WAIT, 1, key))  # type: ignore[misc]
-    except RedisError:
-        return
-    if wait_ms > 0:
-        await asyncio.sleep(wait_ms / 1000)
-
-
-async def _pace_mark(redis: Redis, key: str, seconds: float) -> None:
-    if seconds <= 0:
-        return
-    try:
-        await redis.eval(_PACE_MARK, 1, key, str(int(seconds * 1000)))  # type: ignore[misc]
-    except RedisError:
-        return
 
 
 async def deliver_conversation(
@@ -164,8 +126,8 @@ async def _deliver_next(
         loaded = await _load(session, conversation_id)
         if loaded is None:
             return _Step.IDLE
-        pace_key = _pace_key(loaded[0].channel.value, loaded[2].chat_id)
-    await _pace(resources.redis, pace_key, settings.pacing_seconds)
+        pace_key = pacing.key(loaded[0].channel.value, loaded[2].chat_id)
+    await pacing.wait(resources.redis, pace_key, settings.pacing_seconds)
 
     async with unit_of_work(resources.sessionmaker) as session:
         loaded = await _load(session, conversation_id)
@@ -182,7 +144,7 @@ async def _deliver_next(
             return attempt_or_step
         attempt = attempt_or_step
 
-    await _pace_mark(resources.redis, pace_key, settings.pacing_seconds)
+    await pacing.mark(resources.redis, pace_key, settings.pacing_seconds)
     try:
         result = await _call_provider(resources, provider, attempt)
     except RetryableProviderError as exc:
@@ -239,7 +201,15 @@ async def _gate_and_record(
             await repository.withdraw_group(session, message, status=DeliveryStatus.FAILED, reason="window_closed")
             report.failed += 1
             return _Step.NEXT
-    reconcile = message.send_attempts > 0 and message.provider_message_id is None and not provider.idempotent_sends
+    decision = resend.decide(
+        message.uncertain_since, now, duplicate_window=provider.duplicate_window, finds_sent=provider.finds_sent
+    )
+    if decision is resend.Resend.HOLD:
+        await _hold(session, message, conversation, provider)
+        report.held += 1
+        return _Step.NEXT
+    reconcile = decision is resend.Resend.LOOK_UP
+    opened = message.uncertain_since is None
     attempt = _Attempt(
         message_id=message.id,
         conversation_id=conversation.id,
@@ -248,7 +218,9 @@ async def _gate_and_record(
         idempotency_key=message.idempotency_key or f"message:{message.id}",
         as_template=as_template,
         attempts=message.send_attempts + 1,
-        reconcile_since=(message.last_attempt_at or message.created_at) if reconcile else None,
+        started_at=now,
+        opened_uncertainty=opened,
+        reconcile_since=message.uncertain_since if reconcile else None,
         known_provider_ids=frozenset(await repository.provider_ids(session, conversation.id))
         if reconcile
         else frozenset(),
@@ -256,20 +228,55 @@ async def _gate_and_record(
     message.send_attempts += 1
     message.last_attempt_at = now
     message.next_attempt_at = None
+    if opened:
+        # Until an answer says otherwise, this attempt may deliver the message: the duplicate window starts here.
+        message.uncertain_since = now
+    if decision is resend.Resend.RESEND_IN_WINDOW:
+        log.info(
+            "outbox.resend_in_window",
+            message_id=message.id,
+            conversation=conversation.id,
+            elapsed=round((now - (message.uncertain_since or now)).total_seconds(), 1),
+        )
     return attempt
+
+
+async def _hold(
+    session: AsyncSession, message: Message, conversation: Conversation, provider: MessagingProvider
+) -> None:
+    """An earlier attempt may have delivered this row and a resend is no longer refused as a repeat: hold it."""
+    assert message.uncertain_since is not None
+    window = provider.duplicate_window.total_seconds()
+    message.delivery_status = DeliveryStatus.UNCONFIRMED
+    message.error = (
+        f"unconfirmed: an attempt at {message.uncertain_since.isoformat(timespec='seconds')} may have been "
+        f"delivered and {provider.channel.value} no longer refuses a repeat after {window:.0f} s; not resent"
+    )
+    message.next_attempt_at = None
+    # A manager decides (the customer may or may not have it); the rest of the reply waits with it.
+    conversation.needs_attention = True
+    await repository.withdraw_group(session, message, status=DeliveryStatus.CANCELLED, reason=service.UNCONFIRMED_PART)
+    log.warning(
+        "outbox.unconfirmed",
+        message_id=message.id,
+        conversation=conversation.id,
+        channel=provider.channel.value,
+        attempts=message.send_attempts,
+    )
 
 
 async def _call_provider(resources: Resources, provider: MessagingProvider, attempt: _Attempt) -> SendResult:
     if attempt.reconcile_since is not None:
+        # What went out is the template when the row was sent as one, not the reply text.
         found = await provider.find_sent(
-            attempt.chat_id, attempt.text, since=attempt.reconcile_since, exclude=attempt.known_provider_ids
+            attempt.chat_id,
+            None if attempt.as_template else attempt.text,
+            since=attempt.reconcile_since,
+            exclude=attempt.known_provider_ids,
         )
         if found is not None:
             log.info("outbox.reconciled", message_id=attempt.message_id, conversation=attempt.conversation_id)
             return SendResult(provider_message_id=found, already_sent=True)
-    await service.remember_pending_send(
-        resources.redis, provider.channel, attempt.chat_id, attempt.text, attempt.message_id
-    )
     if attempt.as_template:
         return await provider.send_template(attempt.chat_id, idempotency_key=f"{attempt.idempotency_key}:template")
     return await provider.send_text(attempt.chat_id, attempt.text, idempotency_key=attempt.idempotency_key)
@@ -277,6 +284,12 @@ async def _call_provider(resources: Resources, provider: MessagingProvider, atte
 
 async def _locked(session: AsyncSession, message_id: int) -> Message | None:
     return await session.scalar(select(Message).where(Message.id == message_id).with_for_update())
+
+
+def _settle(message: Message, attempt: _Attempt) -> None:
+    """The provider's answer proves this attempt created no message: it no longer counts as maybe delivered."""
+    if attempt.opened_uncertainty and message.uncertain_since == attempt.started_at:
+        message.uncertain_since = None
 
 
 def _fail(message: Message, conversation: Conversation, error: str) -> None:
@@ -298,13 +311,14 @@ async def _sent(
             return
         if result.provider_message_id and message.provider_message_id is None:
             message.provider_message_id = result.provider_message_id
-        if message.delivery_status in (DeliveryStatus.PENDING, DeliveryStatus.CANCELLED):
+        if message.delivery_status in (DeliveryStatus.PENDING, DeliveryStatus.CANCELLED, DeliveryStatus.UNCONFIRMED):
             # What really happened wins over a cancel that raced the call.
             message.delivery_status = DeliveryStatus.SENT
         message.sent_at = message.sent_at or now
         message.next_attempt_at = None
+        message.uncertain_since = None
         if message.content_type == "template":
-            message.error = "window_closed: the configured template was sent instead of this text"
+            message.error = service.TEMPLATE_SENT_NOTE
         else:
             message.error = None
     report.sent += 1
@@ -331,6 +345,8 @@ async def _transient(
         message = await _locked(session, attempt.message_id)
         if message is None or message.delivery_status is not DeliveryStatus.PENDING:
             return _Step.NEXT
+        if not exc.maybe_accepted:
+            _settle(message, attempt)
         if attempt.attempts >= settings.max_send_attempts:
             conversation = await session.get(Conversation, attempt.conversation_id)
             assert conversation is not None
@@ -371,6 +387,7 @@ async def _permanent(
         conversation = await session.get(Conversation, attempt.conversation_id)
         if message is None or conversation is None:
             return _Step.NEXT
+        _settle(message, attempt)
         _fail(message, conversation, f"opted_out: {exc}" if opted_out else str(exc))
         await repository.withdraw_group(
             session, message, status=DeliveryStatus.CANCELLED, reason="previous_part_failed"
@@ -397,5 +414,6 @@ async def _window_closed(
         message = await _locked(session, attempt.message_id)
         if message is None or message.delivery_status is not DeliveryStatus.PENDING:
             return _Step.NEXT
+        _settle(message, attempt)
         message.content_type = "template"
     return _Step.NEXT

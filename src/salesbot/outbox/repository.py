@@ -7,13 +7,14 @@ from datetime import datetime
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesbot.models import Author, Channel, Conversation, DeliveryStatus, Direction, Message
+from salesbot.models import Author, Channel, Conversation, Customer, DeliveryStatus, Direction, Message
 
 # Delivery only moves forward. `cancelled` ranks with `pending`: a withdrawn row the provider reports as sent
 # (a takeover that raced the HTTP call) shows what really happened.
 _RANK = {
     DeliveryStatus.PENDING: 0,
     DeliveryStatus.CANCELLED: 0,
+    DeliveryStatus.UNCONFIRMED: 0,
     DeliveryStatus.SENT: 1,
     DeliveryStatus.DELIVERED: 2,
     DeliveryStatus.READ: 3,
@@ -27,7 +28,12 @@ def status_advances(current: DeliveryStatus | None, new: DeliveryStatus) -> bool
     if current is DeliveryStatus.FAILED:
         return False
     if new is DeliveryStatus.FAILED:
-        return current in (DeliveryStatus.PENDING, DeliveryStatus.CANCELLED, DeliveryStatus.SENT)
+        return current in (
+            DeliveryStatus.PENDING,
+            DeliveryStatus.CANCELLED,
+            DeliveryStatus.UNCONFIRMED,
+            DeliveryStatus.SENT,
+        )
     return _RANK.get(new, 0) > _RANK.get(current, 0)
 
 
@@ -124,6 +130,88 @@ async def withdraw_group(session: AsyncSession, message: Message, *, status: Del
         .values(delivery_status=status, error=reason)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def restore_group(session: AsyncSession, message: Message, *, reason: str) -> int:
+    """Parts of `message`'s reply withdrawn with `reason` become pending again (the gate still checks each)."""
+    if not message.idempotency_key:
+        return 0
+    prefix = message.idempotency_key.rsplit(":", 1)[0] + ":"
+    result = await session.execute(
+        update(Message)
+        .where(
+            Message.conversation_id == message.conversation_id,
+            Message.direction == Direction.OUTBOUND,
+            Message.delivery_status == DeliveryStatus.CANCELLED,
+            Message.error == reason,
+            Message.idempotency_key.startswith(prefix, autoescape=True),
+        )
+        .values(delivery_status=DeliveryStatus.PENDING, error=None)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def withdraw_automated(
+    session: AsyncSession, customer_id: int, *, reason: str, keep_key_prefix: str
+) -> list[int]:
+    """Cancel every pending bot and system message to the customer, in any of their conversations, except those
+    keyed `keep_key_prefix...` (consent confirmations); returns the conversations touched.
+
+    A row whose send is in flight is cancelled too: if the provider took it, the deliverer records `sent`."""
+    result = await session.execute(
+        update(Message)
+        .where(
+            Message.conversation_id.in_(select(Conversation.id).where(Conversation.customer_id == customer_id)),
+            Message.direction == Direction.OUTBOUND,
+            Message.delivery_status == DeliveryStatus.PENDING,
+            Message.author.in_((Author.BOT, Author.SYSTEM)),
+            ~func.coalesce(Message.idempotency_key, "").startswith(keep_key_prefix, autoescape=True),
+        )
+        .values(delivery_status=DeliveryStatus.CANCELLED, error=reason)
+        .returning(Message.conversation_id)
+    )
+    return sorted(set(result.scalars()))
+
+
+async def own_send_for_echo(
+    session: AsyncSession,
+    channel: Channel,
+    chat_id: str,
+    *,
+    text: str,
+    is_template: bool,
+    idempotency_key: str | None,
+    attempted_since: datetime,
+) -> Message | None:
+    """The outbound row an echo reports, locked: a row salesbot tried to send (an attempt is on record, committed
+    before the call) that has no provider id yet, carrying what the echo shows went out (the template for a
+    template echo, else the same text), attempted since `attempted_since` (an echo follows its send within
+    seconds). A row that already has its provider id is not matched: an echo with another id and the same text is
+    a person re-sending it.
+    """
+    query = (
+        select(Message)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .join(Customer, Customer.id == Conversation.customer_id)
+        .where(
+            Customer.channel == channel,
+            Customer.chat_id == chat_id,
+            Message.direction == Direction.OUTBOUND,
+            Message.provider_message_id.is_(None),
+            Message.send_attempts > 0,
+            Message.last_attempt_at >= attempted_since,
+        )
+        .order_by(Message.id)
+        .limit(1)
+        .with_for_update(of=Message)
+    )
+    if idempotency_key is not None:
+        query = query.where(Message.idempotency_key.in_((idempotency_key, idempotency_key.removesuffix(":template"))))
+    elif is_template:
+        query = query.where(Message.content_type == "template")
+    else:
+        query = query.where(Message.content_type != "template", Message.text == text)
+    return await session.scalar(query)
 
 
 async def group_sent_template(session: AsyncSession, message: Message) -> bool:

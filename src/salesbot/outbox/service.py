@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
@@ -14,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.kit.hashing import short_hash
 from salesbot.kit.logging import get_logger
-from salesbot.messaging.base import StatusUpdate
+from salesbot.messaging.base import EchoMessage, StatusUpdate
 from salesbot.models import Author, Channel, Conversation, DeliveryStatus, Direction, Message
 from salesbot.models._columns import utcnow
 from salesbot.outbox import repository
@@ -23,7 +25,6 @@ from salesbot.outbox.splitting import split_text
 log = get_logger(__name__)
 
 DELIVER_JOB = "deliver_outbox"
-ECHO_MARKER_TTL_SECONDS = 600
 EARLY_STATUS_TTL_SECONDS = 600
 TEMPLATE_KEY_SUFFIX = ":template"
 
@@ -91,27 +92,70 @@ async def schedule_delivery_extra(redis: ArqRedis, conversation_id: int, *, defe
     )
 
 
-# --- echo markers: recognise the bot's own messages when the provider echoes them back ---------------------------
+# --- echoes: recognise the bot's own sends when the provider reports them back ------------------------------------
+
+# An echo is matched to a send of ours attempted at most this long ago (echoes follow their sends within seconds;
+# the bound keeps an old row whose id never became known from swallowing a person's later message).
+ECHO_MATCH_WINDOW = timedelta(minutes=10)
+# `error` of a row that went out as the closed-window template instead of its text.
+TEMPLATE_SENT_NOTE = "window_closed: the configured template was sent instead of this text"
+# `error` of the parts of a reply withdrawn because an earlier part is held as unconfirmed (restored if it is
+# reconciled after all).
+UNCONFIRMED_PART = "previous_part_unconfirmed"
 
 
-def _echo_key(channel: Channel, chat_id: str, text: str) -> str:
-    return f"sb:outbox:echo:{channel.value}:{short_hash(chat_id)}:{short_hash(text, length=32)}"
+@dataclass(frozen=True)
+class OwnEcho:
+    message_id: int
+    conversation_id: int
+    # Parts withdrawn behind a held row went back to pending: schedule delivery after the commit.
+    resumed: bool
 
 
-async def remember_pending_send(redis: Redis, channel: Channel, chat_id: str, text: str, message_id: int) -> None:
-    """Set before the provider call: an echo may arrive before the call returns the provider's id."""
-    try:
-        await redis.set(_echo_key(channel, chat_id, text), message_id, ex=ECHO_MARKER_TTL_SECONDS)
-    except RedisError as exc:
-        log.warning("outbox.echo_marker_unavailable", error=type(exc).__name__)
-
-
-async def pending_send_for_echo(redis: Redis, channel: Channel, chat_id: str, text: str) -> int | None:
-    try:
-        value = await redis.get(_echo_key(channel, chat_id, text))
-    except RedisError:
+async def match_own_echo(session: AsyncSession, event: EchoMessage, *, now: datetime) -> OwnEcho | None:
+    """If `event` reports one of salesbot's own sends whose provider id is not known yet, record it (id, `sent`)
+    and return it; None means a person sent the message. Reconciles a send held as `unconfirmed` (flushes only).
+    """
+    message = await repository.own_send_for_echo(
+        session,
+        event.channel,
+        event.chat_id,
+        text=event.text,
+        is_template=event.is_template,
+        idempotency_key=event.idempotency_key,
+        attempted_since=now - ECHO_MATCH_WINDOW,
+    )
+    if message is None:
         return None
-    return int(value) if value is not None else None
+    was_held = message.delivery_status is DeliveryStatus.UNCONFIRMED
+    resumed = await _record_reported_send(session, message, event.provider_message_id, now=now)
+    log.info("outbox.echo_reconciled", message_id=message.id, conversation=message.conversation_id, held=was_held)
+    return OwnEcho(message_id=message.id, conversation_id=message.conversation_id, resumed=resumed)
+
+
+async def _record_reported_send(
+    session: AsyncSession, message: Message, provider_message_id: str, *, now: datetime
+) -> bool:
+    """The provider reported a send of ours whose answer we never got (an echo, or a status carrying our key):
+    record its id and `sent`, and let the parts withdrawn behind a held row go; True when some went back to
+    pending (schedule delivery after the commit)."""
+    was_held = message.delivery_status is DeliveryStatus.UNCONFIRMED
+    message.provider_message_id = provider_message_id
+    if message.delivery_status in _NOT_YET_SENT:
+        # What the provider reports wins over a withdrawal or a hold that raced the send.
+        message.delivery_status = DeliveryStatus.SENT
+        message.sent_at = message.sent_at or now
+        message.error = TEMPLATE_SENT_NOTE if message.content_type == "template" else None
+    message.uncertain_since = None
+    message.next_attempt_at = None
+    resumed = was_held and await repository.restore_group(session, message, reason=UNCONFIRMED_PART) > 0
+    await session.flush()
+    return resumed
+
+
+_NOT_YET_SENT = frozenset(
+    {DeliveryStatus.PENDING, DeliveryStatus.UNCONFIRMED, DeliveryStatus.CANCELLED, DeliveryStatus.FAILED}
+)
 
 
 # --- statuses ---------------------------------------------------------------------------------------------------
@@ -121,24 +165,34 @@ def _early_key(channel: Channel, provider_message_id: str) -> str:
     return f"sb:outbox:early-status:{channel.value}:{short_hash(provider_message_id, length=32)}"
 
 
-async def apply_status(session: AsyncSession, event: StatusUpdate) -> bool:
-    """Record a delivery status from a webhook (never backwards); False when the message id is unknown yet.
+@dataclass(frozen=True)
+class AppliedStatus:
+    conversation_id: int
+    # A held row was reconciled and the parts behind it went back to pending: schedule delivery after the commit.
+    resumed: bool = False
 
-    A status that carries our idempotency key (Meta) also finds a row whose send answer never arrived: the row
-    gets the provider id, which reconciles an attempt that may otherwise have been sent again.
+
+async def apply_status(session: AsyncSession, event: StatusUpdate) -> AppliedStatus | None:
+    """Record a delivery status from a webhook (never backwards); None when the message id is unknown yet.
+
+    A status that carries our idempotency key (Meta) also finds a row whose send answer never arrived, even one
+    held as `unconfirmed`: the row gets the provider id and `sent`, which reconciles an attempt that may otherwise
+    have been sent again, and the rest of its reply may go.
     """
+    resumed = False
     message = await repository.lock_by_provider_id(session, event.channel, event.provider_message_id)
     if message is None and event.idempotency_key:
         # The closed-window template of a row is sent with the row's key plus this suffix (outbox delivery).
         key = event.idempotency_key.removesuffix(TEMPLATE_KEY_SUFFIX)
         message = await repository.lock_unreconciled_by_key(session, event.channel, key)
         if message is not None:
-            message.provider_message_id = event.provider_message_id
+            resumed = await _record_reported_send(session, message, event.provider_message_id, now=utcnow())
             log.info("outbox.reconciled_by_status", message_id=message.id, status=event.status.value)
     if message is None:
-        return False
+        return None
+    applied = AppliedStatus(message.conversation_id, resumed)
     if not repository.status_advances(message.delivery_status, event.status):
-        return True
+        return applied
     message.delivery_status = event.status
     if event.status is DeliveryStatus.SENT and message.sent_at is None:
         message.sent_at = utcnow()
@@ -150,7 +204,7 @@ async def apply_status(session: AsyncSession, event: StatusUpdate) -> bool:
             conversation.needs_attention = True
         log.warning("outbox.delivery_failed", message_id=message.id, error=message.error)
     await session.flush()
-    return True
+    return applied
 
 
 async def stash_early_status(redis: Redis, event: StatusUpdate) -> None:

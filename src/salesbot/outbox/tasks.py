@@ -66,7 +66,7 @@ async def deliver_outbox(ctx: WorkerContext, conversation_id: int) -> str:
             _defer_until=report.waiting_until,
         )
         return "waiting"
-    return f"sent={report.sent} failed={report.failed} cancelled={report.cancelled}"
+    return f"sent={report.sent} failed={report.failed} cancelled={report.cancelled} held={report.held}"
 
 
 async def sweep_stalled_outbox(ctx: WorkerContext) -> int:
