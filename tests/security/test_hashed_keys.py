@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from salesbot.kit.hashing import derive_key
 from salesbot.messaging.console import read_replies
 from salesbot.settings import AuthSettings
+from tests.conftest import TEST_SECRETS_ENV
 from tests.fakes.pipeline import Pipeline
 
 SECRET = "hashed-keys-secret-key-0123456789abcdef"
@@ -19,7 +20,18 @@ PHONE = "+971501234567"
 
 @pytest.mark.parametrize(
     "pipeline_overrides",
-    [{"root": {"auth": AuthSettings(secret_key=SecretStr(SECRET))}, "outbox": {"pacing_seconds": 0.05}}],
+    [
+        {
+            "root": {
+                "auth": AuthSettings(
+                    secret_key=SecretStr(SECRET),
+                    api_token=SecretStr(TEST_SECRETS_ENV["API_TOKEN"]),
+                    admin_password=SecretStr(TEST_SECRETS_ENV["ADMIN_PASSWORD"]),
+                )
+            },
+            "outbox": {"pacing_seconds": 0.05},
+        }
+    ],
 )
 async def test_redis_keys_hold_no_bare_sha256_of_the_phone(pipeline: Pipeline) -> None:
     pipeline.generator.reply = lambda request: "Hello from the shop"
