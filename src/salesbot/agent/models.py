@@ -164,11 +164,15 @@ def build_model(llm: LLMSettings) -> Model:
     settings = ModelSettings(
         max_retries=0, timeout=llm.request_timeout_seconds, request_timeout=llm.request_timeout_seconds
     )
-    chain: list[Model] = [
-        SkipAfterFailure(Metered(OpenAIChatModel(name, provider=provider, settings=settings))) for name in names
-    ]
+    return model_chain([OpenAIChatModel(name, provider=provider, settings=settings) for name in names])
+
+
+def model_chain(llms: list[Model]) -> Model:
+    """The LLMs in order, each counted, skipped after a failure and cut at the turn's deadline, then the offline
+    responder."""
+    chain: list[Model] = [SkipAfterFailure(Metered(llm)) for llm in llms]
     # A 200 that is not a completion (a gateway's HTML page, an error object) is an LLM failure like a 500: move on.
-    return FallbackModel(*chain, offline, fallback_on=(ModelAPIError, UnexpectedModelBehavior))
+    return FallbackModel(*chain, offline_model(), fallback_on=(ModelAPIError, UnexpectedModelBehavior))
 
 
 def _cache_key(llm: LLMSettings) -> str:
