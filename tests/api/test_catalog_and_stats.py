@@ -181,7 +181,11 @@ async def test_stats_are_the_dashboard_numbers(api: httpx.AsyncClient, sessionma
         chat = await make_chat(session, stage=SalesStage.QUOTING)
         await add_message(session, chat, "hello")
         await add_message(session, chat, "hi!", author=Author.BOT, latency_ms=700, cost=Decimal("0.004"))
-        session.add(LlmUsage(conversation_id=chat.conversation.id, outcome="sent", requests=1, tokens_in=9, cost=Decimal("0.004")))
+        session.add(
+            LlmUsage(
+                conversation_id=chat.conversation.id, outcome="sent", requests=1, tokens_in=9, cost=Decimal("0.004")
+            )
+        )
         await session.commit()
     response = await api.get("/api/v1/stats", params={"days": 3})
     assert response.status_code == 200

@@ -131,7 +131,8 @@ async def test_a_generation_that_overruns_the_budget_becomes_a_handoff(pipeline:
     ]
     [conversation] = await pipeline.conversations()
     assert (conversation.owner, conversation.needs_attention) == (Owner.HUMAN, True)
-    assert conversation.owner_until is not None and conversation.owner_until > utcnow()
+    assert conversation.owner_until is not None
+    assert conversation.owner_until > utcnow()
 
 
 async def test_a_turn_that_keeps_failing_tells_the_customer_and_hands_over(pipeline: Pipeline) -> None:

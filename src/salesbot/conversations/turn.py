@@ -36,7 +36,6 @@ from typing import Any
 from sqlalchemy import func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstanceState
-from sqlalchemy.orm.attributes import set_committed_value
 
 from salesbot.agent.language import conversation_language
 from salesbot.agent.playbook import load_playbook
@@ -45,7 +44,7 @@ from salesbot.conversations import consent, repository, service
 from salesbot.conversations.ownership import human_owns, takeover_expired
 from salesbot.db import unit_of_work
 from salesbot.kit.logging import get_logger
-from salesbot.models import Author, Conversation, ConversationStatus, Customer, LlmUsage, Message, Owner
+from salesbot.models import Author, Conversation, ConversationStatus, Customer, Message, Owner
 from salesbot.models._columns import utcnow
 from salesbot.outbox.gate import CONSENT_KEY_PREFIX
 from salesbot.outbox.service import write_outbound
@@ -116,7 +115,7 @@ async def run_turn(resources: Resources, generator: ReplyGenerator, conversation
     async with unit_of_work(resources.sessionmaker) as session:
         await _advisory_lock(session, conversation_id)
         messages = await repository.lock_unprocessed_inbound(session, conversation_id)
-        state = await _detached_state(session, conversation_id)
+        state = await repository.read_detached(session, conversation_id)
         if not messages or state is None:
             return outcome
         conversation, customer = state
@@ -169,41 +168,6 @@ async def _move(
     out.result, out.moved_to = "moved", target
 
 
-async def _detached_state(session: AsyncSession, conversation_id: int) -> tuple[Conversation, Customer] | None:
-    """The conversation and its customer as of now, detached: the agent's changes to them stay in memory until
-    the commit step applies them, so generating locks neither row."""
-    conversation = await session.scalar(
-        select(Conversation).where(Conversation.id == conversation_id).execution_options(populate_existing=True)
-    )
-    if conversation is None:
-        return None
-    customer = await session.get_one(Customer, conversation.customer_id, populate_existing=True)
-    session.expunge(conversation)
-    session.expunge(customer)
-    set_committed_value(conversation, "customer", customer)
-    return conversation, customer
-
-
-async def _locked_state(session: AsyncSession, conversation_id: int) -> tuple[Conversation, Customer]:
-    """The rows as committed by everyone else, locked until the turn commits (a manager's action waits a moment
-    for the commit, never for the model)."""
-    conversation = await session.scalar(
-        select(Conversation)
-        .where(Conversation.id == conversation_id)
-        .with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    )
-    assert conversation is not None  # conversations are never deleted while messages wait
-    customer = await session.scalar(
-        select(Customer)
-        .where(Customer.id == conversation.customer_id)
-        .with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    )
-    assert customer is not None
-    return conversation, customer
-
-
 def _apply_changes(source: Conversation | Customer, target: Conversation | Customer) -> None:
     """Copy the columns the turn changed on a detached copy onto the locked row (other columns stay as committed)."""
     state: InstanceState[Any] = inspect(source)
@@ -241,13 +205,13 @@ async def _decide(
         if timed_out:
             # Whatever the cut generation half did is dropped; the customer hears from a manager instead.
             await savepoint.rollback()
-            state = await _detached_state(session, conversation.id)
+            state = await repository.read_detached(session, conversation.id)
             assert state is not None
             conversation, customer = state
             plan = _consent(resources, customer, messages)
             plan.reply = _handoff(resources, conversation, customer, messages)
             savepoint = await session.begin_nested()
-        fresh, fresh_customer = await _locked_state(session, conversation.id)
+        fresh, fresh_customer = await repository.lock_conversation_and_customer(session, conversation.id)
         draft = plan.reply is not None and not plan.reply.handoff
         withdraw = None
         if fresh.status is ConversationStatus.CLOSED:
@@ -258,8 +222,8 @@ async def _decide(
             withdraw = "silent_opted_out"
         if withdraw is not None:
             await savepoint.rollback()
-            _record_usage(session, conversation.id, plan.usage, "withdrawn")
-            fresh, fresh_customer = await _locked_state(session, conversation.id)
+            repository.add_llm_usage(session, conversation.id, plan.usage, "withdrawn")
+            fresh, fresh_customer = await repository.lock_conversation_and_customer(session, conversation.id)
             # Consent keywords of the burst still count; nothing the agent did does.
             if plan.confirmations:
                 fresh_customer.opted_out_at = customer.opted_out_at
@@ -270,15 +234,15 @@ async def _decide(
             _apply_changes(conversation, fresh)
             _apply_changes(customer, fresh_customer)
             await savepoint.commit()
-            _record_usage(session, conversation.id, plan.usage, "timed_out" if timed_out else "sent")
+            repository.add_llm_usage(session, conversation.id, plan.usage, "timed_out" if timed_out else "sent")
             if newer:
                 # They stay unprocessed; the turn scheduled by their own arrival answers them next.
                 log.info("turn.regeneration_limit", conversation=conversation.id, left=len(newer))
             plan.usage = usage
             return plan, fresh, messages
         await savepoint.rollback()
-        _record_usage(session, conversation.id, plan.usage, "discarded")
-        state = await _detached_state(session, conversation.id)
+        repository.add_llm_usage(session, conversation.id, plan.usage, "discarded")
+        state = await repository.read_detached(session, conversation.id)
         assert state is not None
         conversation, customer = state
         messages = messages + newer
@@ -377,7 +341,7 @@ async def give_up(resources: Resources, conversation_id: int, outcome: TurnOutco
         messages = await repository.lock_unprocessed_inbound(session, conversation_id)
         if not messages:
             return
-        conversation, customer = await _locked_state(session, conversation_id)
+        conversation, customer = await repository.lock_conversation_and_customer(session, conversation_id)
         plan = _Plan(silent_reason="silent_opted_out" if customer.opted_out_at is not None else None)
         if human_owns(conversation, utcnow()):
             plan.silent_reason = "silent_human_owner"
@@ -388,24 +352,6 @@ async def give_up(resources: Resources, conversation_id: int, outcome: TurnOutco
         await _record(session, resources, conversation, messages, plan, outcome)
         if plan.reply is not None:
             outcome.result = "handoff"
-
-
-def _record_usage(session: AsyncSession, conversation_id: int, usages: Sequence[LLMUsage], outcome: str) -> None:
-    """One `llm_usage` row per generation that asked an LLM (in the turn's transaction, outside any savepoint)."""
-    for usage in usages:
-        if not usage.requests:
-            continue
-        session.add(
-            LlmUsage(
-                conversation_id=conversation_id,
-                outcome=outcome,
-                model=usage.model,
-                requests=usage.requests,
-                tokens_in=usage.tokens_in,
-                tokens_out=usage.tokens_out,
-                cost=usage.cost,
-            )
-        )
 
 
 async def _record(

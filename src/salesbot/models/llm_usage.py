@@ -22,9 +22,7 @@ class LlmUsage(Base):
     __table_args__ = (Index("ix_llm_usage_created_at", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    conversation_id: Mapped[int | None] = mapped_column(
-        ForeignKey("conversations.id", ondelete="SET NULL"), index=True
-    )
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"), index=True)
     # What became of the generation: sent, discarded (newer messages), withdrawn (takeover, opt-out), timed_out.
     outcome: Mapped[str] = mapped_column(String(16))
     model: Mapped[str | None] = mapped_column(String(200))
