@@ -85,3 +85,16 @@ def test_production_accepts_real_secrets(monkeypatch: pytest.MonkeyPatch) -> Non
     settings = Settings(**PRODUCTION_OK)
     assert settings.env == "production"
     assert not settings.console_provider_enabled
+
+
+def test_turn_budget_is_below_the_job_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings()
+    assert (defaults.turn_budget_seconds, defaults.worker_job_timeout_seconds) == (25, 45)
+    # Unset with a short job timeout: half of it, so the turn still ends before arq cancels it.
+    monkeypatch.setenv("WORKER_JOB_TIMEOUT_SECONDS", "20")
+    assert Settings().turn_budget_seconds == 10
+    monkeypatch.setenv("TURN_BUDGET_SECONDS", "12")
+    assert Settings().turn_budget_seconds == 12
+    monkeypatch.setenv("TURN_BUDGET_SECONDS", "20")
+    with pytest.raises(ValidationError, match="TURN_BUDGET_SECONDS must be below WORKER_JOB_TIMEOUT_SECONDS"):
+        Settings()
