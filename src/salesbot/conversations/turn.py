@@ -230,7 +230,10 @@ async def _decide(
             log.info("turn.draft_withdrawn", conversation=conversation.id, reason=withdraw)
             return _Plan(confirmations=plan.confirmations, silent_reason=withdraw, usage=usage), fresh, messages
         newer = await repository.lock_unprocessed_inbound(session, conversation.id, after_id=messages[-1].id)
-        if not newer or attempt >= max_regenerations or budget.spent() or timed_out:
+        # No regeneration once the budget or the turn's LLM requests are spent: the newer messages get a turn of
+        # their own (with a budget of its own) instead of a fourth and fifth draft.
+        spent = budget.spent() or sum(u.requests for u in usage) >= resources.settings.llm.max_requests_per_turn
+        if not newer or attempt >= max_regenerations or spent or timed_out:
             _apply_changes(conversation, fresh)
             _apply_changes(customer, fresh_customer)
             await savepoint.commit()
