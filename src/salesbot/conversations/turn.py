@@ -10,7 +10,8 @@ A turn has three steps, and a manager never waits for the second (the LLM):
    conversation and customer are read and *detached*, so what the agent changes on them stays in memory and no
    row a manager's action needs is locked while the model thinks. The agent runs inside a SAVEPOINT (quotes it
    creates are inserted there) within the turn's budget (`TURN_BUDGET_SECONDS`): LLM requests end at the
-   deadline and the offline responder answers; a generation that still overruns becomes a handoff.
+   deadline and the offline responder answers. A generation still running shortly before arq's job timeout (a
+   hung tool or database) is cancelled, its transaction abandoned, and the customer gets the handoff text.
 3. Commit: conversation and customer are read again, locked. A chat taken over or closed meanwhile, or a
    customer who opted out meanwhile, withdraws the draft (savepoint rolled back, nothing reaches the outbox);
    newer customer messages discard it and the agent runs again with the whole burst (a bounded number of
@@ -50,6 +51,7 @@ from salesbot.outbox.gate import CONSENT_KEY_PREFIX
 from salesbot.outbox.service import write_outbound
 from salesbot.outbox.splitting import part_limit
 from salesbot.resources import Resources
+from salesbot.settings import Settings
 
 log = get_logger(__name__)
 
@@ -60,6 +62,9 @@ MAX_TURN_ATTEMPTS = 2
 # The part of the budget kept for the offline responder and the commit after the LLMs' deadline.
 BUDGET_RESERVE_FRACTION = 0.15
 MAX_BUDGET_RESERVE_SECONDS = 4.0
+# A generation still running this long before arq's job timeout is cancelled and becomes a handoff (arq would
+# cancel it a moment later, silently); the margin is for writing the handoff.
+HARD_STOP_MARGIN_SECONDS = 3.0
 
 
 @dataclass
@@ -88,14 +93,16 @@ class _Plan:
 
 @dataclass(frozen=True)
 class _Budget:
-    llm_deadline: float  # loop time: LLM requests end here
-    deadline: float  # loop time: the generation is cancelled here
+    llm_deadline: float  # loop time: LLM requests end here (then the offline responder answers)
+    hard_deadline: float  # loop time: a generation still running is cancelled here and the chat handed over
 
     @classmethod
-    def start(cls, seconds: float) -> _Budget:
+    def start(cls, settings: Settings) -> _Budget:
         now = asyncio.get_running_loop().time()
+        seconds = settings.turn_budget_seconds
         reserve = min(seconds * BUDGET_RESERVE_FRACTION, MAX_BUDGET_RESERVE_SECONDS)
-        return cls(llm_deadline=now + seconds - reserve, deadline=now + seconds)
+        hard = max(seconds, settings.worker_job_timeout_seconds - HARD_STOP_MARGIN_SECONDS)
+        return cls(llm_deadline=now + seconds - reserve, hard_deadline=now + hard)
 
     def spent(self) -> bool:
         return asyncio.get_running_loop().time() >= self.llm_deadline
@@ -103,7 +110,7 @@ class _Budget:
 
 async def run_turn(resources: Resources, generator: ReplyGenerator, conversation_id: int) -> TurnOutcome:
     """Consume the conversation's pending customer messages; commits. Delivery is scheduled by the caller."""
-    budget = _Budget.start(resources.settings.turn_budget_seconds)
+    budget = _Budget.start(resources.settings)
     outcome = TurnOutcome(conversation_id)
     attempts = await _start(resources, conversation_id, outcome)
     if attempts is None:
@@ -112,19 +119,32 @@ async def run_turn(resources: Resources, generator: ReplyGenerator, conversation
         log.warning("turn.attempts_exhausted", conversation=conversation_id, attempts=attempts)
         await give_up(resources, conversation_id, outcome, reason="the assistant could not answer; please take over")
         return outcome
-    async with unit_of_work(resources.sessionmaker) as session:
-        await _advisory_lock(session, conversation_id)
-        messages = await repository.lock_unprocessed_inbound(session, conversation_id)
-        state = await repository.read_detached(session, conversation_id)
-        if not messages or state is None:
-            return outcome
-        conversation, customer = state
-        plan, fresh, messages = await _decide(session, resources, generator, budget, conversation, customer, messages)
-        outcome.agent_runs = len(plan.usage)
-        if fresh.status is ConversationStatus.CLOSED:
-            await _move(session, fresh, messages, outcome)
-            return outcome
-        await _record(session, resources, fresh, messages, plan, outcome)
+    usage: list[LLMUsage] = []
+    try:
+        # Cancelling mid-query leaves the connection unusable: the transaction is abandoned as a whole and the
+        # handoff written in a new one.
+        async with asyncio.timeout_at(budget.hard_deadline), unit_of_work(resources.sessionmaker) as session:
+            await _advisory_lock(session, conversation_id)
+            messages = await repository.lock_unprocessed_inbound(session, conversation_id)
+            state = await repository.read_detached(session, conversation_id)
+            if not messages or state is None:
+                return outcome
+            conversation, customer = state
+            plan, fresh, messages = await _decide(
+                session, resources, generator, budget, conversation, customer, messages, usage
+            )
+            outcome.agent_runs = len(plan.usage)
+            if fresh.status is ConversationStatus.CLOSED:
+                await _move(session, fresh, messages, outcome)
+                return outcome
+            await _record(session, resources, fresh, messages, plan, outcome)
+    except TimeoutError:
+        requests = sum(item.requests for item in usage)
+        log.warning("turn.budget_exhausted", conversation=conversation_id, generations=len(usage), requests=requests)
+        outcome.agent_runs = len(usage)
+        await give_up(
+            resources, conversation_id, outcome, reason="the assistant ran out of time; please take over", usage=usage
+        )
     return outcome
 
 
@@ -184,33 +204,22 @@ async def _decide(
     conversation: Conversation,
     customer: Customer,
     messages: list[Message],
+    usage: list[LLMUsage],
 ) -> tuple[_Plan, Conversation, list[Message]]:
     """Steps 2 and 3: generate, then check what changed meanwhile; regenerate, withdraw or keep the draft.
 
-    Returns the plan (with the LLM usage of every generation, recorded here), the locked conversation row (the
-    turn's changes applied) and the messages the plan answers."""
+    Returns the plan (with the LLM usage of every generation, recorded here and appended to `usage` as it
+    happens), the locked conversation row (the turn's changes applied) and the messages the plan answers."""
     max_regenerations = resources.settings.conversation.turn_max_regenerations
-    usage: list[LLMUsage] = []
     attempt = 0
     while True:
         was_opted_out = customer.opted_out_at is not None
         savepoint = await session.begin_nested()
         plan = _consent(resources, customer, messages)
-        timed_out = False
         if plan.silent_reason is None and human_owns(conversation, utcnow()):
             plan.silent_reason = "silent_human_owner"
         if plan.silent_reason is None:
-            timed_out = await _generate(session, resources, generator, budget, conversation, customer, plan)
-            usage += plan.usage
-        if timed_out:
-            # Whatever the cut generation half did is dropped; the customer hears from a manager instead.
-            await savepoint.rollback()
-            state = await repository.read_detached(session, conversation.id)
-            assert state is not None
-            conversation, customer = state
-            plan = _consent(resources, customer, messages)
-            plan.reply = _handoff(resources, conversation, customer, messages)
-            savepoint = await session.begin_nested()
+            await _generate(session, resources, generator, budget, conversation, customer, plan, usage)
         fresh, fresh_customer = await repository.lock_conversation_and_customer(session, conversation.id)
         draft = plan.reply is not None and not plan.reply.handoff
         withdraw = None
@@ -228,20 +237,20 @@ async def _decide(
             if plan.confirmations:
                 fresh_customer.opted_out_at = customer.opted_out_at
             log.info("turn.draft_withdrawn", conversation=conversation.id, reason=withdraw)
-            return _Plan(confirmations=plan.confirmations, silent_reason=withdraw, usage=usage), fresh, messages
+            return _Plan(confirmations=plan.confirmations, silent_reason=withdraw, usage=list(usage)), fresh, messages
         newer = await repository.lock_unprocessed_inbound(session, conversation.id, after_id=messages[-1].id)
         # No regeneration once the budget or the turn's LLM requests are spent: the newer messages get a turn of
         # their own (with a budget of its own) instead of a fourth and fifth draft.
         spent = budget.spent() or sum(u.requests for u in usage) >= resources.settings.llm.max_requests_per_turn
-        if not newer or attempt >= max_regenerations or spent or timed_out:
+        if not newer or attempt >= max_regenerations or spent:
             _apply_changes(conversation, fresh)
             _apply_changes(customer, fresh_customer)
             await savepoint.commit()
-            repository.add_llm_usage(session, conversation.id, plan.usage, "timed_out" if timed_out else "sent")
+            repository.add_llm_usage(session, conversation.id, plan.usage, "sent")
             if newer:
                 # They stay unprocessed; the turn scheduled by their own arrival answers them next.
                 log.info("turn.regeneration_limit", conversation=conversation.id, left=len(newer))
-            plan.usage = usage
+            plan.usage = list(usage)
             return plan, fresh, messages
         await savepoint.rollback()
         repository.add_llm_usage(session, conversation.id, plan.usage, "discarded")
@@ -287,36 +296,33 @@ async def _generate(
     conversation: Conversation,
     customer: Customer,
     plan: _Plan,
-) -> bool:
-    """Run the agent for the plan's messages within the budget; True when it overran the budget."""
+    usage: list[LLMUsage],
+) -> None:
+    """Run the agent for the plan's messages; its LLM requests end at the budget's deadline."""
     started = time.perf_counter()
-    usage = LLMUsage()
-    plan.usage = [usage]
-    request = ReplyRequest(
-        session=session,
-        resources=resources,
-        conversation=conversation,
-        customer=customer,
-        new_messages=tuple(plan.agent_messages),
-        deadline=budget.llm_deadline,
-        usage=usage,
+    generation = LLMUsage()
+    plan.usage = [generation]
+    usage.append(generation)
+    plan.reply = await generator(
+        ReplyRequest(
+            session=session,
+            resources=resources,
+            conversation=conversation,
+            customer=customer,
+            new_messages=tuple(plan.agent_messages),
+            deadline=budget.llm_deadline,
+            usage=generation,
+        )
     )
-    try:
-        async with asyncio.timeout_at(budget.deadline):
-            plan.reply = await generator(request)
-    except TimeoutError:
-        log.warning("turn.budget_exhausted", conversation=conversation.id, requests=usage.requests)
-        return True
     log.info(
         "turn.generated",
         conversation=conversation.id,
         messages=len(plan.agent_messages),
         model=plan.reply.model,
         handoff=plan.reply.handoff,
-        requests=usage.requests,
+        requests=generation.requests,
         ms=round((time.perf_counter() - started) * 1000),
     )
-    return False
 
 
 def _handoff(
@@ -335,17 +341,26 @@ def _handoff(
     return AgentReply(text=playbook.messages.handoff.get(language), model="none", handoff=True)
 
 
-async def give_up(resources: Resources, conversation_id: int, outcome: TurnOutcome, *, reason: str) -> None:
+async def give_up(
+    resources: Resources,
+    conversation_id: int,
+    outcome: TurnOutcome,
+    *,
+    reason: str,
+    usage: Sequence[LLMUsage] = (),
+) -> None:
     """The burst cannot be answered by the agent: tell the customer a manager takes over, and flag the chat.
 
-    Never silent: the handoff text goes out unless the customer opted out or a manager already owns the chat."""
+    Never silent: the handoff text goes out unless the customer opted out or a manager already owns the chat.
+    `usage`: what the abandoned generations asked the LLMs (recorded as timed out)."""
     async with unit_of_work(resources.sessionmaker) as session:
         await _advisory_lock(session, conversation_id)
+        repository.add_llm_usage(session, conversation_id, usage, "timed_out")
         messages = await repository.lock_unprocessed_inbound(session, conversation_id)
         if not messages:
             return
         conversation, customer = await repository.lock_conversation_and_customer(session, conversation_id)
-        plan = _Plan(silent_reason="silent_opted_out" if customer.opted_out_at is not None else None)
+        plan = _Plan(silent_reason="silent_opted_out" if customer.opted_out_at is not None else None, usage=list(usage))
         if human_owns(conversation, utcnow()):
             plan.silent_reason = "silent_human_owner"
         conversation.needs_attention = True
