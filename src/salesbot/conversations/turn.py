@@ -220,8 +220,23 @@ async def _decide(
             plan.silent_reason = "silent_human_owner"
         if plan.silent_reason is None:
             await _generate(session, resources, generator, budget, conversation, customer, plan, usage)
-        fresh, fresh_customer = await repository.lock_conversation_and_customer(session, conversation.id)
         draft = plan.reply is not None and not plan.reply.handoff
+        echoes = await repository.unapplied_manager_echoes(session, conversation.id) if draft else []
+        if echoes:
+            # A manager wrote from the provider's inbox meanwhile and the takeover job has not run yet (the worker
+            # may be busy): apply it now, outside the draft, and decide again with the chat's new owner.
+            await savepoint.rollback()
+            repository.add_llm_usage(session, conversation.id, plan.usage, "withdrawn")
+            for echo_id in echoes:
+                await service.apply_manager_echo(
+                    session, conversation.id, echo_id, hours=resources.settings.conversation.human_takeover_hours
+                )
+            state = await repository.read_detached(session, conversation.id)
+            assert state is not None
+            conversation, customer = state
+            log.info("turn.draft_withdrawn", conversation=conversation.id, reason="manager_echo")
+            continue
+        fresh, fresh_customer = await repository.lock_conversation_and_customer(session, conversation.id)
         withdraw = None
         if fresh.status is ConversationStatus.CLOSED:
             withdraw = "conversation_closed"
