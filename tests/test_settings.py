@@ -162,3 +162,16 @@ def test_production_with_an_llm_key_is_accepted(monkeypatch: pytest.MonkeyPatch)
     real_secrets(monkeypatch)
     settings = Settings(**{**PRODUCTION_OK, "llm": {"model": "gpt-4o-mini", "api_key": "sk-" + STRONG}})
     assert settings.llm.model == "gpt-4o-mini"
+
+
+def test_turn_budget_is_below_the_job_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings()
+    assert (defaults.turn_budget_seconds, defaults.worker_job_timeout_seconds) == (25, 45)
+    # Unset with a short job timeout: half of it, so the turn still ends before arq cancels it.
+    monkeypatch.setenv("WORKER_JOB_TIMEOUT_SECONDS", "20")
+    assert Settings().turn_budget_seconds == 10
+    monkeypatch.setenv("TURN_BUDGET_SECONDS", "12")
+    assert Settings().turn_budget_seconds == 12
+    monkeypatch.setenv("TURN_BUDGET_SECONDS", "20")
+    with pytest.raises(ValidationError, match="TURN_BUDGET_SECONDS must be below WORKER_JOB_TIMEOUT_SECONDS"):
+        Settings()

@@ -243,6 +243,10 @@ class Settings(BaseSettings):
     worker_job_timeout_seconds: float = Field(default=45.0, ge=1, le=600)
     # How long a signed document link (a quotation PDF sent to a customer) stays valid.
     document_link_days: float = Field(default=7.0, gt=0, le=365)
+    # A turn's whole time (every model request, fallback and regeneration); then the offline responder answers or
+    # the chat is handed to a manager. Below the job timeout so a turn ends before arq cancels it (when unset and
+    # the job timeout is 50 s or less, half of it).
+    turn_budget_seconds: float = Field(default=25.0, gt=0, le=600)
 
     wazzup: WazzupSettings = Field(default_factory=WazzupSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
@@ -308,6 +312,16 @@ class Settings(BaseSettings):
     @classmethod
     def _known_region(cls, value: str) -> str:
         return supported_region(value)
+
+    @model_validator(mode="after")
+    def _turn_budget_below_job_timeout(self) -> Self:
+        if self.turn_budget_seconds < self.worker_job_timeout_seconds:
+            return self
+        if "turn_budget_seconds" in self.model_fields_set:
+            raise ValueError("TURN_BUDGET_SECONDS must be below WORKER_JOB_TIMEOUT_SECONDS")
+        # The default (25 s) does not fit a short job timeout: leave the turn half of it for its answer.
+        self.turn_budget_seconds = self.worker_job_timeout_seconds / 2
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Self:

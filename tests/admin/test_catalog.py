@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from salesbot.knowledge.documents import content_hash, product_document
 from salesbot.knowledge.embeddings import get_embedder
 from salesbot.knowledge.search import HybridSearch
-from salesbot.models import Author, DeliveryStatus, KnowledgeChunk, Product, SalesStage
+from salesbot.models import Author, DeliveryStatus, KnowledgeChunk, LlmUsage, Product, SalesStage
 from salesbot.settings import Settings
 from tests.admin.conftest import csrf_from
 from tests.reporting.factories import add_message, make_chat, make_product, make_quote
@@ -235,6 +235,7 @@ async def test_dashboard_shows_numbers_and_charts_without_any_external_resource(
         await add_message(session, chat, "hi")
         await add_message(session, chat, "hello", author=Author.BOT, latency_ms=900, cost=Decimal("0.002"))
         await add_message(session, chat, "lost", author=Author.BOT, status=DeliveryStatus.FAILED)
+        session.add(LlmUsage(conversation_id=chat.conversation.id, outcome="sent", requests=1, cost=Decimal("0.002")))
         await session.commit()
     response = await manager.get("/admin/dashboard", params={"days": "7"})
     assert response.status_code == 200

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salesbot.knowledge.embeddings import get_embedder
-from salesbot.models import Author, Product, SalesStage
+from salesbot.models import Author, LlmUsage, Product, SalesStage
 from salesbot.settings import Settings
 from tests.reporting.factories import add_message, make_chat, make_product, make_quote
 
@@ -187,6 +187,11 @@ async def test_stats_are_the_dashboard_numbers(api: httpx.AsyncClient, sessionma
         chat = await make_chat(session, stage=SalesStage.QUOTING)
         await add_message(session, chat, "hello")
         await add_message(session, chat, "hi!", author=Author.BOT, latency_ms=700, cost=Decimal("0.004"))
+        session.add(
+            LlmUsage(
+                conversation_id=chat.conversation.id, outcome="sent", requests=1, tokens_in=9, cost=Decimal("0.004")
+            )
+        )
         await session.commit()
     response = await api.get("/api/v1/stats", params={"days": 3})
     assert response.status_code == 200
@@ -196,6 +201,7 @@ async def test_stats_are_the_dashboard_numbers(api: httpx.AsyncClient, sessionma
     assert {entry["stage"]: entry["conversations"] for entry in body["funnel"]}["quoting"] == 1
     assert (body["totals"]["inbound_messages"], body["totals"]["outbound_messages"]) == (1, 1)
     assert Decimal(body["totals"]["llm_cost"]) == Decimal("0.004")
+    assert (body["totals"]["llm_requests"], body["totals"]["llm_tokens_in"]) == (1, 9)
     assert body["agent_latency"] == {"p50_ms": 700, "p95_ms": 700, "samples": 1}
     assert body["current"]["active_conversations"] == 1
     for days in ("0", "367", "x"):

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesbot.models import Author, DeliveryStatus, Owner, SalesStage
+from salesbot.models import Author, DeliveryStatus, LlmUsage, Owner, SalesStage
 from salesbot.reporting.stats import compute_stats, window
 from tests.reporting.factories import add_message, make_chat
 
@@ -76,6 +76,27 @@ async def test_stats_count_what_happened_in_the_window(db_session: AsyncSession)
     ancient = await make_chat(db_session, created_at=NOW - timedelta(days=40), last_message_at=NOW - timedelta(days=40))
     await add_message(db_session, ancient, "old", at=NOW - timedelta(days=40))
 
+    # What the LLM was asked: the two sent replies, a draft discarded for newer messages, and an old turn.
+    for conversation, outcome, cost, at in [
+        (fast, "sent", "0.010000", today),
+        (slow, "sent", "0.020000", today),
+        (slow, "discarded", "0.005000", today),
+        (ancient, "sent", "0.500000", NOW - timedelta(days=40)),
+    ]:
+        db_session.add(
+            LlmUsage(
+                conversation_id=conversation.conversation.id,
+                outcome=outcome,
+                model="m",
+                requests=2,
+                tokens_in=300,
+                tokens_out=40,
+                cost=Decimal(cost),
+                created_at=at,
+            )
+        )
+    await db_session.flush()
+
     stats = await compute_stats(db_session, days=2, now=NOW)
 
     assert stats.days == 2
@@ -91,7 +112,9 @@ async def test_stats_count_what_happened_in_the_window(db_session: AsyncSession)
     assert stats.totals.outbound_messages == 5  # 3 bot parts + the failed one + the manager's; not the cancelled
     assert stats.totals.failed_deliveries == 1
     assert stats.totals.handoffs == 2  # `slow` (request_human) and `human` (a manager wrote)
-    assert stats.totals.llm_cost == Decimal("0.030000")
+    # The discarded draft was paid for too.
+    assert stats.totals.llm_cost == Decimal("0.035000")
+    assert (stats.totals.llm_requests, stats.totals.llm_tokens_in, stats.totals.llm_tokens_out) == (6, 900, 120)
 
     # Replies after 3 s and 11 s: percentile_cont interpolates.
     assert (stats.reply_latency.p50_ms, stats.reply_latency.p95_ms, stats.reply_latency.samples) == (7000, 10600, 2)
@@ -102,7 +125,7 @@ async def test_stats_count_what_happened_in_the_window(db_session: AsyncSession)
     assert day_before.reply_latency_p50_ms is None
     assert (day.new_conversations, day.inbound_messages, day.failed_deliveries, day.handoffs) == (1, 2, 1, 1)
     assert day.reply_latency_p95_ms == 10600
-    assert day.llm_cost == Decimal("0.030000")
+    assert day.llm_cost == Decimal("0.035000")
 
     assert (stats.current.active_conversations, stats.current.owned_by_human) == (4, 1)
 

@@ -1,5 +1,6 @@
 """Takeover race: a manager answers from the Wazzup inbox (an `isEcho: true` webhook) while the bot is still
-generating its reply to the same customer. The bot's reply must not be sent, and the bot stays silent after.
+generating its reply to the same customer. The takeover does not wait for the model; the bot's draft never
+reaches the outbox, and the bot stays silent after.
 Chats without a manager are answered as usual (the control group shows the pipeline was working).
 """
 
@@ -68,10 +69,12 @@ async def run_takeover_race(make_system: MakeSystem, reliability: dict[str, Any]
             if chat in raced:
                 assert owners[conversation] is Owner.HUMAN
                 outbound = sorted(row.author.value for row in mine if row.direction is Direction.OUTBOUND)
-                assert outbound == ["bot", "manager"]
-                # The draft was written, then withdrawn before any send.
-                assert [row.delivery_status for row in bot] == [DeliveryStatus.CANCELLED]
-                withdrawn.append(bot[0].error)
+                # The echo arrived while the LLM generated: the turn withdraws its draft when it comes to commit
+                # (it applies the takeover itself if the takeover job has not run yet), so normally the draft never
+                # reaches the outbox; one written just before the echo is cancelled before any send.
+                assert outbound in (["manager"], ["bot", "manager"])
+                assert [row.delivery_status for row in bot] in ([], [DeliveryStatus.CANCELLED])
+                withdrawn.append("never in the outbox" if not bot else f"cancelled: {bot[0].error}")
             else:
                 assert owners[conversation] is Owner.BOT
                 assert [row.delivery_status for row in bot] == [DeliveryStatus.SENT]
@@ -79,7 +82,7 @@ async def run_takeover_race(make_system: MakeSystem, reliability: dict[str, Any]
             {
                 "raced_chats": races,
                 "bot_replies_sent_to_raced_chats": sum(len(by_chat.get(chat, [])) for chat in raced),
-                "withdrawn_because": sorted(set(filter(None, withdrawn))),
+                "drafts": {reason: withdrawn.count(reason) for reason in sorted(set(withdrawn))},
                 "control_chats_answered": sum(len(by_chat.get(chat, [])) for chat in control),
             }
         )

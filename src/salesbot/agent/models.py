@@ -5,15 +5,22 @@ LLM_BASE_URL with LLM_API_KEY. Each request gets a short deadline and no SDK ret
 a 429 moves on to the next model at once instead of retrying the same one. Within one turn, an LLM that failed
 is not asked again: a turn takes several model requests, and waiting for a dead LLM's timeout on each of them
 would outlast the worker's job timeout. The worst case for a turn is one timeout per configured LLM.
+
+The turn's budget (TURN_BUDGET_SECONDS) bounds the whole chain: every LLM request is cut at the turn's deadline
+and, once it has passed, LLMs are not asked at all, so the offline responder (last in the chain) answers. Every
+request to an LLM is counted into the turn's `LLMUsage`, whether its draft is sent or not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
+from decimal import Decimal
 
 from pydantic_ai import ModelAPIError, UnexpectedModelBehavior
 from pydantic_ai.messages import ModelMessage, ModelResponse
@@ -26,6 +33,7 @@ from pydantic_ai.settings import ModelSettings
 
 from salesbot.agent.offline import OFFLINE_MODEL_NAME as OFFLINE_MODEL_NAME
 from salesbot.agent.offline import offline_model
+from salesbot.agent.reply import LLMUsage
 from salesbot.kit.logging import get_logger
 from salesbot.settings import LLMSettings
 
@@ -33,22 +41,72 @@ log = get_logger(__name__)
 
 _cache: dict[str, Model] = {}
 _lock = threading.Lock()
-# Names of the LLMs that failed during the current turn (None outside a turn).
-_failed_this_turn: ContextVar[set[str] | None] = ContextVar("salesbot_failed_llms", default=None)
+
+
+@dataclass
+class _TurnScope:
+    # Names of the LLMs that failed during the turn.
+    failed: set[str]
+    # Loop time when the turn's budget runs out (None: no budget).
+    deadline: float | None
+    usage: LLMUsage
+
+
+_scope: ContextVar[_TurnScope | None] = ContextVar("salesbot_turn_scope", default=None)
 
 
 @contextmanager
-def turn_scope() -> Iterator[None]:
-    """One agent turn: LLMs that fail inside it are skipped for the rest of it."""
-    token = _failed_this_turn.set(set())
+def turn_scope(*, deadline: float | None = None, usage: LLMUsage | None = None) -> Iterator[LLMUsage]:
+    """One agent turn: LLMs that fail inside it are skipped for the rest of it, no LLM request outlives
+    `deadline`, and every LLM request is counted into `usage` (yielded)."""
+    scope = _TurnScope(failed=set(), deadline=deadline, usage=usage if usage is not None else LLMUsage())
+    token = _scope.set(scope)
     try:
-        yield
+        yield scope.usage
     finally:
-        _failed_this_turn.reset(token)
+        _scope.reset(token)
+
+
+class Metered(WrapperModel):
+    """Counts every request to the wrapped LLM into the turn's usage, the failed ones too (a request that timed
+    out may still be billed; its tokens are unknown)."""
+
+    async def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        scope = _scope.get()
+        try:
+            response = await super().request(messages, model_settings, model_request_parameters)
+        except BaseException:
+            if scope is not None:
+                scope.usage.add(model=None)
+            raise
+        if scope is not None and response.model_name != OFFLINE_MODEL_NAME:
+            usage = response.usage
+            scope.usage.add(
+                model=response.model_name or self.model_name,
+                tokens_in=usage.input_tokens,
+                tokens_out=usage.output_tokens,
+                cost=Decimal(usage.cost) if usage.cost is not None else None,
+            )
+        return response
+
+
+def metered(model: Model) -> Model:
+    """`model` with its LLM requests counted: the chain of `build_model` counts per LLM already."""
+    if isinstance(model, Metered | SkipAfterFailure) or model.model_name == OFFLINE_MODEL_NAME:
+        return model
+    if isinstance(model, FallbackModel) and any(isinstance(inner, SkipAfterFailure) for inner in model.models):
+        return model
+    return Metered(model)
 
 
 class SkipAfterFailure(WrapperModel):
-    """An LLM that, once it failed in the current turn, fails at once for the rest of the turn.
+    """An LLM that, once it failed in the current turn, fails at once for the rest of the turn, and whose requests
+    end at the turn's deadline (`ModelAPIError` then, so the chain moves on to the offline responder).
 
     Any exception counts, including the cancellation by the request deadline (which `FallbackModel` turns into
     `ModelRequestTimeout` outside this wrapper). The skip raises `ModelAPIError`, so the chain moves on.
@@ -60,15 +118,24 @@ class SkipAfterFailure(WrapperModel):
         model_settings: ModelSettings | None,
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
-        failed = _failed_this_turn.get()
-        if failed is not None and self.model_name in failed:
-            raise ModelAPIError(self.model_name, "skipped: it already failed in this turn")
-        try:
+        scope = _scope.get()
+        if scope is None:
             return await super().request(messages, model_settings, model_request_parameters)
+        if self.model_name in scope.failed:
+            raise ModelAPIError(self.model_name, "skipped: it already failed in this turn")
+        remaining = None if scope.deadline is None else scope.deadline - asyncio.get_running_loop().time()
+        if remaining is not None and remaining <= 0:
+            raise ModelAPIError(self.model_name, "skipped: the turn's time budget is spent")
+        try:
+            async with asyncio.timeout(remaining):
+                return await super().request(messages, model_settings, model_request_parameters)
+        except TimeoutError as exc:
+            scope.failed.add(self.model_name)
+            log.warning("agent.llm_cut_by_turn_budget", model=self.model_name)
+            raise ModelAPIError(self.model_name, "cut: the turn's time budget ran out") from exc
         except BaseException:
-            if failed is not None:
-                failed.add(self.model_name)
-                log.warning("agent.llm_failed", model=self.model_name)
+            scope.failed.add(self.model_name)
+            log.warning("agent.llm_failed", model=self.model_name)
             raise
 
 
@@ -103,9 +170,15 @@ def build_model(llm: LLMSettings) -> Model:
     if not llm.base_url and not api_key:
         log.error("agent.llm_misconfigured", detail="LLM_MODEL is set but neither LLM_BASE_URL nor LLM_API_KEY")
         return offline
-    chain: list[Model] = [SkipAfterFailure(chat_model(name, llm)) for name in names]
+    return model_chain([chat_model(name, llm) for name in names])
+
+
+def model_chain(llms: list[Model]) -> Model:
+    """The LLMs in order, each counted, skipped after a failure and cut at the turn's deadline, then the offline
+    responder."""
+    chain: list[Model] = [SkipAfterFailure(Metered(llm)) for llm in llms]
     # A 200 that is not a completion (a gateway's HTML page, an error object) is an LLM failure like a 500: move on.
-    return FallbackModel(*chain, offline, fallback_on=(ModelAPIError, UnexpectedModelBehavior))
+    return FallbackModel(*chain, offline_model(), fallback_on=(ModelAPIError, UnexpectedModelBehavior))
 
 
 def _cache_key(llm: LLMSettings) -> str:

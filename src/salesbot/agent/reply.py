@@ -19,6 +19,27 @@ from salesbot.models import Conversation, Customer, Message
 from salesbot.resources import Resources
 
 
+@dataclass
+class LLMUsage:
+    """What the LLMs were asked during one generation, counted per request as it happens (so a draft that is
+    discarded, or a run cut by the turn's budget, still reports the requests it made)."""
+
+    requests: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: Decimal = Decimal(0)
+    # The last LLM that answered (None: no LLM answered, e.g. only the offline responder).
+    model: str | None = None
+
+    def add(self, *, model: str | None, tokens_in: int = 0, tokens_out: int = 0, cost: Decimal | None = None) -> None:
+        self.requests += 1
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
+        self.cost += cost or Decimal(0)
+        if model is not None:
+            self.model = model
+
+
 @dataclass(frozen=True)
 class ReplyRequest:
     session: AsyncSession
@@ -27,6 +48,11 @@ class ReplyRequest:
     customer: Customer
     # The customer's messages of this burst, already persisted, oldest first.
     new_messages: Sequence[Message]
+    # When the turn's budget runs out (`asyncio` loop time); LLM requests are cut there and the offline responder
+    # answers instead. None: no budget (evaluation, direct calls).
+    deadline: float | None = None
+    # Filled by the generator with every LLM request it makes.
+    usage: LLMUsage = field(default_factory=LLMUsage)
 
 
 @dataclass(frozen=True)

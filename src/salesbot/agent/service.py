@@ -1,7 +1,8 @@
 """`generate_reply(ReplyRequest) -> AgentReply`: one conversation turn through the sales agent.
 
 The turn: detect the language, mask PII, load history (+ rolling summary) and the returning-customer profile,
-run the agent with the model chain under a per-turn usage limit, unmask the reply, and record the turn
+run the agent with the model chain under a per-turn usage limit and the turn's deadline (LLM requests end there
+and the offline responder answers instead), unmask the reply, and record the turn
 (model that answered, fallback, tokens, cost, latency, tool calls). Outcomes that are not a normal answer:
 
 - usage limit hit -> the chat goes to a manager, with a polite last message (never silence);
@@ -39,10 +40,10 @@ from salesbot.agent.deps import AgentDeps, CustomerProfile
 from salesbot.agent.grounding import as_money, figures
 from salesbot.agent.history import load_history, message_text, turn_prompt
 from salesbot.agent.language import conversation_language
-from salesbot.agent.models import OFFLINE_MODEL_NAME, llm_names, model_for, turn_scope
+from salesbot.agent.models import OFFLINE_MODEL_NAME, llm_names, metered, model_for, turn_scope
 from salesbot.agent.pii import SKU_MIN_DIGITS, PiiMasker
 from salesbot.agent.playbook import Playbook, load_playbook
-from salesbot.agent.reply import AgentReply, ReplyRequest
+from salesbot.agent.reply import AgentReply, LLMUsage, ReplyRequest
 from salesbot.agent.tools import hand_to_human
 from salesbot.agent.turn_context import turn_context
 from salesbot.kit.logging import get_logger
@@ -98,6 +99,8 @@ class SalesAgentService:
             customer=request.customer,
             new_messages=request.new_messages,
             redis=request.resources.redis,
+            deadline=request.deadline,
+            usage=request.usage,
         )
 
     def playbook(self, settings: Settings) -> Playbook:
@@ -115,7 +118,11 @@ class SalesAgentService:
         customer: Customer,
         new_messages: Sequence[Message],
         redis: Redis | None = None,
+        deadline: float | None = None,
+        usage: LLMUsage | None = None,
     ) -> AgentReply:
+        """The reply to `new_messages`. LLM requests end at `deadline` (loop time; then the offline responder
+        answers) and are counted into `usage`."""
         started = time.perf_counter()
         playbook = self.playbook(settings)
         pii = PiiMasker(
@@ -151,7 +158,7 @@ class SalesAgentService:
         )
         prompt = turn_prompt(new_messages, pii, dict(turn_context(deps)))
         try:
-            run = await self._run(deps, prompt, history, settings)
+            run = await self._run(deps, prompt, history, settings, deadline=deadline, usage=usage)
             reply_text = pii.unmask(run.text)
         finally:
             # New placeholders must survive the turn so later turns (and the reply) resolve the same way.
@@ -177,16 +184,24 @@ class SalesAgentService:
         return names[0] if names else OFFLINE_MODEL_NAME
 
     async def _run(
-        self, deps: AgentDeps, prompt: Sequence[Any], history: list[ModelMessage], settings: Settings
+        self,
+        deps: AgentDeps,
+        prompt: Sequence[Any],
+        history: list[ModelMessage],
+        settings: Settings,
+        *,
+        deadline: float | None,
+        usage: LLMUsage | None,
     ) -> _RunResult:
         limit = settings.llm.max_requests_per_turn
         limits = UsageLimits(request_limit=limit, tool_calls_limit=limit * TOOL_CALLS_PER_REQUEST)
         known = {id(message) for message in history}
         messages: list[ModelMessage] = []
-        with turn_scope(), capture_run_messages() as captured:
+        model = metered(self.model(settings))
+        with turn_scope(deadline=deadline, usage=usage), capture_run_messages() as captured:
             try:
                 result = await sales_agent.run(
-                    prompt, message_history=history, deps=deps, model=self.model(settings), usage_limits=limits
+                    prompt, message_history=history, deps=deps, model=model, usage_limits=limits
                 )
                 return _RunResult(result.output, result.new_messages(), "answered")
             except UsageLimitExceeded:

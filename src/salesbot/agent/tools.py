@@ -17,6 +17,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 from pydantic_ai import ModelRetry, RunContext, Tool, ToolReturn
 from pydantic_ai.tools import ToolDefinition
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import InstanceState
 
 from salesbot.agent import repository
 from salesbot.agent.deps import MAX_STAGE_HISTORY, AgentDeps, SelectedItem, StageChange
@@ -89,6 +91,9 @@ async def _failure(deps: AgentDeps, tool: str) -> ToolReturn:
     # The savepoint was rolled back, which expires what it had changed: reload it now, as the rest of the run
     # reads these objects synchronously (instructions, other tools).
     for instance in (deps.conversation, deps.customer):
+        state: InstanceState[Any] = sa_inspect(instance)
+        if state.detached:
+            continue  # the turn's detached copy: the rollback did not touch it
         try:
             await deps.session.refresh(instance)
         except Exception:

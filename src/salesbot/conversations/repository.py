@@ -9,7 +9,9 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
+from salesbot.agent.reply import LLMUsage
 from salesbot.models import (
     Author,
     Channel,
@@ -18,6 +20,7 @@ from salesbot.models import (
     Customer,
     DeliveryStatus,
     Direction,
+    LlmUsage,
     Message,
     Owner,
 )
@@ -186,3 +189,59 @@ async def cancel_pending_bot_messages(session: AsyncSession, conversation_id: in
         .values(delivery_status=DeliveryStatus.CANCELLED, error=reason)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# --- the turn: read without locks, lock to commit, usage -------------------------------------------------------
+
+
+async def read_detached(session: AsyncSession, conversation_id: int) -> tuple[Conversation, Customer] | None:
+    """The conversation and its customer as of now, detached: the agent's changes to them stay in memory until
+    the commit step applies them, so generating locks neither row."""
+    conversation = await session.scalar(
+        select(Conversation).where(Conversation.id == conversation_id).execution_options(populate_existing=True)
+    )
+    if conversation is None:
+        return None
+    customer = await session.get_one(Customer, conversation.customer_id, populate_existing=True)
+    session.expunge(conversation)
+    session.expunge(customer)
+    set_committed_value(conversation, "customer", customer)
+    return conversation, customer
+
+
+async def lock_conversation_and_customer(session: AsyncSession, conversation_id: int) -> tuple[Conversation, Customer]:
+    """The rows as committed by everyone else, locked until the turn commits (a manager's action waits a moment
+    for the commit, never for the model)."""
+    conversation = await session.scalar(
+        select(Conversation)
+        .where(Conversation.id == conversation_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    assert conversation is not None  # conversations are never deleted while messages wait
+    customer = await session.scalar(
+        select(Customer)
+        .where(Customer.id == conversation.customer_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    assert customer is not None
+    return conversation, customer
+
+
+def add_llm_usage(session: AsyncSession, conversation_id: int, usages: Sequence[LLMUsage], outcome: str) -> None:
+    """One `llm_usage` row per generation that asked an LLM (in the turn's transaction, outside any savepoint)."""
+    for usage in usages:
+        if not usage.requests:
+            continue
+        session.add(
+            LlmUsage(
+                conversation_id=conversation_id,
+                outcome=outcome,
+                model=usage.model,
+                requests=usage.requests,
+                tokens_in=usage.tokens_in,
+                tokens_out=usage.tokens_out,
+                cost=usage.cost,
+            )
+        )

@@ -28,7 +28,9 @@ MAX_MANAGER_TEXT_LENGTH = 20_000
 
 async def _conversation(session: AsyncSession, conversation_id: int, *, lock: bool = True) -> Conversation:
     query = select(Conversation).where(Conversation.id == conversation_id)
-    conversation = await session.scalar(query.with_for_update() if lock else query)
+    # FOR NO KEY UPDATE: a running turn may hold a key-share lock on the row (its quotes reference it); a
+    # manager's action must not wait for that turn's model.
+    conversation = await session.scalar(query.with_for_update(key_share=True) if lock else query)
     if conversation is None:
         raise NotFoundError(f"conversation {conversation_id} not found")
     return conversation

@@ -15,16 +15,15 @@ from salesbot.inbox import burst
 from salesbot.kit.errors import NotFoundError
 from salesbot.kit.logging import get_logger
 from salesbot.kit.redis_lock import FlaggingLock
-from salesbot.models import Conversation
 from salesbot.models._columns import utcnow
 from salesbot.outbox.service import schedule_delivery
-from salesbot.resources import Resources
 from salesbot.settings import Settings
 from salesbot.worker_context import WorkerContext
 
 log = get_logger(__name__)
 
-# A failing agent (a bug, a database error mid-turn) is retried this often before a manager is asked to step in.
+# A failing agent (a bug, a database error mid-turn) is retried this often; the turn itself stops generating after
+# `turn.MAX_TURN_ATTEMPTS` and hands the chat over, and the last retry hands it over if even that failed.
 TURN_ATTEMPTS = 3
 # Customer messages still unprocessed this long after the debounce cap are recovered by the sweep.
 SWEEP_GRACE_SECONDS = 10
@@ -74,8 +73,8 @@ async def run_turn(ctx: WorkerContext, conversation_id: int) -> str:
             log.exception("turn.error_retrying", conversation=conversation_id, attempt=attempt)
             raise Retry(defer=2 * 4 ** (attempt - 1)) from exc
         log.exception("turn.failed", conversation=conversation_id, attempt=attempt)
-        await _give_up(resources, conversation_id)
-        return "failed"
+        outcome = turn.TurnOutcome(conversation_id)
+        await turn.give_up(resources, conversation_id, outcome, reason="the assistant kept failing; please take over")
     finally:
         if await lock.release():
             await burst.schedule_turn_now(redis, conversation_id)
@@ -85,16 +84,6 @@ async def run_turn(ctx: WorkerContext, conversation_id: int) -> str:
     if outcome.moved_to is not None:
         await burst.schedule_turn_now(redis, outcome.moved_to)
     return outcome.result
-
-
-async def _give_up(resources: Resources, conversation_id: int) -> None:
-    """The turn keeps failing: mark the burst handled and flag the chat, instead of retrying forever."""
-    async with unit_of_work(resources.sessionmaker) as session:
-        messages = await repository.lock_unprocessed_inbound(session, conversation_id)
-        await repository.mark_processed(session, [m.id for m in messages], now=utcnow())
-        conversation = await session.get(Conversation, conversation_id)
-        if conversation is not None:
-            conversation.needs_attention = True
 
 
 async def apply_takeover(ctx: WorkerContext, conversation_id: int, message_id: int) -> bool:

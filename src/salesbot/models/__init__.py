@@ -12,6 +12,7 @@ from salesbot.models.enums import (
     SalesStage,
 )
 from salesbot.models.knowledge_chunk import KnowledgeChunk
+from salesbot.models.llm_usage import LlmUsage
 from salesbot.models.message import Message
 from salesbot.models.product import EMBEDDING_DIM, Product
 from salesbot.models.quote import Quote
@@ -26,6 +27,7 @@ __all__ = [
     "DeliveryStatus",
     "Direction",
     "KnowledgeChunk",
+    "LlmUsage",
     "Message",
     "Owner",
     "Product",

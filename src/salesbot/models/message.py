@@ -66,6 +66,9 @@ class Message(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Inbound: when a turn consumed the message (NULL = still waiting for a turn, recoverable after a crash).
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Inbound: how many turns started on the message (counted and committed before generating); a message that
+    # keeps failing its turn gets the handoff message instead of another attempt.
+    turn_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=sql_text("0"))
     # Outbound replies: the newest customer message the reply answers.
     in_reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
     # Turn records for bot replies.

@@ -6,7 +6,8 @@ Definitions (days are UTC calendar days):
 - agent latency: the agent's generation time recorded on the turn (model calls and tools);
 - handoffs: conversations in which a manager wrote, or the agent called `request_human`, on that day;
 - failed deliveries: outbound messages whose delivery ended `failed`;
-- LLM cost: the sum of the per-turn cost recorded on bot replies.
+- LLM cost, requests and tokens: every generation of every turn (`llm_usage`), including drafts that were
+  discarded, withdrawn or cut by the turn budget, so they match what the LLM provider bills.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from salesbot.models import (
     ConversationStatus,
     DeliveryStatus,
     Direction,
+    LlmUsage,
     Message,
     Owner,
     SalesStage,
@@ -73,6 +75,9 @@ class Totals(BaseModel):
     handoffs: int
     failed_deliveries: int
     llm_cost: Decimal
+    llm_requests: int
+    llm_tokens_in: int
+    llm_tokens_out: int
 
 
 class CurrentState(BaseModel):
@@ -174,13 +179,27 @@ async def compute_stats(session: AsyncSession, *, days: int, now: datetime) -> D
             func.count().filter(
                 and_(Message.direction == Direction.OUTBOUND, Message.delivery_status == DeliveryStatus.FAILED)
             ),
-            func.coalesce(func.sum(Message.cost), literal(Decimal(0))),
             func.count(func.distinct(Message.conversation_id)).filter(_is_handoff()),
         )
         .where(_in_window(Message.created_at, since, until))
         .group_by("day")
     )
     messages_by_day = {row[0]: row[1:] for row in message_rows}
+
+    usage_rows = await session.execute(
+        select(
+            _day(LlmUsage.created_at).label("day"),
+            func.coalesce(func.sum(LlmUsage.cost), literal(Decimal(0))),
+            func.coalesce(func.sum(LlmUsage.requests), 0),
+            func.coalesce(func.sum(LlmUsage.tokens_in), 0),
+            func.coalesce(func.sum(LlmUsage.tokens_out), 0),
+        )
+        .where(_in_window(LlmUsage.created_at, since, until))
+        .group_by("day")
+    )
+    usage_by_day: dict[date, tuple[Decimal, int, int, int]] = {
+        row[0]: (Decimal(row[1] or 0), int(row[2]), int(row[3]), int(row[4])) for row in usage_rows
+    }
 
     latency = _reply_latency_ms().label("latency_ms")
     replies = (
@@ -231,7 +250,8 @@ async def compute_stats(session: AsyncSession, *, days: int, now: datetime) -> D
     per_day: list[DayStats] = []
     for offset in range(days):
         day = since.date() + timedelta(days=offset)
-        inbound, outbound, failed, cost, handoffs = messages_by_day.get(day, (0, 0, 0, Decimal(0), 0))
+        inbound, outbound, failed, handoffs = messages_by_day.get(day, (0, 0, 0, 0))
+        cost = usage_by_day.get(day, (Decimal(0), 0, 0, 0))[0]
         lat50, lat95 = latency_by_day.get(day, (None, None))
         per_day.append(
             DayStats(
@@ -259,6 +279,9 @@ async def compute_stats(session: AsyncSession, *, days: int, now: datetime) -> D
             handoffs=handoffs_total,
             failed_deliveries=sum(d.failed_deliveries for d in per_day),
             llm_cost=sum((d.llm_cost for d in per_day), Decimal(0)),
+            llm_requests=sum(u[1] for u in usage_by_day.values()),
+            llm_tokens_in=sum(u[2] for u in usage_by_day.values()),
+            llm_tokens_out=sum(u[3] for u in usage_by_day.values()),
         ),
         reply_latency=reply_latency,
         agent_latency=agent_latency,
