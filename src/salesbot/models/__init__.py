@@ -13,6 +13,7 @@ from salesbot.models.enums import (
 )
 from salesbot.models.knowledge_chunk import KnowledgeChunk
 from salesbot.models.message import Message
+from salesbot.models.message_media import MessageMedia
 from salesbot.models.product import EMBEDDING_DIM, Product
 from salesbot.models.quote import Quote
 
@@ -27,6 +28,7 @@ __all__ = [
     "Direction",
     "KnowledgeChunk",
     "Message",
+    "MessageMedia",
     "Owner",
     "Product",
     "Quote",
