@@ -26,7 +26,6 @@ from salesbot.admin.presenters import bubbles
 from salesbot.kit.phones import mask_phone, phone_from_chat_id
 from salesbot.media import repository as media_repository
 from salesbot.models import (
-    MessageMedia,
     Author,
     Conversation,
     ConversationStatus,
@@ -35,6 +34,7 @@ from salesbot.models import (
     Direction,
     KnowledgeChunk,
     Message,
+    MessageMedia,
     Owner,
     Product,
     Quote,
