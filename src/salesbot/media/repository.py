@@ -47,3 +47,14 @@ async def get_with_data(session: AsyncSession, media_id: int) -> MessageMedia | 
 
 async def prepared(session: AsyncSession, message_id: int) -> bool:
     return bool(await session.scalar(select(exists().where(MessageMedia.message_id == message_id))))
+
+
+async def recent_customer_texts(session: AsyncSession, conversation_id: int, *, limit: int = 10) -> list[str]:
+    """The customer's latest texts, oldest first (what tells the language they write in)."""
+    result = await session.scalars(
+        select(Message.text)
+        .where(Message.conversation_id == conversation_id, Message.direction == Direction.INBOUND, Message.text != "")
+        .order_by(Message.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(list(result)))

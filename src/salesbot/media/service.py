@@ -88,6 +88,7 @@ async def _fetch(
         downloaded: DownloadedMedia = await provider.download_media(media, limits=limits(resources))
     except MediaRefusedError as exc:
         row.status, row.error = exc.reason, str(exc)[:500]
+        row.content_type = exc.content_type or row.content_type
         log.info("media.refused", message=message.id, reason=exc.reason)
         return row
     except MediaUnavailableError as exc:
@@ -144,10 +145,10 @@ async def _keep(resources: Resources, message_id: int, rows: Sequence[MessageMed
                 conversation.language = language
 
 
-def _language(request: ReplyRequest) -> str:
-    return conversation_language(
-        [message.text for message in request.new_messages], current=request.conversation.language
-    )
+async def _language(request: ReplyRequest) -> str:
+    """The language the customer last wrote (or spoke) in; the conversation's, else English."""
+    texts = await repository.recent_customer_texts(request.session, request.conversation.id)
+    return conversation_language(texts, current=request.conversation.language)
 
 
 def answering(generator: ReplyGenerator) -> ReplyGenerator:
@@ -172,7 +173,7 @@ def answering(generator: ReplyGenerator) -> ReplyGenerator:
             log.info("media.flagged", conversation=request.conversation.id, files=len(files))
         unanswered = {message.id for message in unheard}
         bare = {message.id for message in files if not message.text.strip()}
-        language = _language(request)
+        language = await _language(request)
         ask = ASK_TO_TYPE.get(language, ASK_TO_TYPE["en"]) if unheard else ""
         if all(message.id in unanswered | bare for message in request.new_messages):
             text = ask or ACKNOWLEDGE_FILE.get(language, ACKNOWLEDGE_FILE["en"])

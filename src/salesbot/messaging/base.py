@@ -64,9 +64,10 @@ class DownloadedMedia:
 class MediaRefusedError(Exception):
     """The file breaks a limit (`reason`: too_large, type_refused): it is not kept, and never retried."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: str, detail: str = "", *, content_type: str | None = None) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.content_type = content_type
 
 
 class MediaUnavailableError(Exception):

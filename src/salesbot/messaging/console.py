@@ -234,9 +234,9 @@ class ConsoleProvider:
         data = stored[b"data"]
         content_type = _decode(stored[b"content_type"])
         if not limits.allows(content_type):
-            raise MediaRefusedError("type_refused", content_type)
+            raise MediaRefusedError("type_refused", content_type, content_type=content_type)
         if len(data) > limits.max_bytes:
-            raise MediaRefusedError("too_large", f"{len(data)} bytes")
+            raise MediaRefusedError("too_large", f"{len(data)} bytes", content_type=content_type)
         return DownloadedMedia(bytes(data), content_type, _decode(stored[b"filename"]) or None)
 
     async def send_template(self, chat_id: str, *, idempotency_key: str) -> SendResult:

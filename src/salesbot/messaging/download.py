@@ -44,15 +44,17 @@ async def fetch_limited(
             content_type = response.headers.get("content-type") or content_type_hint or "application/octet-stream"
             content_type = content_type.split(";")[0].strip().lower()
             if not limits.allows(content_type):
-                raise MediaRefusedError("type_refused", content_type)
+                raise MediaRefusedError("type_refused", content_type, content_type=content_type)
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
-                raise MediaRefusedError("too_large", f"{declared} bytes")
+                raise MediaRefusedError("too_large", f"{declared} bytes", content_type=content_type)
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > limits.max_bytes:
-                    raise MediaRefusedError("too_large", f"more than {limits.max_bytes} bytes")
+                    raise MediaRefusedError(
+                        "too_large", f"more than {limits.max_bytes} bytes", content_type=content_type
+                    )
             return DownloadedMedia(bytes(body), content_type, _filename(response))
     except httpx.HTTPError as exc:
         raise MediaUnavailableError(type(exc).__name__) from exc

@@ -213,10 +213,10 @@ class MetaProvider:
                 raise MediaUnavailableError(f"media lookup: HTTP {response.status_code}")
             hint = info.get("mime_type") if isinstance(info.get("mime_type"), str) else hint
             if hint and not limits.allows(hint):
-                raise MediaRefusedError("type_refused", hint)
+                raise MediaRefusedError("type_refused", hint, content_type=hint)
             size = info.get("file_size")
             if isinstance(size, int | str) and str(size).isdigit() and int(size) > limits.max_bytes:
-                raise MediaRefusedError("too_large", f"{size} bytes")
+                raise MediaRefusedError("too_large", f"{size} bytes", content_type=hint)
             url = info["url"]
         return await fetch_limited(self._http, url, limits=limits, headers=headers, content_type_hint=hint)
 
