@@ -38,7 +38,7 @@ def upgrade() -> None:
             ["message_id"], ["messages.id"], name=op.f("fk_message_media_message_id_messages"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_message_media")),
-        sa.UniqueConstraint("message_id", "position", name=op.f("uq_message_media_message_id")),
+        sa.UniqueConstraint("message_id", "position", name=op.f("uq_message_media_message_id_position")),
     )
     op.create_index(op.f("ix_message_media_message_id"), "message_media", ["message_id"], unique=False)
 
