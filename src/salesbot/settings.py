@@ -134,7 +134,9 @@ class MediaSettings(BaseSettings):
     allowed_types: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["audio/*", "image/*", "application/pdf"]
     )
-    download_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
+    # Downloads and transcription run inside the turn job: keep download + 2 x TRANSCRIBE_TIMEOUT_SECONDS + the
+    # LLM's time under WORKER_JOB_TIMEOUT_SECONDS.
+    download_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
     _split = field_validator("allowed_types", mode="before")(_split_csv)
 
@@ -148,7 +150,7 @@ class TranscribeSettings(BaseSettings):
     base_url: str = ""
     api_key: SecretStr = SecretStr("")
     model: str = "whisper-1"
-    timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    timeout_seconds: float = Field(default=12.0, gt=0, le=300)
 
     @property
     def configured(self) -> bool:

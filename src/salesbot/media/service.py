@@ -63,6 +63,10 @@ def is_voice(message: Message) -> bool:
     return message.content_type in ("audio", "voice", "ptt")
 
 
+# Files that say something without needing a manager: the agent sees "(sent a sticker)" and answers.
+_NOT_FOR_A_MANAGER = frozenset({"sticker"})
+
+
 async def prepare(resources: Resources, providers: Providers, conversation_id: int) -> int:
     """Fetch (and transcribe) the files of the conversation's waiting customer messages; returns how many."""
     async with unit_of_work(resources.sessionmaker) as session:
@@ -165,7 +169,7 @@ def answering(generator: ReplyGenerator) -> ReplyGenerator:
             kept = by_message.get(message.id, [])
             if is_voice(message) and not any(row.transcription == "transcribed" for row in kept):
                 unheard.append(message)
-            elif message.media and not (is_voice(message) and kept):
+            elif message.media and not is_voice(message) and message.content_type not in _NOT_FOR_A_MANAGER:
                 files.append(message)
         if files:
             # The agent reads text only: a manager looks at photos and documents (visible in the admin).
