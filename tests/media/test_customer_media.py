@@ -324,3 +324,31 @@ async def test_a_simulated_voice_note_is_transcribed_and_answered(pipeline: Pipe
     history = await pipeline.client.get("/simulator/api/history", params={"phone": "+15550100"})
     texts = [(m["direction"], m["text"]) for m in history.json()["messages"]]
     assert texts == [("inbound", "Do you deliver to Dubai?"), ("outbound", "Answer to: Do you deliver to Dubai?")]
+
+
+async def test_a_photo_with_a_caption_gets_the_agents_answer_and_a_manager(
+    pipeline: Pipeline, wazzup_store: FakeMediaStore
+) -> None:
+    wazzup_store.files["/p1/"] = StoredFile(JPEG_PHOTO, "image/jpeg")
+    payload = wazzup_message(
+        CHAT, "Do you have this one?", type="image", contentUri=f"{WAZZUP_STORE}/p1/?filename=f9eb7a1d.jpg"
+    )
+    assert (await pipeline.wazzup({"messages": [payload]})).status_code == 200
+    await pipeline.worker.drain()
+
+    assert sent_texts(pipeline) == ["Answer to: Do you have this one?"]
+    [conversation] = await pipeline.conversations()
+    assert conversation.needs_attention
+    [media] = await kept(pipeline)
+    assert media.data == JPEG_PHOTO
+
+
+async def test_a_sticker_is_left_to_the_agent(pipeline: Pipeline) -> None:
+    response = await post_meta(pipeline, meta_fixture("sticker", message_id="wamid.sticker-media-1"))
+    assert response.status_code == 200, response.text
+    await pipeline.worker.drain()
+
+    [call] = pipeline.generator.calls
+    assert call.content_types == ("sticker",)
+    [conversation] = await pipeline.conversations()
+    assert not conversation.needs_attention
