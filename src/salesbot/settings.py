@@ -126,6 +126,39 @@ class LLMSettings(BaseSettings):
     _split = field_validator("fallback_models", mode="before")(_split_csv)
 
 
+class MediaSettings(BaseSettings):
+    """Files customers send (voice notes, photos, documents): what the worker downloads and keeps."""
+
+    model_config = _config("MEDIA_")
+
+    max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    # MIME types kept; "type/*" matches a whole family.
+    allowed_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["audio/*", "image/*", "application/pdf"]
+    )
+    # Downloads and transcription run inside the turn job: keep download + 2 x TRANSCRIBE_TIMEOUT_SECONDS + the
+    # LLM's time under WORKER_JOB_TIMEOUT_SECONDS.
+    download_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    _split = field_validator("allowed_types", mode="before")(_split_csv)
+
+
+class TranscribeSettings(BaseSettings):
+    """An OpenAI-compatible speech-to-text endpoint for voice notes (unset: customers are asked to type)."""
+
+    model_config = _config("TRANSCRIBE_")
+
+    # Ends in /v1 like LLM_BASE_URL; the request goes to {base_url}/audio/transcriptions.
+    base_url: str = ""
+    api_key: SecretStr = SecretStr("")
+    model: str = "whisper-1"
+    timeout_seconds: float = Field(default=12.0, gt=0, le=300)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url.strip())
+
+
 class EmbeddingSettings(BaseSettings):
     model_config = _config("EMBEDDING_")
 
@@ -252,6 +285,8 @@ class Settings(BaseSettings):
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     meta: MetaSettings = Field(default_factory=MetaSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    transcribe: TranscribeSettings = Field(default_factory=TranscribeSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     inventory: InventorySettings = Field(default_factory=InventorySettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)

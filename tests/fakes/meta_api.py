@@ -98,6 +98,9 @@ class FakeMetaApi:
     lost: list[Sent] = field(default_factory=list)
     # Messages accepted, with their callback data, by wamid (what the status webhooks report).
     callback_data: dict[str, str | None] = field(default_factory=dict)
+    # Customer media by media id: what `GET /{version}/{media_id}` answers (url, mime_type, sha256, file_size).
+    media: dict[str, dict[str, Any]] = field(default_factory=dict)
+    media_lookups: list[str] = field(default_factory=list)
 
     @property
     def path(self) -> str:
@@ -108,6 +111,14 @@ class FakeMetaApi:
         self.calls += 1
         if headers.get("authorization") != f"Bearer {self.access_token}":
             return graph_error(190, status=401), False
+        if method == "GET" and path.startswith(f"/{self.version}/") and path.count("/") == 2:
+            media_id = path.rsplit("/", 1)[-1]
+            self.media_lookups.append(media_id)
+            if media_id not in self.media:
+                return graph_error(
+                    100, details=f"Unsupported get request. Object with ID '{media_id}' does not exist"
+                ), False
+            return (200, {"messaging_product": "whatsapp", **self.media[media_id], "id": media_id}), False
         if method != "POST" or path != self.path:
             return graph_error(100, details=f"Unsupported {method} request to {path}"), False
         try:

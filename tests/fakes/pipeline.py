@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+import respx
 from arq.connections import ArqRedis
 from sqlalchemy import select
 
@@ -138,6 +139,8 @@ class Pipeline:
     wazzup_api: FakeWazzupApi
     twilio_api: FakeTwilioApi
     meta_api: FakeMetaApi
+    # The respx router faking every outbound HTTP request: tests add routes for other hosts (media stores).
+    router: respx.MockRouter | None = None
 
     @property
     def redis(self) -> ArqRedis:
@@ -212,7 +215,9 @@ async def pipeline(
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_BASE_URL) as client:
                 try:
-                    yield Pipeline(resources, client, generator, worker, wazzup_api, twilio_api, meta_api)
+                    yield Pipeline(
+                        resources, client, generator, worker, wazzup_api, twilio_api, meta_api, router=router
+                    )
                 finally:
                     generator.release()
                     await worker.stop()

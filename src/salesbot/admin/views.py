@@ -15,6 +15,7 @@ from sqladmin.filters import BooleanFilter
 from sqlalchemy import Select, false, select
 from sqlalchemy.orm import defer, selectinload
 from starlette.datastructures import URL
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from wtforms.validators import DataRequired, Length, NumberRange, Regexp
@@ -23,6 +24,7 @@ from salesbot.admin.auth import csrf_token
 from salesbot.admin.filters import DistinctValuesFilter, EnumFilter
 from salesbot.admin.presenters import bubbles
 from salesbot.kit.phones import mask_phone, phone_from_chat_id
+from salesbot.media import repository as media_repository
 from salesbot.models import (
     Author,
     Conversation,
@@ -32,6 +34,7 @@ from salesbot.models import (
     Direction,
     KnowledgeChunk,
     Message,
+    MessageMedia,
     Owner,
     Product,
     Quote,
@@ -84,6 +87,13 @@ def _parse_id(raw: object) -> int | None:
         value = int(raw)
         return value if 0 < value < 2**63 else None
     return None
+
+
+def _files_by_message(files: list[MessageMedia]) -> dict[int, list[MessageMedia]]:
+    grouped: dict[int, list[MessageMedia]] = {}
+    for row in files:
+        grouped.setdefault(row.message_id, []).append(row)
+    return grouped
 
 
 def _search_term(term: str) -> str:
@@ -211,11 +221,13 @@ class ConversationAdmin(SalesbotModelView, model=Conversation):
         async with self.site.resources.sessionmaker() as session:
             messages = await repository.list_messages(session, pk)
             quotes = await repository.list_quotes(session, pk)
+            files = await media_repository.media_of(session, [m.id for m in messages])
         transcript = bubbles(messages)
         return {
             "bubbles": transcript,
             "turns": [bubble.turn for bubble in transcript if bubble.turn is not None],
             "quotes": quotes,
+            "files": _files_by_message(files),
             "failed_count": sum(1 for b in transcript if b.status is DeliveryStatus.FAILED),
             "csrf_token": csrf_token(request),
             "takeover_hours": self.site.salesbot_settings.conversation.human_takeover_hours,
@@ -227,6 +239,29 @@ class ConversationAdmin(SalesbotModelView, model=Conversation):
 
     def action_url(self, request: Request, action: str, pk: int) -> URL:
         return request.url_for(f"admin:view-{self.identity}-{action}", pk=str(pk))
+
+    @expose("/{pk}/media/{media_id}", methods=["GET"])
+    async def media(self, request: Request) -> Response:
+        """A file the customer sent (voice note, photo, document), as downloaded from the provider."""
+        pk, media_id = _pk(request), _parse_id(request.path_params.get("media_id"))
+        if pk is None or media_id is None:
+            raise HTTPException(status_code=404)
+        async with self.site.resources.sessionmaker() as session:
+            found = await media_repository.get_with_data(session, media_id)
+            message = await session.get(Message, found.message_id) if found is not None else None
+        if found is None or found.data is None or message is None or message.conversation_id != pk:
+            raise HTTPException(status_code=404)
+        return Response(
+            found.data,
+            media_type=found.content_type or "application/octet-stream",
+            # Never rendered as a page of ours: a customer's file could be HTML or SVG with scripts.
+            headers={
+                "Content-Disposition": f'inline; filename="media-{found.id}"',
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "sandbox",
+                "Cache-Control": "private, no-store",
+            },
+        )
 
     @expose("/{pk}/take-over", methods=["POST"])
     async def take_over(self, request: Request) -> Response:

@@ -15,8 +15,10 @@ from salesbot.inbox import burst
 from salesbot.kit.errors import NotFoundError
 from salesbot.kit.logging import get_logger
 from salesbot.kit.redis_lock import FlaggingLock
+from salesbot.media import service as media
 from salesbot.models._columns import utcnow
 from salesbot.outbox.service import schedule_delivery
+from salesbot.outbox.tasks import providers
 from salesbot.settings import Settings
 from salesbot.worker_context import WorkerContext
 
@@ -64,7 +66,9 @@ async def run_turn(ctx: WorkerContext, conversation_id: int) -> str:
                 redis, conversation_id, generation=take.generation, due_ms=take.due_ms, wait_ms=take.wait_ms
             )
             return "waiting"
-        outcome = await turn.run_turn(resources, reply_generator(ctx), conversation_id)
+        # Customer files are fetched (voice notes transcribed) before the turn, outside its transaction.
+        await media.prepare(resources, providers(ctx), conversation_id)
+        outcome = await turn.run_turn(resources, media.answering(reply_generator(ctx)), conversation_id)
     except (Retry, asyncio.CancelledError):
         raise
     except Exception as exc:

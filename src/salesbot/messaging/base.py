@@ -42,6 +42,41 @@ class Media:
 
 
 @dataclass(frozen=True)
+class MediaLimits:
+    """What the worker accepts when it downloads a customer's file (`MEDIA_*` settings)."""
+
+    max_bytes: int
+    # MIME types; "audio/*" matches a whole family.
+    allowed_types: tuple[str, ...]
+    timeout_seconds: float = 20.0
+
+    def allows(self, content_type: str) -> bool:
+        mime = content_type.split(";")[0].strip().lower()
+        family = mime.split("/")[0] + "/*"
+        return any(allowed.strip().lower() in (mime, family) for allowed in self.allowed_types)
+
+
+@dataclass(frozen=True)
+class DownloadedMedia:
+    data: bytes
+    content_type: str
+    filename: str | None = None
+
+
+class MediaRefusedError(Exception):
+    """The file breaks a limit (`reason`: too_large, type_refused): it is not kept, and never retried."""
+
+    def __init__(self, reason: str, detail: str = "", *, content_type: str | None = None) -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.content_type = content_type
+
+
+class MediaUnavailableError(Exception):
+    """The file could not be fetched (network, 4xx/5xx, expired link, unknown reference)."""
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     """A message the customer wrote (any type: text, image, vcard, unsupported, ...)."""
 
@@ -232,6 +267,14 @@ class MessagingProvider(Protocol):
     async def send_media(
         self, chat_id: str, url: str, *, idempotency_key: str, caption: str | None = None
     ) -> SendResult: ...
+
+    async def download_media(self, media: Media, *, limits: MediaLimits) -> DownloadedMedia:
+        """Fetch a file the customer sent with the provider's credentials, within `limits`.
+
+        Raises `MediaRefusedError` for a file over the size limit or of a type not allowed (checked before the
+        body is read where the provider says it up front) and `MediaUnavailableError` when it cannot be fetched.
+        """
+        ...
 
     async def send_template(self, chat_id: str, *, idempotency_key: str) -> SendResult:
         """Send the configured closed-window template (raises `ProviderNotConfiguredError` without one)."""

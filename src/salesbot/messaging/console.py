@@ -1,13 +1,15 @@
 """The console provider: a real channel for development, the web simulator and `salesbot chat`.
 
 Inbound: `POST /webhooks/console` with JSON `{"phone": "+15550100", "text": "...", "name": "optional",
-"id": "optional client message id"}` (only while `settings.console_provider_enabled`). Outbound: each sent
-message is appended to a Redis stream per chat (and stays in the `messages` table like any other channel);
+"id": "optional client message id", "media": "a reference from `store_media`", "media_type": "audio"}` (only
+while `settings.console_provider_enabled`; `text` may be empty with `media`). Outbound: each sent message is
+appended to a Redis stream per chat (and stays in the `messages` table like any other channel);
 `read_replies` / `wait_for_replies` read it from a cursor, so a terminal or a web page can poll or long-poll.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -20,9 +22,14 @@ from redis.asyncio import Redis
 from salesbot.kit.hashing import short_hash
 from salesbot.kit.phones import normalize_phone
 from salesbot.messaging.base import (
+    DownloadedMedia,
     InboundEvent,
     InboundMessage,
     MalformedWebhookError,
+    Media,
+    MediaLimits,
+    MediaRefusedError,
+    MediaUnavailableError,
     ProviderNotConfiguredError,
     SendResult,
     WebhookRejectedError,
@@ -36,6 +43,9 @@ MAX_INBOUND_TEXT_LENGTH = 10_000
 STREAM_MAXLEN = 500
 RETENTION_SECONDS = 7 * 24 * 3600
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
+# A file the simulator uploaded: kept in Redis (like the replies, for a week) under `console:<sha256>`.
+MEDIA_PREFIX = "console:"
+_MEDIA_REF = re.compile(r"^console:[0-9a-f]{64}$")
 
 # Appends the reply to the chat's stream once per idempotency key; returns the provider message id.
 _SEND_ONCE = """
@@ -95,6 +105,21 @@ async def wait_for_replies(
     return replies
 
 
+def _media_key(reference: str) -> str:
+    return f"sb:console:media:{reference.removeprefix(MEDIA_PREFIX)}"
+
+
+async def store_media(redis: Redis, data: bytes, *, content_type: str, filename: str | None = None) -> str:
+    """Keep an uploaded file for the worker to "download"; returns the reference to post with the message."""
+    reference = MEDIA_PREFIX + hashlib.sha256(data).hexdigest()
+    fields = {"data": data, "content_type": content_type, "filename": filename or ""}
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(_media_key(reference), mapping=fields)
+        pipe.expire(_media_key(reference), RETENTION_SECONDS)
+        await pipe.execute()
+    return reference
+
+
 class ConsoleProvider:
     """Development channel: inbound JSON from the simulator or terminal, outbound into a Redis stream."""
 
@@ -140,14 +165,19 @@ class ConsoleProvider:
             raise MalformedWebhookError(f"body is not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
             raise MalformedWebhookError("body must be a JSON object")
-        phone, text, name, client_id = body.get("phone"), body.get("text"), body.get("name"), body.get("id")
+        phone, text, name, client_id = body.get("phone"), body.get("text", ""), body.get("name"), body.get("id")
+        media_ref, media_type = body.get("media"), body.get("media_type")
         if not isinstance(phone, str):
             raise MalformedWebhookError("`phone` (string) is required")
         try:
             chat_id = normalize_phone(phone)
         except ValueError as exc:
             raise MalformedWebhookError(str(exc)) from exc
-        if not isinstance(text, str) or not text.strip():
+        if media_ref is not None and (not isinstance(media_ref, str) or not _MEDIA_REF.match(media_ref)):
+            raise MalformedWebhookError("`media` must be a reference returned by the simulator's upload")
+        if media_type is not None and media_type not in ("audio", "image", "document"):
+            raise MalformedWebhookError("`media_type` must be audio, image or document")
+        if not isinstance(text, str) or (not text.strip() and media_ref is None):
             raise MalformedWebhookError("`text` (non-empty string) is required")
         if len(text) > MAX_INBOUND_TEXT_LENGTH:
             raise MalformedWebhookError(f"`text` is longer than {MAX_INBOUND_TEXT_LENGTH} characters")
@@ -162,6 +192,8 @@ class ConsoleProvider:
                 provider_message_id=client_id or f"console-in-{uuid.uuid4().hex}",
                 chat_id=chat_id,
                 text=clean_text(text),
+                content_type=(media_type or "document") if media_ref else "text",
+                media=(Media(url=media_ref),) if media_ref else (),
                 contact_name=(clean_text(name).strip()[:200] or None) if name else None,
                 sent_at=datetime.now(UTC),
             )
@@ -188,6 +220,20 @@ class ConsoleProvider:
     ) -> SendResult:
         text = f"{caption}\n{url}" if caption else url
         return await self.send_text(chat_id, text, idempotency_key=idempotency_key)
+
+    async def download_media(self, media: Media, *, limits: MediaLimits) -> DownloadedMedia:
+        if not _MEDIA_REF.match(media.url):
+            raise MediaUnavailableError("not a console media reference")
+        stored = await self._redis.hgetall(_media_key(media.url))  # type: ignore[misc]
+        if not stored:
+            raise MediaUnavailableError("the uploaded file expired")
+        data = stored[b"data"]
+        content_type = _decode(stored[b"content_type"])
+        if not limits.allows(content_type):
+            raise MediaRefusedError("type_refused", content_type, content_type=content_type)
+        if len(data) > limits.max_bytes:
+            raise MediaRefusedError("too_large", f"{len(data)} bytes", content_type=content_type)
+        return DownloadedMedia(bytes(data), content_type, _decode(stored[b"filename"]) or None)
 
     async def send_template(self, chat_id: str, *, idempotency_key: str) -> SendResult:
         raise ProviderNotConfiguredError("window_closed", "the console channel has no templates")

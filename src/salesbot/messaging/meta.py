@@ -32,8 +32,13 @@ from salesbot.kit.hashing import short_hash
 from salesbot.kit.logging import get_logger
 from salesbot.messaging import meta_webhook
 from salesbot.messaging.base import (
+    DownloadedMedia,
     InboundEvent,
     MalformedWebhookError,
+    Media,
+    MediaLimits,
+    MediaRefusedError,
+    MediaUnavailableError,
     OptedOutError,
     PermanentProviderError,
     ProviderNotConfiguredError,
@@ -45,6 +50,7 @@ from salesbot.messaging.base import (
     WindowClosedError,
     transport_error,
 )
+from salesbot.messaging.download import fetch_limited
 from salesbot.models import Channel
 from salesbot.settings import MetaSettings
 
@@ -190,6 +196,31 @@ class MetaProvider:
         elif caption:
             content["caption"] = caption[:CAPTION_LIMIT]
         return await self._send(chat_id, kind, content, idempotency_key)
+
+    async def download_media(self, media: Media, *, limits: MediaLimits) -> DownloadedMedia:
+        """Two steps: `GET /{version}/{media_id}` answers a short-lived URL (with the type and size), which is then
+        downloaded with the same bearer token (Meta refuses it without)."""
+        token = self._settings.access_token.get_secret_value()
+        if not token:
+            raise MediaUnavailableError("META_ACCESS_TOKEN is not set")
+        headers = {"Authorization": f"Bearer {token}"}
+        url, hint = media.url, media.content_type
+        if url.startswith(self._graph() + "/"):
+            try:
+                response = await self._http.get(url, headers=headers, timeout=limits.timeout_seconds)
+                info = response.json() if response.status_code < 400 else None
+            except (httpx.HTTPError, ValueError) as exc:
+                raise MediaUnavailableError(f"media lookup: {type(exc).__name__}") from exc
+            if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+                raise MediaUnavailableError(f"media lookup: HTTP {response.status_code}")
+            hint = info.get("mime_type") if isinstance(info.get("mime_type"), str) else hint
+            if hint and not limits.allows(hint):
+                raise MediaRefusedError("type_refused", hint, content_type=hint)
+            size = info.get("file_size")
+            if isinstance(size, int | str) and str(size).isdigit() and int(size) > limits.max_bytes:
+                raise MediaRefusedError("too_large", f"{size} bytes", content_type=hint)
+            url = info["url"]
+        return await fetch_limited(self._http, url, limits=limits, headers=headers, content_type_hint=hint)
 
     async def send_template(self, chat_id: str, *, idempotency_key: str) -> SendResult:
         template = self._settings.template_name_and_language

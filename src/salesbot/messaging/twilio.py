@@ -21,10 +21,13 @@ import httpx
 
 from salesbot.kit.logging import get_logger
 from salesbot.messaging.base import (
+    DownloadedMedia,
     InboundEvent,
     InboundMessage,
     MalformedWebhookError,
     Media,
+    MediaLimits,
+    MediaUnavailableError,
     OptedOutError,
     PermanentProviderError,
     ProviderNotConfiguredError,
@@ -40,6 +43,7 @@ from salesbot.messaging.base import (
     transport_error,
     valid_id,
 )
+from salesbot.messaging.download import fetch_limited
 from salesbot.models import Channel, DeliveryStatus
 from salesbot.settings import TwilioSettings
 
@@ -234,6 +238,17 @@ class TwilioProvider:
         if caption:
             fields["Body"] = caption
         return await self._create(chat_id, fields)
+
+    async def download_media(self, media: Media, *, limits: MediaLimits) -> DownloadedMedia:
+        # `MediaUrl{N}` needs HTTP basic auth (account SID + auth token) unless the account disabled it; Twilio
+        # answers with a redirect to a short-lived storage URL, which `fetch_limited` follows.
+        token = self._settings.auth_token.get_secret_value()
+        if not self._settings.account_sid or not token:
+            raise MediaUnavailableError("TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN are not set")
+        auth = httpx.BasicAuth(self._settings.account_sid, token)
+        return await fetch_limited(
+            self._http, media.url, limits=limits, auth=auth, content_type_hint=media.content_type
+        )
 
     async def send_template(self, chat_id: str, *, idempotency_key: str) -> SendResult:
         if not self._settings.window_template_sid:

@@ -17,11 +17,13 @@ import httpx
 
 from salesbot.kit.logging import get_logger
 from salesbot.messaging.base import (
+    DownloadedMedia,
     EchoMessage,
     InboundEvent,
     InboundMessage,
     MalformedWebhookError,
     Media,
+    MediaLimits,
     PermanentProviderError,
     ProviderNotConfiguredError,
     RateLimitedError,
@@ -37,6 +39,7 @@ from salesbot.messaging.base import (
     transport_error,
     valid_id,
 )
+from salesbot.messaging.download import fetch_limited
 from salesbot.models import Channel, DeliveryStatus
 from salesbot.settings import WazzupSettings
 
@@ -245,6 +248,10 @@ class WazzupProvider:
         if caption:
             await self._send(chat_id, {"text": caption}, f"{idempotency_key}:caption")
         return await self._send(chat_id, {"contentUri": url}, idempotency_key)
+
+    async def download_media(self, media: Media, *, limits: MediaLimits) -> DownloadedMedia:
+        # Wazzup's `contentUri` is a plain link to its file store: no credentials.
+        return await fetch_limited(self._http, media.url, limits=limits)
 
     async def send_template(self, chat_id: str, *, idempotency_key: str) -> SendResult:
         if not self._settings.window_template_id:

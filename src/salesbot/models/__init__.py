@@ -14,6 +14,7 @@ from salesbot.models.enums import (
 from salesbot.models.knowledge_chunk import KnowledgeChunk
 from salesbot.models.llm_usage import LlmUsage
 from salesbot.models.message import Message
+from salesbot.models.message_media import MessageMedia
 from salesbot.models.product import EMBEDDING_DIM, Product
 from salesbot.models.quote import Quote
 
@@ -29,6 +30,7 @@ __all__ = [
     "KnowledgeChunk",
     "LlmUsage",
     "Message",
+    "MessageMedia",
     "Owner",
     "Product",
     "Quote",

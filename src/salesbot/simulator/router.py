@@ -6,14 +6,15 @@ from datetime import datetime
 from importlib.resources import files
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from salesbot.dependencies import RedisDep, SessionDep
+from salesbot.dependencies import RedisDep, SessionDep, SettingsDep
 from salesbot.kit.phones import normalize_phone
-from salesbot.messaging.console import read_replies
+from salesbot.messaging.base import MediaLimits
+from salesbot.messaging.console import read_replies, store_media
 from salesbot.models import Author, DeliveryStatus, Direction
 from salesbot.simulator import repository
 
@@ -55,6 +56,11 @@ class Reply(BaseModel):
     message_id: str
     text: str
     sent_at: datetime
+
+
+class Upload(BaseModel):
+    media: str = Field(description="post it to /webhooks/console as `media` (with `media_type`)")
+    media_type: str = Field(description="audio, image or document")
 
 
 class Replies(BaseModel):
@@ -127,3 +133,22 @@ async def replies(
         replies=[Reply(cursor=r.cursor, message_id=r.message_id, text=r.text, sent_at=r.sent_at) for r in found],
         typing=await repository.turn_under_way(session, chat_id),
     )
+
+
+@router.post("/api/media", summary="Keep a file (a simulated voice note, photo or document) for a console message")
+async def upload_media(redis: RedisDep, settings: SettingsDep, file: UploadFile) -> Upload:
+    """The file stays in Redis like the console's replies; the worker fetches it as it would from a provider."""
+    if not settings.console_provider_enabled:
+        raise HTTPException(status_code=404, detail="Not Found")
+    limits = MediaLimits(max_bytes=settings.media.max_bytes, allowed_types=tuple(settings.media.allowed_types))
+    content_type = (file.content_type or "application/octet-stream").split(";")[0].strip().lower()
+    if not limits.allows(content_type):
+        raise HTTPException(status_code=415, detail=f"{content_type} files are not accepted (MEDIA_ALLOWED_TYPES)")
+    data = await file.read(limits.max_bytes + 1)
+    if not data:
+        raise HTTPException(status_code=422, detail="the file is empty")
+    if len(data) > limits.max_bytes:
+        raise HTTPException(status_code=413, detail="the file is larger than MEDIA_MAX_BYTES")
+    family = content_type.split("/")[0]
+    reference = await store_media(redis, data, content_type=content_type, filename=(file.filename or "")[:200] or None)
+    return Upload(media=reference, media_type=family if family in ("audio", "image") else "document")
