@@ -6,6 +6,8 @@ also in Arabic and Russian) and `demo/knowledge/` its policies (company, deliver
 from __future__ import annotations
 
 import asyncio
+import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,25 @@ DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_PRODUCTS = DEMO_DIR / "products.csv"
 DEMO_KNOWLEDGE = DEMO_DIR / "knowledge"
 DEMO_CURRENCY = "AED"
+# A line of a demo description written in Arabic or Cyrillic script (the translations).
+_TRANSLATED_LINE = re.compile(r"[\u0400-\u04ff\u0600-\u06ff]")
+
+
+def write_english_only_catalog(target: Path) -> Path:
+    """The demo catalog as most businesses have theirs, in one language: its Arabic and Russian description
+    lines removed. Written to `target` (a .csv); the search benchmark and the multilingual tests load it."""
+    with DEMO_PRODUCTS.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = list(reader.fieldnames or [])
+        rows = list(reader)
+    for row in rows:
+        lines = row["description"].splitlines()
+        row["description"] = "\n".join(line for line in lines if not _TRANSLATED_LINE.search(line)).strip()
+    with target.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return target
 
 
 @dataclass(frozen=True)
