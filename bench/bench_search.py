@@ -24,7 +24,8 @@ COPY with the HNSW index dropped; the index is then built once and timed. Measur
   recall against the exact filtered answer and how often all 10 rows came back;
 - full hybrid search (`HybridSearch.search_products`: query embedding, HNSW + full-text, RRF, row fetch).
 
-Writes bench/results/search.json (and search_quality.json) and prints tables. A benchmark, not a test: numbers depend on the machine.
+Writes bench/results/search.json (and search_quality.json) and prints tables. A benchmark, not a test:
+numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -259,7 +260,7 @@ async def measure_quality(args: argparse.Namespace, url: str) -> dict[str, Any]:
         await engine.dispose()
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "quality_set": str(QUALITY_SET.relative_to(Path(__file__).resolve().parent.parent)),
+        "quality_set": f"bench/data/{QUALITY_SET.name}",
         "search": f"HybridSearch.search_products(limit={SEARCH_LIMIT}), category of each hit",
         "bge_m3": "measured" if args.bge_m3_path else "not measured: its weights cannot be downloaded here",
         "results": results,

