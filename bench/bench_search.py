@@ -1,12 +1,20 @@
-"""Search benchmark: N catalog products in pgvector, HNSW build time, top-10 latency, recall, hybrid latency.
+"""Search benchmark: quality on the demo catalog per embedder, then N catalog products in pgvector: HNSW build
+time, top-10 latency, recall, hybrid latency.
 
-    .venv/bin/python bench/bench_search.py                    # 100k products, offline embedder, embedded PostgreSQL
+    .venv/bin/python bench/bench_search.py                    # quality + 100k products, multilingual USE
+    .venv/bin/python bench/bench_search.py --quality-only     # the labelled questions only (about a minute)
+    .venv/bin/python bench/bench_search.py --model offline --skip-quality
     .venv/bin/python bench/bench_search.py --products 20000 --queries 100
     .venv/bin/python bench/bench_search.py --model BAAI/bge-m3 --model-path /models/bge-m3
     .venv/bin/python bench/bench_search.py --database-url postgresql+asyncpg://...   # an existing (scratch!) DB
 
+Quality (bench/search_quality.py): the labelled EN/AR/RU questions of bench/data/search_quality.json, plain
+and paraphrased, through the real hybrid search on the demo catalog with and without its AR/RU lines, for the
+multilingual USE and the n-gram embedder side by side (BGE-M3 too when `--bge-m3-path` points at a local copy:
+its weights cannot be downloaded on machines without Hugging Face access).
+
 Products are variants of the demo catalog (real brands, categories and price levels; model numbers, specs
-and prices varied), embedded with the offline embedder unless `--model` names a fastembed model. Loading uses
+and prices varied), embedded with `--model` (default: the multilingual USE). Loading uses
 COPY with the HNSW index dropped; the index is then built once and timed. Measured:
 
 - top-10 nearest neighbours through the HNSW index (pgvector's default `hnsw.ef_search`=40 and higher values),
@@ -16,7 +24,8 @@ COPY with the HNSW index dropped; the index is then built once and timed. Measur
   recall against the exact filtered answer and how often all 10 rows came back;
 - full hybrid search (`HybridSearch.search_products`: query embedding, HNSW + full-text, RRF, row fetch).
 
-Writes bench/results/search.json and prints a table. A benchmark, not a test: numbers depend on the machine.
+Writes bench/results/search.json (and search_quality.json) and prints tables. A benchmark, not a test:
+numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -45,11 +54,18 @@ from typing import Any
 import asyncpg
 import numpy as np
 from pgvector.asyncpg import register_vector
+from search_quality import QUALITY_SET, SEARCH_LIMIT, evaluate, load_quality_set, print_quality
 
 from salesbot.db import create_engine, create_sessionmaker
 from salesbot.devstack import EmbeddedPostgres
 from salesbot.knowledge.documents import content_hash, product_document
-from salesbot.knowledge.embeddings import Embedder, FastEmbedEmbedder, OfflineEmbedder
+from salesbot.knowledge.embeddings import (
+    USE_MODEL,
+    Embedder,
+    FastEmbedEmbedder,
+    OfflineEmbedder,
+    UniversalSentenceEncoder,
+)
 from salesbot.knowledge.search import HybridSearch
 from salesbot.knowledge.seed import DEMO_PRODUCTS
 from salesbot.knowledge.types import ProductFilters
@@ -57,6 +73,7 @@ from salesbot.knowledge.vector_index import PRODUCTS, create_vector_index, pgvec
 from salesbot.migrate import upgrade
 
 RESULTS = Path(__file__).resolve().parent / "results" / "search.json"
+QUALITY_RESULTS = RESULTS.with_name("search_quality.json")
 DATABASE = "salesbot_bench"
 VARIANTS = {
     "Laptops": ["8 GB / 256 GB", "16 GB / 512 GB", "32 GB / 1 TB", "Arabic keyboard", "3-year on-site warranty"],
@@ -227,7 +244,27 @@ async def load(connection: asyncpg.Connection, products: list[Product], vectors:
 def build_embedder(args: argparse.Namespace) -> Embedder:
     if args.model == "offline":
         return OfflineEmbedder(args.dim)
+    if args.model == USE_MODEL:
+        return UniversalSentenceEncoder(batch_size=args.batch_size)
     return FastEmbedEmbedder(args.model, model_path=args.model_path, batch_size=args.batch_size)
+
+
+async def measure_quality(args: argparse.Namespace, url: str) -> dict[str, Any]:
+    embedders: list[Embedder] = [UniversalSentenceEncoder(batch_size=args.batch_size), OfflineEmbedder(args.dim)]
+    if args.bge_m3_path:
+        embedders.append(FastEmbedEmbedder("BAAI/bge-m3", model_path=args.bge_m3_path, batch_size=args.batch_size))
+    engine = create_engine(url, pool_size=2)
+    try:
+        results = await evaluate(create_sessionmaker(engine), embedders, load_quality_set())
+    finally:
+        await engine.dispose()
+    return {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quality_set": f"bench/data/{QUALITY_SET.name}",
+        "search": f"HybridSearch.search_products(limit={SEARCH_LIMIT}), category of each hit",
+        "bge_m3": "measured" if args.bge_m3_path else "not measured: its weights cannot be downloaded here",
+        "results": results,
+    }
 
 
 async def measure(args: argparse.Namespace, embedder: Embedder, url: str) -> dict[str, Any]:
@@ -449,8 +486,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--model", default="offline", help="offline, or a fastembed model (e.g. BAAI/bge-m3)")
+    parser.add_argument(
+        "--model", default=USE_MODEL, help=f"{USE_MODEL}, offline, or a fastembed model (e.g. BAAI/bge-m3)"
+    )
     parser.add_argument("--model-path", default="", help="local folder of the fastembed model")
+    parser.add_argument("--bge-m3-path", default="", help="local copy of BAAI/bge-m3: adds it to the quality table")
+    parser.add_argument("--quality-only", action="store_true", help="only the labelled questions on the demo catalog")
+    parser.add_argument("--skip-quality", action="store_true", help="only the 100k-product measurements")
     parser.add_argument("--dim", type=int, default=1024, help="dimension of the offline embedder")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--ef-search", type=int, nargs="+", default=[40, 100, 200])
@@ -467,17 +509,23 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         server.create_database(DATABASE)
         url = server.url(DATABASE)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     try:
         upgrade(url)
-        result = asyncio.run(measure(args, embedder, url))
+        if not args.skip_quality:
+            quality = asyncio.run(measure_quality(args, url))
+            QUALITY_RESULTS.write_text(json.dumps(quality, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            print_quality(quality["results"])
+            print(f"\nwritten to {QUALITY_RESULTS}")
+        if not args.quality_only:
+            result = asyncio.run(measure(args, embedder, url))
+            args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            print_table(result)
+            print(f"\nwritten to {args.output}")
     finally:
         if server is not None:
             server.stop()
             shutil.rmtree(server.data_dir, ignore_errors=True)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print_table(result)
-    print(f"\nwritten to {args.output}")
     return 0
 
 

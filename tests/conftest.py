@@ -19,6 +19,9 @@ for _name in list(os.environ):
         "REDIS_URL",
     ):
         del os.environ[_name]
+# The suite embeds with the fast n-gram embedder (1024 dims, as the vector columns are then declared); tests of
+# the multilingual default model ask for it explicitly (tests/knowledge/test_use_embedder.py).
+os.environ["EMBEDDING_MODEL"] = "offline"
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path

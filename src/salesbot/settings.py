@@ -162,9 +162,11 @@ class TranscribeSettings(BaseSettings):
 class EmbeddingSettings(BaseSettings):
     model_config = _config("EMBEDDING_")
 
-    model: str = "offline"
+    # use-multilingual-v3 (default: installed with salesbot, no download), BAAI/bge-m3 or another fastembed model,
+    # or offline (hashed n-grams, for tests).
+    model: str = "use-multilingual-v3"
     model_path: str = ""
-    # The offline embedder's dimension (fastembed models bring their own); HNSW indexes up to 2000 dimensions.
+    # The offline embedder's dimension (the models bring their own); HNSW indexes up to 2000 dimensions.
     dim: int = Field(default=1024, ge=8, le=2000)
     batch_size: int = Field(default=32, ge=1, le=1024)
     cache_dir: str = ""

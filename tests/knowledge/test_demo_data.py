@@ -13,6 +13,7 @@ from salesbot.knowledge.embeddings import OfflineEmbedder
 from salesbot.knowledge.ingest import read_product_file
 from salesbot.knowledge.seed import DEMO_KNOWLEDGE, DEMO_PRODUCTS, seed_demo_data, seed_demo_if_empty
 from salesbot.knowledge.text import detect_language
+from salesbot.knowledge.vector_index import PRODUCTS, column_dimension
 from salesbot.models import KnowledgeChunk, Product
 from salesbot.settings import Settings
 
@@ -75,3 +76,20 @@ async def test_seed_entry_point_of_salesbot_dev(
     again = await asyncio.to_thread(seed_demo_if_empty, settings)
     assert again.products is None
     assert again.knowledge is None
+
+
+async def test_salesbot_dev_reembeds_a_catalog_of_another_model(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """`make run` after the model changed (the default did): the demo data is re-embedded, not left to full-text."""
+    await asyncio.to_thread(seed_demo_if_empty, settings)
+    other = settings.model_copy(update={"embedding": settings.embedding.model_copy(update={"dim": 256})})
+    try:
+        result = await asyncio.to_thread(seed_demo_if_empty, other)
+        assert result.products is None  # not loaded twice
+        async with sessionmaker() as session:
+            models = (await session.execute(select(Product.embedding_model).distinct())).scalars().all()
+            assert models == ["offline-ngram-v1-256"]
+            assert await column_dimension(session, PRODUCTS) == 256
+    finally:
+        await asyncio.to_thread(seed_demo_if_empty, settings)  # back to the suite's model for later tests

@@ -12,6 +12,8 @@
   `ts_rank_cd`. Rows matching every word come first; only when no row does is the AND between words relaxed
   to OR (customers write sentences, not keyword lists). Ranking an OR of common words touches a large share
   of a big catalog, so it is the fallback, not the rule; the vector branch supplies the near matches.
+- Category consensus (unless a category filter already decides it): the vector branch's candidates are
+  re-ranked by similarity plus how well their category as a whole matches the query.
 - Fusion: reciprocal rank fusion (k=60), scores normalized so a row ranked first by both branches scores 1.0.
 """
 
@@ -53,6 +55,10 @@ MIN_CANDIDATES = 20
 DESCRIPTION_CHARS = 280
 # hnsw.ef_search is capped at 1000 by pgvector.
 EF_SEARCH_MAX = 1000
+# Category consensus in the vector branch (tuned on bench/data/search_quality.json): a candidate's score is its
+# cosine similarity + CONSENSUS_WEIGHT x the mean similarity of its category's best CONSENSUS_TOP candidates.
+CONSENSUS_WEIGHT = 0.25
+CONSENSUS_TOP = 5
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,8 @@ class HybridSearch:
         vector = await self._query_vector(query)
         if vector is not None:
             vector_ids = await self.nearest_product_ids(vector, filters=filters, k=fetch)
+            if not (filters.category and filters.category.strip()):
+                vector_ids = await self._category_consensus(vector_ids, vector)
         text_ids = await self._text_ids(Product, query, conditions, fetch)
         fused = reciprocal_rank_fusion(vector_ids, text_ids)[:limit]
         if not fused and vector is None and _is_filtered(filters):
@@ -226,6 +234,28 @@ class HybridSearch:
             *product_conditions(filters),
         ]
         return await self._vector_ids(PRODUCTS, Product, base, vector, filtered=_is_filtered(filters), fetch=k)
+
+    async def _category_consensus(self, ids: list[int], vector: Vector) -> list[int]:
+        """Re-rank the vector branch's candidates by their similarity plus how well their category as a whole
+        matches (the mean of its best `CONSENSUS_TOP` candidates): a customer describing a need ("something
+        portable to work on while travelling") means a kind of product, and one lookalike of another kind
+        (a portable SSD) should not outrank several products of the kind meant."""
+        if len(ids) < 2:
+            return ids
+        similarity = (1 - Product.embedding.cosine_distance(vector)).label("similarity")
+        rows = (
+            await self.session.execute(select(Product.id, Product.category, similarity).where(Product.id.in_(ids)))
+        ).all()
+        by_category: dict[str, list[float]] = defaultdict(list)
+        for row in rows:
+            by_category[row.category].append(float(row.similarity))
+        vote = {
+            category: sum(sorted(values, reverse=True)[:CONSENSUS_TOP]) / CONSENSUS_TOP
+            for category, values in by_category.items()
+        }
+        scores = {row.id: float(row.similarity) + CONSENSUS_WEIGHT * vote[row.category] for row in rows}
+        position = {item: rank for rank, item in enumerate(ids)}
+        return sorted(scores, key=lambda item: (-scores[item], position[item]))
 
     # ---- branches -----------------------------------------------------------------------------------------
 

@@ -10,10 +10,14 @@ from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from salesbot.db import Base
+from salesbot.knowledge.embeddings import embedding_dimension
 from salesbot.models._columns import created_at_column, updated_at_column
+from salesbot.settings import get_settings
 
-# BGE-M3's dimension; `salesbot reindex` alters the column when the configured model has another one.
-EMBEDDING_DIM = 1024
+# The configured model's dimension (EMBEDDING_MODEL; 512 for the default multilingual USE, 1024 for BGE-M3), so
+# the declared column type is what `salesbot migrate` / `salesbot reindex` gave the database and `alembic check`
+# sees no drift whichever model is configured.
+EMBEDDING_DIM = embedding_dimension(get_settings().embedding)
 
 
 class Product(Base):

@@ -1,0 +1,1 @@
+"""One module per embedder; `salesbot.knowledge.embeddings` chooses one from the settings."""
