@@ -13,6 +13,7 @@ from salesbot.agent.pii import PiiMasker
 from salesbot.agent.playbook import Playbook
 from salesbot.agent.stages import FunnelState
 from salesbot.knowledge.types import CatalogSearch
+from salesbot.memory.types import RecalledFact
 from salesbot.models import Conversation, Customer
 from salesbot.settings import Settings
 
@@ -94,6 +95,8 @@ class AgentDeps:
     turn: TurnState = field(default_factory=TurnState)
     # Numbers the business itself states (playbook texts, past quotes): always grounded.
     baseline_figures: frozenset[str] = frozenset()
+    # Facts of the customer's earlier conversations relevant to this turn (memory, MMR-ranked; unmasked).
+    memories: tuple[RecalledFact, ...] = ()
     conversation_id: int = field(init=False)
 
     def __post_init__(self) -> None:

@@ -47,6 +47,7 @@ from salesbot.agent.reply import AgentReply, ReplyRequest
 from salesbot.agent.tools import hand_to_human
 from salesbot.kit.logging import get_logger
 from salesbot.knowledge.types import CatalogSearch
+from salesbot.memory.turn import recall_for_turn, remember_turn
 from salesbot.models import Conversation, Customer, Message
 from salesbot.models._columns import utcnow
 from salesbot.settings import Settings
@@ -127,6 +128,9 @@ class SalesAgentService:
         customer.language = language
         profile = await repository.customer_profile(session, customer, conversation)
         history = await load_history(session, conversation, new_messages=new_messages, pii=pii)
+        memories = await recall_for_turn(
+            session, settings, customer, conversation, " ".join(message_text(message) for message in new_messages)
+        )
         deps = AgentDeps(
             session=session,
             settings=settings,
@@ -143,6 +147,7 @@ class SalesAgentService:
             language=language,
             now=self._clock(),
             baseline_figures=frozenset(_baseline_figures(playbook, profile)),
+            memories=memories,
         )
         prompt = turn_prompt(new_messages, pii, dict(_turn_context(deps)))
         try:
@@ -152,6 +157,14 @@ class SalesAgentService:
             # New placeholders must survive the turn so later turns (and the reply) resolve the same way.
             conversation.pii_map = pii.mapping
             await session.flush()
+        await remember_turn(
+            session,
+            settings,
+            customer,
+            conversation,
+            run.messages,
+            message_id=new_messages[-1].id if new_messages else None,
+        )
         reply = _turn_record(run, reply_text, deps, started=started, primary=self.primary_name(settings))
         log.info(
             "agent.turn",
