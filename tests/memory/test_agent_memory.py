@@ -181,3 +181,21 @@ async def test_phone_numbers_and_emails_in_memory_are_masked_for_the_model(
     assert "+971 50 123 4567" not in seen
     assert "[EMAIL_1]" in seen
     assert "[PHONE_1]" in seen
+
+
+async def test_the_offline_responder_greets_a_returning_customer_with_the_last_product(
+    catalog_session: AsyncSession, settings: Settings
+) -> None:
+    chat = await printer_customer(catalog_session, settings, "memory-offline")
+    await new_conversation(catalog_session, chat)
+    chat.service = SalesAgentService(clock=lambda: NOW)  # no model configured: the offline responder
+
+    reply = await chat.say("Hello")
+
+    assert reply.model == "offline"
+    assert "Last time you asked about the HP LaserJet M211dw Printer — still interested?" in reply.text
+
+    stranger = driver(catalog_session, settings, Script(["unused"]), chat_id="memory-offline-new")
+    stranger.service = SalesAgentService(clock=lambda: NOW)
+    first = await stranger.say("Hello")
+    assert "Last time" not in first.text

@@ -97,6 +97,8 @@ class AgentDeps:
     baseline_figures: frozenset[str] = frozenset()
     # Facts of the customer's earlier conversations relevant to this turn (memory, MMR-ranked; unmasked).
     memories: tuple[RecalledFact, ...] = ()
+    # Catalog name of the product discussed in the customer's previous conversation (memory), if still sold.
+    last_product: str | None = None
     conversation_id: int = field(init=False)
 
     def __post_init__(self) -> None:

@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from pydantic_ai.messages import (
     ModelMessage,
@@ -60,6 +60,8 @@ class TurnContext(TypedDict):
     discount_cap: str
     handoff_text: str
     has_quote: bool
+    # The product a returning customer asked about last time (memory), if still sold.
+    returning_product: NotRequired[str | None]
 
 
 # --- intent rules --------------------------------------------------------------------------------------------
@@ -569,6 +571,11 @@ def _financing_price(outcomes: Sequence[Outcome]) -> Decimal | None:
 # --- composing -----------------------------------------------------------------------------------------------
 
 TEXTS: dict[str, dict[str, str]] = {
+    "welcome_back": {
+        "en": "Last time you asked about the {product} — still interested?",
+        "ru": "В прошлый раз вы спрашивали про {product} — ещё актуально?",
+        "ar": "في المرة السابقة سألت عن {product} — هل ما زلت مهتمًا؟",
+    },
     "hello": {
         "en": "Hello! I'm {assistant} from {company}. What are you looking for today?",
         "ru": "Здравствуйте! Я {assistant} из {company}. Что вы ищете сегодня?",
@@ -828,6 +835,8 @@ def compose(turn: Turn, outcomes: Sequence[Outcome]) -> str:
             parts.append(text("thanks", language))
         elif "greeting" in turn.intents or SalesStage(context["stage"]) is SalesStage.GREETING:
             parts.append(text("hello", language, assistant=context["assistant"], company=context["company"]))
+            if context.get("returning_product"):
+                parts.append(text("welcome_back", language, product=context.get("returning_product")))
         else:
             parts.append(text("fallback", language))
     return "\n\n".join(parts)

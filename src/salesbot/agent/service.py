@@ -128,7 +128,7 @@ class SalesAgentService:
         customer.language = language
         profile = await repository.customer_profile(session, customer, conversation)
         history = await load_history(session, conversation, new_messages=new_messages, pii=pii)
-        memories = await recall_for_turn(
+        memory = await recall_for_turn(
             session, settings, customer, conversation, " ".join(message_text(message) for message in new_messages)
         )
         deps = AgentDeps(
@@ -147,7 +147,8 @@ class SalesAgentService:
             language=language,
             now=self._clock(),
             baseline_figures=frozenset(_baseline_figures(playbook, profile)),
-            memories=memories,
+            memories=memory.facts,
+            last_product=memory.last_product,
         )
         prompt = turn_prompt(new_messages, pii, dict(_turn_context(deps)))
         try:
@@ -253,6 +254,7 @@ def _turn_context(deps: AgentDeps) -> TurnContext:
         discount_cap=f"{deps.playbook.discount.max_pct.normalize():f}",
         handoff_text=deps.playbook.messages.handoff.get(deps.language),
         has_quote=bool(facts.get("last_quote_id")),
+        returning_product=deps.last_product,
     )
 
 

@@ -68,7 +68,8 @@ def facts_from_turn(
     need: str | None,
     stage: str,
 ) -> list[FactDraft]:
-    """The facts worth remembering after a turn; later ones of the same (kind, key) win."""
+    """The facts worth remembering after a turn, in the order of events (the memory treats later ones as more
+    recent); a later fact of the same (kind, key) replaces an earlier one."""
     names: dict[str, str] = {}
     facts: dict[tuple[MemoryKind, str], FactDraft] = {}
 
@@ -79,7 +80,8 @@ def facts_from_turn(
 
     for result in results:
         if result.tool == "search_products":
-            products = result.data.get("products", [])
+            # Best match last: it is what the customer asked about, so it counts as the most recent fact.
+            products = list(reversed(result.data.get("products", [])))
         elif result.tool == "get_product":
             products = [result.data.get("product", {})]
         else:

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesbot.models import CustomerMemory
-from salesbot.models._columns import utcnow
+from salesbot.models import CustomerMemory, Product
 
 
 @dataclass(frozen=True)
@@ -44,12 +43,11 @@ async def stored_facts(session: AsyncSession, customer_id: int) -> dict[tuple[st
 
 async def upsert_facts(session: AsyncSession, customer_id: int, values: Sequence[dict[str, Any]]) -> None:
     """Insert or supersede facts by (customer, kind, key); each value has kind, key, text, embedding,
-    embedding_model, conversation_id, message_id."""
+    embedding_model, conversation_id, message_id, updated_at."""
     if not values:
         return
-    now = utcnow()
     statement = insert(CustomerMemory).values(
-        [{**value, "customer_id": customer_id, "created_at": now, "updated_at": now} for value in values]
+        [{**value, "customer_id": customer_id, "created_at": value["updated_at"]} for value in values]
     )
     excluded = statement.excluded
     await session.execute(
@@ -70,14 +68,13 @@ async def upsert_facts(session: AsyncSession, customer_id: int, values: Sequence
 async def touch_facts(
     session: AsyncSession,
     customer_id: int,
-    keys: Sequence[tuple[str, str]],
+    seen: Sequence[tuple[str, str, datetime]],
     *,
     conversation_id: int,
     message_id: int | None,
 ) -> None:
-    """Mark unchanged facts as seen again (they become the newest) without re-embedding them."""
-    now = utcnow()
-    for kind, key in keys:
+    """Mark unchanged facts (kind, key, when) as seen again without re-embedding them."""
+    for kind, key, now in seen:
         await session.execute(
             update(CustomerMemory)
             .where(CustomerMemory.customer_id == customer_id, CustomerMemory.kind == kind, CustomerMemory.key == key)
@@ -154,6 +151,28 @@ async def latest(
             )
         ).all()
     )
+
+
+async def last_active_product_name(
+    session: AsyncSession, customer_id: int, *, kinds: Sequence[str], exclude_conversation_id: int | None
+) -> str | None:
+    """Name of the active product behind the customer's newest product fact (the fact's key is its SKU)."""
+    query = (
+        select(Product.name)
+        .join(CustomerMemory, func.upper(Product.sku) == CustomerMemory.key)
+        .where(
+            CustomerMemory.customer_id == customer_id,
+            CustomerMemory.kind.in_(list(kinds)),
+            Product.active.is_(True),
+        )
+        .order_by(CustomerMemory.updated_at.desc(), CustomerMemory.id.desc())
+        .limit(1)
+    )
+    if exclude_conversation_id is not None:
+        query = query.where(
+            CustomerMemory.conversation_id.is_(None) | (CustomerMemory.conversation_id != exclude_conversation_id)
+        )
+    return await session.scalar(query)
 
 
 async def all_texts(session: AsyncSession) -> list[tuple[int, str]]:

@@ -10,6 +10,7 @@ and picks a diverse few with MMR, so five near-identical printers do not crowd o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy import text, update
@@ -22,6 +23,7 @@ from salesbot.memory import repository
 from salesbot.memory.mmr import DEFAULT_LAMBDA, mmr
 from salesbot.memory.types import FactDraft, MemoryKind, RecalledFact
 from salesbot.models import CustomerMemory
+from salesbot.models._columns import utcnow
 
 log = get_logger(__name__)
 
@@ -46,16 +48,19 @@ async def remember(
     if not facts:
         return 0
     stored = await repository.stored_facts(session, customer_id)
-    changed: list[FactDraft] = []
-    unchanged: list[tuple[str, str]] = []
-    for fact in facts:
+    # The facts' order is the order of events: a later one counts as more recent (one microsecond apart).
+    now = utcnow()
+    changed: list[tuple[FactDraft, datetime]] = []
+    unchanged: list[tuple[str, str, datetime]] = []
+    for position, fact in enumerate(facts):
+        when = now + timedelta(microseconds=position)
         old = stored.get((fact.kind.value, fact.key))
         if old is not None and old.text == fact.text and old.embedding_model == embedder.name:
-            unchanged.append((fact.kind.value, fact.key))
+            unchanged.append((fact.kind.value, fact.key, when))
         else:
-            changed.append(fact)
+            changed.append((fact, when))
     if changed:
-        vectors = await embedder.embed_documents([fact.text for fact in changed])
+        vectors = await embedder.embed_documents([fact.text for fact, _ in changed])
         await repository.upsert_facts(
             session,
             customer_id,
@@ -68,8 +73,9 @@ async def remember(
                     "embedding_model": embedder.name,
                     "conversation_id": conversation_id,
                     "message_id": message_id,
+                    "updated_at": when,
                 }
-                for position, fact in enumerate(changed)
+                for position, (fact, when) in enumerate(changed)
             ],
         )
     await repository.touch_facts(
@@ -155,6 +161,19 @@ async def last_product(
         exclude_conversation_id=exclude_conversation_id,
     )
     return found[0] if found else None
+
+
+async def last_product_name(
+    session: AsyncSession, customer_id: int, *, exclude_conversation_id: int | None = None
+) -> str | None:
+    """The catalog name of the product most recently discussed with the customer in an earlier conversation,
+    if it is still sold (for the offline responder's "last time you asked about ... still interested?")."""
+    return await repository.last_active_product_name(
+        session,
+        customer_id,
+        kinds=(MemoryKind.CHOICE.value, MemoryKind.PRODUCT.value),
+        exclude_conversation_id=exclude_conversation_id,
+    )
 
 
 async def reembed(session: AsyncSession, embedder: Embedder) -> int:

@@ -7,13 +7,14 @@ embedder, a vector column of another dimension) is logged and the turn goes on w
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pydantic_ai.messages import ModelMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.kit.logging import get_logger
 from salesbot.memory.extract import facts_from_turn, tool_results
-from salesbot.memory.service import CONTEXT_FACTS, recall, remember
+from salesbot.memory.service import CONTEXT_FACTS, last_product_name, recall, remember
 from salesbot.memory.types import RecalledFact
 from salesbot.models import Conversation, Customer
 from salesbot.settings import Settings
@@ -21,15 +22,25 @@ from salesbot.settings import Settings
 log = get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class TurnMemory:
+    """What the memory tells a turn about the customer's earlier conversations."""
+
+    facts: tuple[RecalledFact, ...] = ()
+    # Catalog name of the product discussed last time (still sold), for a returning customer's greeting.
+    last_product: str | None = None
+
+
 async def recall_for_turn(
     session: AsyncSession, settings: Settings, customer: Customer, conversation: Conversation, query: str
-) -> tuple[RecalledFact, ...]:
+) -> TurnMemory:
     """What earlier conversations of this customer say about what they write now (this conversation's own
     facts are in its history already)."""
     from salesbot.knowledge.embeddings import get_embedder
 
     try:
         async with session.begin_nested():
+            product = await last_product_name(session, customer.id, exclude_conversation_id=conversation.id)
             facts = await recall(
                 session,
                 customer.id,
@@ -40,8 +51,8 @@ async def recall_for_turn(
             )
     except Exception:
         log.exception("memory.recall_failed", conversation=conversation.id)
-        return ()
-    return tuple(facts)
+        return TurnMemory()
+    return TurnMemory(tuple(facts), product)
 
 
 async def remember_turn(
