@@ -175,6 +175,13 @@ async def last_active_product_name(
     return await session.scalar(query)
 
 
-async def all_texts(session: AsyncSession) -> list[tuple[int, str]]:
-    """(id, text) of every fact, for re-embedding after a model change."""
-    return [(row.id, row.text) for row in await session.execute(select(CustomerMemory.id, CustomerMemory.text))]
+async def texts_to_embed(session: AsyncSession, *, embedding_model: str | None) -> list[tuple[int, str]]:
+    """(id, text) of the facts without a vector of `embedding_model` (of every fact when it is None)."""
+    query = select(CustomerMemory.id, CustomerMemory.text).order_by(CustomerMemory.id)
+    if embedding_model is not None:
+        query = query.where(
+            CustomerMemory.embedding.is_(None)
+            | CustomerMemory.embedding_model.is_(None)
+            | (CustomerMemory.embedding_model != embedding_model)
+        )
+    return [(row.id, row.text) for row in await session.execute(query)]

@@ -32,6 +32,7 @@ MAX_FACTS_PER_CUSTOMER = 200
 CANDIDATES = 20
 CONTEXT_FACTS = 4
 MEMORIES: VectorTable = VectorTable("customer_memories", "")
+REEMBED_BATCH = 256
 
 
 async def remember(
@@ -176,18 +177,20 @@ async def last_product_name(
     )
 
 
-async def reembed(session: AsyncSession, embedder: Embedder) -> int:
-    """Bring every stored fact to the configured model (after a model change): the column follows the model's
-    dimension and all facts are re-embedded. Returns the number of facts re-embedded."""
+async def reembed(session: AsyncSession, embedder: Embedder, *, force: bool = False) -> int:
+    """Bring the stored facts to the configured model (`salesbot reindex`): the column follows the model's
+    dimension (vectors of another dimension are dropped) and facts without a vector of this model are
+    re-embedded (all of them with `force`). Returns the number of facts embedded."""
     if await column_dimension(session, MEMORIES) != embedder.dim:
         # DDL cannot take bind parameters; the dimension is an int.
         await session.execute(
             text(f"ALTER TABLE customer_memories ALTER COLUMN embedding TYPE vector({int(embedder.dim)}) USING NULL")
         )
-    rows = await repository.all_texts(session)
-    for start in range(0, len(rows), 256):
-        batch = rows[start : start + 256]
-        vectors = await embedder.embed_documents([text for _, text in batch])
+        await session.execute(update(CustomerMemory).values(embedding_model=None))
+    rows = await repository.texts_to_embed(session, embedding_model=None if force else embedder.name)
+    for start in range(0, len(rows), REEMBED_BATCH):
+        batch = rows[start : start + REEMBED_BATCH]
+        vectors = await embedder.embed_documents([fact_text for _, fact_text in batch])
         await session.execute(
             update(CustomerMemory),
             [
