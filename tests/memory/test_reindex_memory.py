@@ -45,7 +45,7 @@ async def test_reindex_to_another_dimension_reembeds_the_memory(engine: AsyncEng
             session,
             old,
             customer_id=customer_id,
-            conversation_id=None,  # type: ignore[arg-type]  # a fact whose conversation was deleted
+            conversation_id=None,  # a fact whose conversation was deleted
             message_id=None,
             facts=[FactDraft(MemoryKind.PRODUCT, "HP-LJM211DW", "Asked about HP LaserJet M211dw Printer")],
         )

@@ -70,7 +70,7 @@ async def touch_facts(
     customer_id: int,
     seen: Sequence[tuple[str, str, datetime]],
     *,
-    conversation_id: int,
+    conversation_id: int | None,
     message_id: int | None,
 ) -> None:
     """Mark unchanged facts (kind, key, when) as seen again without re-embedding them."""
@@ -93,6 +93,15 @@ async def prune(session: AsyncSession, customer_id: int, *, keep: int) -> None:
     await session.execute(
         delete(CustomerMemory).where(CustomerMemory.customer_id == customer_id, CustomerMemory.id.not_in(newest))
     )
+
+
+async def has_facts(session: AsyncSession, customer_id: int, *, exclude_conversation_id: int | None = None) -> bool:
+    query = select(CustomerMemory.id).where(CustomerMemory.customer_id == customer_id)
+    if exclude_conversation_id is not None:
+        query = query.where(
+            CustomerMemory.conversation_id.is_(None) | (CustomerMemory.conversation_id != exclude_conversation_id)
+        )
+    return (await session.scalar(query.limit(1))) is not None
 
 
 async def nearest(

@@ -40,7 +40,7 @@ async def remember(
     embedder: Embedder,
     *,
     customer_id: int,
-    conversation_id: int,
+    conversation_id: int | None,
     message_id: int | None,
     facts: Sequence[FactDraft],
 ) -> int:
@@ -107,6 +107,8 @@ async def recall(
         return []
     if not query.strip():
         return await recent(session, customer_id, limit=limit, exclude_conversation_id=exclude_conversation_id)
+    if not await repository.has_facts(session, customer_id, exclude_conversation_id=exclude_conversation_id):
+        return []  # a new customer costs one indexed lookup, not an embedding
     vector = await embedder.embed_query(query)
     candidates = await repository.nearest(
         session,
