@@ -199,3 +199,28 @@ async def test_the_offline_responder_greets_a_returning_customer_with_the_last_p
     stranger.service = SalesAgentService(clock=lambda: NOW)
     first = await stranger.say("Hello")
     assert "Last time" not in first.text
+
+
+async def test_a_remembered_quote_total_may_be_cited_after_the_tool_returned_it(
+    catalog_session: AsyncSession, settings: Settings
+) -> None:
+    script = Script(
+        [[call("recall_customer_memory", query="my last quote")], "Your earlier quote #7 came to 4321.50 AED."]
+    )
+    chat = driver(catalog_session, settings, script, chat_id="memory-quote")
+    await chat.start()
+    assert chat.customer is not None
+    assert chat.conversation is not None
+    await remember(
+        catalog_session,
+        get_embedder(settings),
+        customer_id=chat.customer.id,
+        conversation_id=chat.conversation.id,
+        message_id=None,
+        facts=[FactDraft(MemoryKind.QUOTE, "7", "Received quote #7: Desk (DK-1) x 3; total 4321.50 AED")],
+    )
+    await new_conversation(catalog_session, chat)
+
+    reply = await chat.say("What did my last quote come to?")
+
+    assert reply.text == "Your earlier quote #7 came to 4321.50 AED."  # grounded by the tool, not replaced

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic_ai import ModelRetry, RunContext, Tool, ToolReturn
 
 from salesbot.agent.deps import AgentDeps
+from salesbot.agent.grounding import figures
 from salesbot.kit.logging import get_logger
 from salesbot.knowledge.embeddings import get_embedder
 from salesbot.memory.service import recall
@@ -48,6 +49,8 @@ async def recall_customer_memory(ctx: RunContext[AgentDeps], query: str) -> Tool
     else:
         text = "Remembered from earlier conversations (prices may have changed: check with get_product):\n"
         text += facts_text(facts)
+    # Totals of earlier quotes come from the database: the model may cite them.
+    deps.remember_figures(figures(text))
     return ToolReturn(
         return_value=deps.pii.mask(text),
         metadata={
