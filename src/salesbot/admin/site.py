@@ -27,6 +27,7 @@ from salesbot.admin import charts
 from salesbot.admin.auth import CSRF_FIELD, AdminAuth, csrf_valid
 from salesbot.admin.views import MODEL_VIEWS, DashboardView, _pk, index_redirect
 from salesbot.conversations import service as conversations
+from salesbot.customers.service import erase_customer
 from salesbot.db import unit_of_work
 from salesbot.documents.router import pdf_response
 from salesbot.documents.service import quote_pdf
@@ -35,7 +36,7 @@ from salesbot.kit.logging import get_logger
 from salesbot.kit.text import has_control_characters
 from salesbot.knowledge.editing import chunk_text, embedding_update, product_text
 from salesbot.knowledge.embeddings import get_embedder
-from salesbot.models import KnowledgeChunk, Product
+from salesbot.models import Conversation, KnowledgeChunk, Product
 from salesbot.outbox.service import schedule_delivery
 from salesbot.reporting.stats import compute_stats
 from salesbot.resources import Resources
@@ -192,6 +193,27 @@ class SalesbotAdmin(Admin):
                 done += " Delivery starts as soon as the queue is reachable."
         Flash.success(request, done)
         return back
+
+    async def erase_customer_action(self, request: Request) -> Response:
+        """Erase the customer of conversation `pk` with all their data (the same service as the API's DELETE)."""
+        form = await request.form()
+        if not csrf_valid(request, form.get(CSRF_FIELD)):
+            return PlainTextResponse("invalid or missing CSRF token; reload the page", status_code=403)
+        pk = _pk(request)
+        if pk is None:
+            raise HTTPException(status_code=404)
+        async with unit_of_work(self.resources.sessionmaker) as session:
+            customer_id = await session.scalar(select(Conversation.customer_id).where(Conversation.id == pk))
+            if customer_id is None:
+                raise HTTPException(status_code=404)
+            erased = await erase_customer(session, customer_id)
+        log.info("admin.customer_erased", customer=customer_id, user=request.session.get("user"))
+        Flash.success(
+            request,
+            f"Customer erased: {erased.conversations} conversations, {erased.messages} messages, "
+            f"{erased.quotes} quotes and {erased.memories} remembered facts deleted.",
+        )
+        return RedirectResponse(request.url_for("admin:list", identity="conversation"), status_code=303)
 
     # --- documents ---------------------------------------------------------------------------------------------------
 

@@ -279,6 +279,10 @@ class ConversationAdmin(SalesbotModelView, model=Conversation):
     async def send(self, request: Request) -> Response:
         return await self.site.conversation_action(request, "send")
 
+    @expose("/{pk}/erase-customer", methods=["POST"])
+    async def erase_customer(self, request: Request) -> Response:
+        return await self.site.erase_customer_action(request)
+
 
 class ProductAdmin(EmbeddedContentView, model=Product):
     name = "Product"

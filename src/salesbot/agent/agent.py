@@ -15,6 +15,7 @@ from salesbot.agent.grounding import ungrounded
 from salesbot.agent.instructions import build_instructions, leaks_instructions
 from salesbot.agent.tools import SALES_TOOLS
 from salesbot.kit.logging import get_logger
+from salesbot.memory.tool import MEMORY_TOOLS
 
 log = get_logger(__name__)
 
@@ -59,7 +60,7 @@ def build_agent() -> Agent[AgentDeps, str]:
         deps_type=AgentDeps,
         output_type=str,
         instructions=_instructions,
-        tools=SALES_TOOLS,
+        tools=[*SALES_TOOLS, *MEMORY_TOOLS],
         retries={"tools": TOOL_RETRIES, "output": OUTPUT_RETRIES},
         name="salesbot",
         defer_model_check=True,

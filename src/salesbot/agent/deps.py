@@ -15,6 +15,7 @@ from salesbot.agent.pii import PiiMasker
 from salesbot.agent.playbook import Playbook
 from salesbot.agent.stages import FunnelState
 from salesbot.knowledge.types import CatalogSearch
+from salesbot.memory.types import RecalledFact
 from salesbot.models import Conversation, Customer
 from salesbot.settings import Settings
 
@@ -104,6 +105,10 @@ class AgentDeps:
     # Unused: the grounding check reads the playbook and past quotes itself (`ledger`). Kept for callers that still
     # pass it; remove with them.
     baseline_figures: frozenset[str] = frozenset()
+    # Facts of the customer's earlier conversations relevant to this turn (memory, MMR-ranked; unmasked).
+    memories: tuple[RecalledFact, ...] = ()
+    # Catalog name of the product discussed in the customer's previous conversation (memory), if still sold.
+    last_product: str | None = None
     conversation_id: int = field(init=False)
 
     def __post_init__(self) -> None:

@@ -118,6 +118,12 @@ def customer_text(deps: AgentDeps) -> str:
             f"- Earlier quote #{quote.id} of {quote.created_at:%Y-%m-%d}: {quote.items}, total {quote.total} "
             f"{quote.currency}"
         )
+    if deps.memories:
+        lines.append(
+            "- Remembered from earlier conversations (mention what fits naturally, e.g. ask whether they are still "
+            "interested in a product they asked about; check prices with get_product before stating them):"
+        )
+        lines += [f"  - {fact.updated_at:%Y-%m-%d}: {fact.text}" for fact in deps.memories]
     if facts.get("need"):
         lines.append(f"- Need: {facts['need']}")
     selected = facts.get("selected", [])

@@ -49,6 +49,7 @@ from salesbot.agent.turn_context import turn_context
 from salesbot.kit.logging import get_logger
 from salesbot.kit.phones import PhoneDetector
 from salesbot.knowledge.types import CatalogSearch
+from salesbot.memory.turn import recall_for_turn, remember_turn
 from salesbot.models import Conversation, Customer, Message
 from salesbot.models._columns import utcnow
 from salesbot.settings import Settings
@@ -139,6 +140,9 @@ class SalesAgentService:
         customer.language = language
         profile = await repository.customer_profile(session, customer, conversation)
         history = await load_history(session, conversation, new_messages=new_messages, pii=pii)
+        memory = await recall_for_turn(
+            session, settings, customer, conversation, " ".join(message_text(message) for message in new_messages)
+        )
         deps = AgentDeps(
             session=session,
             settings=settings,
@@ -155,6 +159,8 @@ class SalesAgentService:
             language=language,
             now=self._clock(),
             baseline_figures=frozenset(_baseline_figures(playbook, profile)),
+            memories=memory.facts,
+            last_product=memory.last_product,
         )
         prompt = turn_prompt(new_messages, pii, dict(turn_context(deps)))
         try:
@@ -164,6 +170,14 @@ class SalesAgentService:
             # New placeholders must survive the turn so later turns (and the reply) resolve the same way.
             conversation.pii_map = pii.mapping
             await session.flush()
+        await remember_turn(
+            session,
+            settings,
+            customer,
+            conversation,
+            run.messages,
+            message_id=new_messages[-1].id if new_messages else None,
+        )
         reply = _turn_record(run, reply_text, deps, started=started, primary=self.primary_name(settings))
         log.info(
             "agent.turn",

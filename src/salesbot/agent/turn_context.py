@@ -34,6 +34,8 @@ class TurnContext(TypedDict):
     need: str | None
     # The business's own wording for the offline responder's texts in this language (playbook `offline_texts`).
     texts: dict[str, str]
+    # The product a returning customer asked about last time (memory), if still sold.
+    returning_product: str | None
 
 
 def turn_context(deps: AgentDeps) -> TurnContext:
@@ -55,4 +57,5 @@ def turn_context(deps: AgentDeps) -> TurnContext:
         has_quote=bool(facts.get("last_quote_id")),
         need=facts.get("need"),
         texts={key: texts[deps.language] for key, texts in overrides.items() if texts.get(deps.language)},
+        returning_product=deps.last_product,
     )

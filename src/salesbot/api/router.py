@@ -19,6 +19,7 @@ from salesbot.api.schemas import (
     ConversationDetail,
     ConversationOut,
     ConversationPatch,
+    ErasedCustomerOut,
     ManagerMessageIn,
     MessageOut,
     Page,
@@ -27,6 +28,7 @@ from salesbot.api.schemas import (
     ProductPatch,
     QuoteOut,
 )
+from salesbot.customers.service import erase_customer
 from salesbot.dependencies import RedisDep, ResourcesDep, SessionDep, SettingsDep
 from salesbot.documents.router import pdf_response
 from salesbot.documents.service import quote_pdf
@@ -65,6 +67,7 @@ router = APIRouter(
 ConversationId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="conversation id")]
 ProductId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="product id")]
 QuoteId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="quote id")]
+CustomerId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="customer id")]
 SortParam = Annotated[
     ConversationSort, Query(description="sort key; a leading '-' sorts descending (newest activity first)")
 ]
@@ -201,6 +204,17 @@ async def get_quote(session: SessionDep, quote_id: QuoteId) -> QuoteOut:
 async def get_quote_pdf(session: SessionDep, settings: SettingsDep, quote_id: QuoteId) -> Response:
     document, content = await quote_pdf(session, quote_id, settings)
     return pdf_response(document.filename, content)
+
+
+@router.delete(
+    "/customers/{customer_id:int}",
+    summary="Erase a customer and all their data",
+    description="Deletes the customer, their conversations, messages, quotes and memory. Cannot be undone.",
+    responses=_errors(404),
+)
+async def delete_customer(session: SessionDep, customer_id: CustomerId) -> ErasedCustomerOut:
+    erased = await erase_customer(session, customer_id)
+    return ErasedCustomerOut(**vars(erased))
 
 
 @router.get("/stats", summary="Dashboard numbers")

@@ -394,3 +394,13 @@ class ProductPatch(BaseModel):
         if not self.model_fields_set:
             raise ValueError("give at least one field to change")
         return self
+
+
+class ErasedCustomerOut(BaseModel):
+    """What was deleted with the customer."""
+
+    customer_id: int
+    conversations: int
+    messages: int
+    quotes: int
+    memories: int

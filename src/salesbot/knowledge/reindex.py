@@ -164,7 +164,12 @@ async def reindex(
 ) -> list[ReindexReport]:
     """Re-embed what is stale in products and knowledge chunks (flushes; the caller commits)."""
     await lock_catalog(session)
-    return [
+    reports = [
         await reindex_table(session, table, embedder, force=force, batch_size=batch_size, progress=progress)
         for table in (PRODUCTS, KNOWLEDGE)
     ]
+    # The customers' memory follows the same model (imported here: the memory domain builds on knowledge).
+    from salesbot.memory.service import reembed as reembed_memory
+
+    await reembed_memory(session, embedder, force=force)
+    return reports

@@ -2,6 +2,7 @@
 
 from salesbot.models.conversation import Conversation
 from salesbot.models.customer import Customer
+from salesbot.models.customer_memory import CustomerMemory
 from salesbot.models.enums import (
     Author,
     Channel,
@@ -25,6 +26,7 @@ __all__ = [
     "Conversation",
     "ConversationStatus",
     "Customer",
+    "CustomerMemory",
     "DeliveryStatus",
     "Direction",
     "KnowledgeChunk",

@@ -236,6 +236,8 @@ def compose(turn: Turn, outcomes: Sequence[Outcome]) -> str:
             parts.append(t("thanks"))
         elif "greeting" in turn.intents or SalesStage(context["stage"]) is SalesStage.GREETING:
             parts.append(t("hello", assistant=context["assistant"], company=context["company"]))
+            if context.get("returning_product"):
+                parts.append(t("welcome_back", product=context["returning_product"]))
         else:
             parts.append(t("fallback"))
     return "\n\n".join(parts)

@@ -1,0 +1,1 @@
+"""Customers as a whole: erasing one with everything stored about them."""

@@ -1,0 +1,1 @@
+"""Memory of returning customers: facts kept per customer across conversations, recalled by relevance (MMR)."""

@@ -1,0 +1,68 @@
+"""A model change: `salesbot reindex` resizes the memory's vector column and re-embeds the remembered facts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from salesbot.db import create_engine, create_sessionmaker, unit_of_work
+from salesbot.devstack import EmbeddedPostgres
+from salesbot.knowledge.embeddings import OfflineEmbedder
+from salesbot.knowledge.reindex import reindex
+from salesbot.knowledge.vector_index import column_dimension
+from salesbot.memory.service import MEMORIES, recall, remember
+from salesbot.memory.types import FactDraft, MemoryKind
+from salesbot.models import Channel, Customer, CustomerMemory
+from tests.knowledge.databases import migrated_database
+
+
+@pytest.fixture(scope="module")
+def memory_resize_url(postgres: EmbeddedPostgres) -> str:
+    return migrated_database(postgres, "salesbot_memory_resize")
+
+
+@pytest.fixture
+async def engine(memory_resize_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(memory_resize_url, pool_size=2)
+    yield engine
+    async with engine.begin() as connection:
+        await connection.execute(text("TRUNCATE customers RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+
+
+async def test_reindex_to_another_dimension_reembeds_the_memory(engine: AsyncEngine) -> None:
+    sessions = create_sessionmaker(engine)
+    old, new = OfflineEmbedder(1024), OfflineEmbedder(256)
+    async with unit_of_work(sessions) as session:
+        customer = Customer(channel=Channel.CONSOLE, chat_id="memory-reindex")
+        session.add(customer)
+        await session.flush()
+        customer_id = customer.id
+        await remember(
+            session,
+            old,
+            customer_id=customer_id,
+            conversation_id=None,  # a fact whose conversation was deleted
+            message_id=None,
+            facts=[FactDraft(MemoryKind.PRODUCT, "HP-LJM211DW", "Asked about HP LaserJet M211dw Printer")],
+        )
+
+    async with unit_of_work(sessions) as session:
+        await reindex(session, new)
+
+    async with sessions() as session:
+        assert await column_dimension(session, MEMORIES) == 256
+        models = (await session.scalars(select(CustomerMemory.embedding_model))).all()
+        assert models == [new.name]
+        found = await recall(session, customer_id, "LaserJet printer", 3, embedder=new)
+        assert [fact.text for fact in found] == ["Asked about HP LaserJet M211dw Printer"]
+        # Vectors of the old model are not compared with the new model's queries.
+        assert await recall(session, customer_id, "LaserJet printer", 3, embedder=old) == []
+
+    async with unit_of_work(sessions) as session:
+        await reindex(session, old)
+    async with sessions() as session:
+        assert await column_dimension(session, MEMORIES) == 1024
