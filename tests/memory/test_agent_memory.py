@@ -4,6 +4,7 @@ recalled into a later conversation's context, never across customers, PII-masked
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo
@@ -15,7 +16,7 @@ from salesbot.agent.service import SalesAgentService
 from salesbot.knowledge.embeddings import get_embedder
 from salesbot.memory.service import remember
 from salesbot.memory.types import FactDraft, MemoryKind
-from salesbot.models import Conversation, ConversationStatus, CustomerMemory
+from salesbot.models import Conversation, ConversationStatus, CustomerMemory, Quote
 from salesbot.settings import Settings
 from tests.agent.scripted import Script, call
 
@@ -205,9 +206,43 @@ async def test_a_remembered_quote_total_may_be_cited_after_the_tool_returned_it(
     catalog_session: AsyncSession, settings: Settings
 ) -> None:
     script = Script(
-        [[call("recall_customer_memory", query="my last quote")], "Your earlier quote #7 came to 4321.50 AED."]
+        [[call("recall_customer_memory", query="my last quote")], "Your earlier quote came to 4321.50 AED."]
     )
     chat = driver(catalog_session, settings, script, chat_id="memory-quote")
+    await chat.start()
+    assert chat.customer is not None
+    assert chat.conversation is not None
+    # The quote exists: the figures the model may cite are read from it, not from the memory's text.
+    quote = Quote(
+        conversation_id=chat.conversation.id,
+        items=[{"sku": "DK-1", "name": "Desk", "qty": 3, "unit_price": "1440.50", "line_total": "4321.50"}],
+        subtotal=Decimal("4321.50"),
+        discount_pct=Decimal(0),
+        discount_amount=Decimal(0),
+        total=Decimal("4321.50"),
+        currency="AED",
+    )
+    catalog_session.add(quote)
+    await catalog_session.flush()
+    await remember(
+        catalog_session,
+        get_embedder(settings),
+        customer_id=chat.customer.id,
+        conversation_id=chat.conversation.id,
+        message_id=None,
+        facts=[FactDraft(MemoryKind.QUOTE, str(quote.id), f"Received quote #{quote.id}: Desk x 3; total 4321.50 AED")],
+    )
+    await new_conversation(catalog_session, chat)
+
+    reply = await chat.say("What did my last quote come to?")
+
+    assert reply.text == "Your earlier quote came to 4321.50 AED."  # grounded by the quote itself, not replaced
+
+
+async def test_a_figure_only_in_memory_text_is_not_grounded(catalog_session: AsyncSession, settings: Settings) -> None:
+    # Memory text is a note, not a record: without the quote in the database its total cannot be promised.
+    script = Script([[call("recall_customer_memory", query="my last quote")], "Your earlier quote came to 999.50 AED."])
+    chat = driver(catalog_session, settings, script, chat_id="memory-ungrounded")
     await chat.start()
     assert chat.customer is not None
     assert chat.conversation is not None
@@ -217,10 +252,10 @@ async def test_a_remembered_quote_total_may_be_cited_after_the_tool_returned_it(
         customer_id=chat.customer.id,
         conversation_id=chat.conversation.id,
         message_id=None,
-        facts=[FactDraft(MemoryKind.QUOTE, "7", "Received quote #7: Desk (DK-1) x 3; total 4321.50 AED")],
+        facts=[FactDraft(MemoryKind.QUOTE, "424242", "Received quote #424242: Desk x 1; total 999.50 AED")],
     )
     await new_conversation(catalog_session, chat)
 
     reply = await chat.say("What did my last quote come to?")
 
-    assert reply.text == "Your earlier quote #7 came to 4321.50 AED."  # grounded by the tool, not replaced
+    assert "999.50" not in reply.text
