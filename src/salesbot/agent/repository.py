@@ -86,4 +86,4 @@ async def image_urls(session: AsyncSession, skus: Sequence[str]) -> dict[str, st
             Product.sku.in_(skus), Product.active.is_(True), Product.image_url.is_not(None)
         )
     )
-    return {sku: url for sku, url in rows.tuples() if url}
+    return {sku: url for sku, url in rows if url}
