@@ -26,22 +26,24 @@ from salesbot.settings import Settings
 
 
 @dataclass(frozen=True)
-class _Shown:
+class ShownProduct:
     sku: str
     name: str
     price: Decimal
     currency: str
 
 
-def _shown_products(messages: Sequence[ModelMessage]) -> list[_Shown]:
+def _shown_products(messages: Sequence[ModelMessage]) -> list[ShownProduct]:
     """Products the catalog tools returned this turn, first appearance first."""
-    found: dict[str, _Shown] = {}
+    found: dict[str, ShownProduct] = {}
     for part in _tool_returns(messages, ("search_products", "get_product")):
         data = part.metadata if isinstance(part.metadata, dict) else {}
         items = data.get("products") or ([data["product"]] if isinstance(data.get("product"), dict) else [])
         for item in items:
             try:
-                shown = _Shown(str(item["sku"]), str(item["name"]), Decimal(str(item["price"])), str(item["currency"]))
+                shown = ShownProduct(
+                    str(item["sku"]), str(item["name"]), Decimal(str(item["price"])), str(item["currency"])
+                )
             except (KeyError, TypeError, InvalidOperation):
                 continue
             found.setdefault(shown.sku, shown)
@@ -68,26 +70,33 @@ def _tool_returns(messages: Sequence[ModelMessage], tools: Sequence[str]) -> lis
     ]
 
 
-def _position(text: str, phrase: str) -> int | None:
-    """Where `phrase` first occurs in `text` as whole words (any case), or None."""
+def _spans(text: str, phrase: str) -> list[tuple[int, int]]:
+    """Where `phrase` occurs in `text` as whole words (any case)."""
     phrase = phrase.strip()
     if not phrase:
-        return None
-    match = re.search(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", text, re.IGNORECASE)
-    return match.start() if match else None
+        return []
+    pattern = rf"(?<![\w-]){re.escape(phrase)}(?![\w-])"
+    return [match.span() for match in re.finditer(pattern, text, re.IGNORECASE)]
 
 
-def named_in(reply: str, products: Sequence[_Shown]) -> list[_Shown]:
-    """The products `reply` names (by SKU or name), in the order it names them."""
-    positions: list[tuple[int, int, _Shown]] = []
-    for order, product in enumerate(products):
-        found = [p for p in (_position(reply, product.sku), _position(reply, product.name)) if p is not None]
-        if found:
-            positions.append((min(found), order, product))
-    return [product for _, _, product in sorted(positions, key=lambda item: item[:2])]
+def named_in(reply: str, products: Sequence[ShownProduct]) -> list[ShownProduct]:
+    """The products `reply` names (by SKU or name), in the order it names them. A mention inside a longer one of
+    another product ("Oak Desk" in "Oak Desk Pro") names only the longer one's product."""
+    spans = [_spans(reply, product.sku) + _spans(reply, product.name) for product in products]
+    found: list[tuple[int, int, ShownProduct]] = []
+    for order, (product, own) in enumerate(zip(products, spans, strict=True)):
+        others = [span for other, theirs in enumerate(spans) if other != order for span in theirs]
+        kept = [
+            (start, end)
+            for start, end in own
+            if not any(o_start <= start and end <= o_end and o_end - o_start > end - start for o_start, o_end in others)
+        ]
+        if kept:
+            found.append((min(start for start, _ in kept), order, product))
+    return [product for _, _, product in sorted(found, key=lambda item: item[:2])]
 
 
-def caption(product: _Shown) -> str:
+def caption(product: ShownProduct) -> str:
     return f"{product.name} | {money(product.price, product.currency)} | SKU {product.sku}"
 
 
