@@ -278,6 +278,8 @@ class Settings(BaseSettings):
     worker_job_timeout_seconds: float = Field(default=45.0, ge=1, le=600)
     # How long a signed document link (a quotation PDF sent to a customer) stays valid.
     document_link_days: float = Field(default=7.0, gt=0, le=365)
+    # Photos of the products a reply names, sent after its text (0: none).
+    max_product_images: int = Field(default=3, ge=0, le=10)
     # A turn's whole time (every model request, fallback and regeneration); then the offline responder answers or
     # the chat is handed to a manager. Below the job timeout so a turn ends before arq cancels it (when unset and
     # the job timeout is 50 s or less, half of it).

@@ -81,6 +81,9 @@ async def test_a_whatsapp_conversation_reaches_a_quote_with_catalog_prices(pipel
 
     # Every bot reply carries its turn record; the customer's e-mail was never shown to a model in the clear.
     outbound = await pipeline.messages(direction=Direction.OUTBOUND)
+    # The quote's PDF followed the quote message as a further part of that reply (the record is on the first).
+    assert [message.content_type for message in outbound] == ["text"] * 3 + ["document"] + ["text"]
+    outbound = [message for message in outbound if message.part_index == 0]
     assert {message.model for message in outbound} == {"offline"}
     assert all(message.tool_calls for message in outbound)
     assert "john.smith@acme-trading.example" in conversation.pii_map.values()

@@ -145,6 +145,9 @@ class FakeMetaApi:
             key=payload.get("biz_opaque_callback_data"),
             template=content.get("name") if kind == "template" else None,
             at=time.time(),
+            media=content.get("link"),
+            kind=kind,
+            filename=content.get("filename"),
         )
         self.sent.append(sent)
         self.callback_data[wamid] = payload.get("biz_opaque_callback_data")

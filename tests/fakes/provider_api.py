@@ -47,6 +47,11 @@ class Sent:
     template: str | None = None
     # When the fake accepted it (time.time()).
     at: float = 0.0
+    # The file's URL of a media message (Wazzup `contentUri`, Twilio `MediaUrl`, Meta `{kind}.link`).
+    media: str | None = None
+    # Meta: the message type (text, image, document...) and a document's file name.
+    kind: str | None = None
+    filename: str | None = None
 
 
 Reply = tuple[int, dict[str, Any]]
@@ -105,6 +110,15 @@ class FakeWazzupApi:
         if self.outage is not None:
             self.outage_answers += 1
             return self.outage
+        if payload.get("text") and payload.get("contentUri"):
+            # Wazzup documents `text` and `contentUri` as mutually exclusive.
+            return 400, {
+                "status": 400,
+                "requestId": uuid.uuid4().hex,
+                "error": "VALIDATION_ERROR",
+                "description": "text and contentUri cannot be sent together",
+                "data": {"fields": ["text", "contentUri"]},
+            }
         key = payload.get("crmMessageId")
         now = self.clock()
         first = self._keys.get(key) if key is not None else None
@@ -130,6 +144,7 @@ class FakeWazzupApi:
                 key=key,
                 template=payload.get("templateId"),
                 at=time.time(),
+                media=payload.get("contentUri"),
             )
         )
         if self.lose_answers > 0:
@@ -194,6 +209,7 @@ class FakeTwilioApi:
                 provider_message_id=sid,
                 template=form.get("ContentSid"),
                 at=time.time(),
+                media=form.get("MediaUrl"),
             )
         )
         return 201, {**record, "direction": "outbound-api", "num_segments": "1", "error_code": None}

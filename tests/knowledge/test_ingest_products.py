@@ -251,3 +251,33 @@ def test_parse_stock() -> None:
     for bad in ("-1", "1.5", "many", False):
         with pytest.raises(RowProblem):
             parse_stock(bad)
+
+
+async def test_an_image_url_column_is_imported_and_a_bad_one_is_a_line_error(
+    db_session: AsyncSession, recording_embedder: RecordingEmbedder, tmp_path: Path
+) -> None:
+    rows = [
+        "CH-1,Mesh chair,450,https://cdn.shop.example/img/mesh-chair.jpg\n",  # line 2
+        "CH-2,Stool,75,\n",  # line 3: no photo
+        "CH-3,Armchair,900,ftp://cdn.shop.example/armchair.jpg\n",  # line 4
+        "CH-4,Bench,300,javascript:alert(1)\n",  # line 5
+    ]
+    path = write_csv(tmp_path / "p.csv", rows, header="sku,name,price,image_url\n")
+    report = await ingest_product_file(db_session, path, recording_embedder, default_currency="AED")
+
+    stored = await products(db_session)
+    assert {sku: product.image_url for sku, product in stored.items()} == {
+        "CH-1": "https://cdn.shop.example/img/mesh-chair.jpg",
+        "CH-2": None,
+    }
+    assert "image_url" not in stored["CH-1"].attributes
+    problems = {error.line: str(error) for error in report.rejected}
+    assert sorted(problems) == [4, 5]
+    assert all("image_url must be an http or https URL" in problem for problem in problems.values())
+
+    # A later file changes the photo like any other column.
+    rows = ["CH-1,Mesh chair,450,http://img.shop.example/chair-v2.png\n"]
+    path = write_csv(tmp_path / "p2.csv", rows, header="sku,name,price,image_url\n")
+    report = await ingest_product_file(db_session, path, recording_embedder, default_currency="AED")
+    assert report.updated == 1
+    assert (await products(db_session))["CH-1"].image_url == "http://img.shop.example/chair-v2.png"

@@ -18,12 +18,13 @@ from starlette.datastructures import URL
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from wtforms.validators import DataRequired, Length, NumberRange, Regexp
+from wtforms.validators import DataRequired, Length, NumberRange, Regexp, ValidationError
 
 from salesbot.admin.auth import csrf_token
 from salesbot.admin.filters import DistinctValuesFilter, EnumFilter
 from salesbot.admin.presenters import bubbles
 from salesbot.kit.phones import mask_phone, phone_from_chat_id
+from salesbot.kit.urls import http_url
 from salesbot.media import repository as media_repository
 from salesbot.models import (
     Author,
@@ -284,6 +285,18 @@ class ConversationAdmin(SalesbotModelView, model=Conversation):
         return await self.site.erase_customer_action(request)
 
 
+def _image_url(form: Any, field: Any) -> None:
+    """A photo URL the provider will fetch: http(s) or nothing (an empty field removes the photo)."""
+    raw = (field.data or "").strip()
+    if not raw:
+        field.data = None
+        return
+    try:
+        field.data = http_url(raw)
+    except ValueError as error:
+        raise ValidationError(f"Photo URL {error}") from None
+
+
 class ProductAdmin(EmbeddedContentView, model=Product):
     name = "Product"
     name_plural = "Products"
@@ -336,6 +349,7 @@ class ProductAdmin(EmbeddedContentView, model=Product):
         Product.stock,
         Product.attributes,
         Product.active,
+        Product.image_url,
     ]
     form_args: ClassVar[Any] = {
         "sku": {"validators": [DataRequired(), Length(max=64)]},
@@ -344,6 +358,7 @@ class ProductAdmin(EmbeddedContentView, model=Product):
         "price": {"validators": [DataRequired(), NumberRange(min=0)]},
         "currency": {"validators": [DataRequired(), Regexp(r"^[A-Z]{3}$", message="three capital letters")]},
         "stock": {"validators": [NumberRange(min=0, max=2_147_483_647)]},
+        "image_url": {"validators": [_image_url], "label": "Photo URL", "description": "http or https; empty: none"},
     }
     column_export_list: ClassVar[Any] = [
         Product.sku,

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.models import Conversation, Customer, Message
+from salesbot.outbox.service import OutboundMedia
 from salesbot.resources import Resources
 
 
@@ -70,6 +71,8 @@ class AgentReply:
     # True when the agent handed the chat to a manager (request_human, usage limit): the conversation is
     # already owned by a human and this reply is the last automated message, sent despite the takeover.
     handoff: bool = False
+    # Files sent after the text, in order: photos of the products it names, the PDF of a quote it presents.
+    media: list[OutboundMedia] = field(default_factory=list)
 
 
 class ReplyGenerator(Protocol):

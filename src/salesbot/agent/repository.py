@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -9,7 +11,7 @@ from salesbot.agent.deps import CustomerProfile, PastQuote
 from salesbot.models import Conversation, Customer, DeliveryStatus, Direction, Message, Product, Quote
 from salesbot.sales.repository import active_products
 
-__all__ = ["active_products", "customer_profile", "messages_after", "quote_count", "skus_with_digits"]
+__all__ = ["active_products", "customer_profile", "image_urls", "messages_after", "quote_count", "skus_with_digits"]
 
 
 async def messages_after(
@@ -73,3 +75,15 @@ async def skus_with_digits(session: AsyncSession, *, min_digits: int) -> list[st
     """Catalog SKUs holding at least `min_digits` digits: the ones a phone detector could mistake for a number."""
     digits = func.length(func.regexp_replace(Product.sku, r"\D", "", "g"))
     return list((await session.scalars(select(Product.sku).where(digits >= min_digits))).all())
+
+
+async def image_urls(session: AsyncSession, skus: Sequence[str]) -> dict[str, str]:
+    """SKU -> photo URL of these active products that have one."""
+    if not skus:
+        return {}
+    rows = await session.execute(
+        select(Product.sku, Product.image_url).where(
+            Product.sku.in_(skus), Product.active.is_(True), Product.image_url.is_not(None)
+        )
+    )
+    return {sku: url for sku, url in rows if url}

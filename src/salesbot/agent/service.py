@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.agent import repository
 from salesbot.agent.agent import sales_agent
+from salesbot.agent.attachments import reply_media
 from salesbot.agent.deps import AgentDeps, CustomerProfile
 from salesbot.agent.grounding import as_money, figures
 from salesbot.agent.history import load_history, message_text, turn_prompt
@@ -179,6 +180,10 @@ class SalesAgentService:
             message_id=new_messages[-1].id if new_messages else None,
         )
         reply = _turn_record(run, reply_text, deps, started=started, primary=self.primary_name(settings))
+        if run.outcome == "answered" and not reply.handoff:
+            # The provider fetches a quote's signed link now, whatever clock the agent runs on.
+            media = await reply_media(session, settings, run.messages, reply_text, now=utcnow())
+            reply = replace(reply, media=media)
         log.info(
             "agent.turn",
             conversation=deps.conversation_id,

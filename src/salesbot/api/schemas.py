@@ -24,6 +24,7 @@ from pydantic import (
 
 from salesbot.kit.phones import mask_phone, phone_from_chat_id
 from salesbot.kit.text import printable
+from salesbot.kit.urls import MAX_URL_LENGTH, http_url
 from salesbot.models import (
     Author,
     Channel,
@@ -94,6 +95,13 @@ _NON_BLANK_SCHEMA = Field(json_schema_extra={"pattern": NON_BLANK_PATTERN})
 # Text fields: length limits, no control characters (pattern in the schema), then names trimmed.
 Description = Annotated[str, StringConstraints(max_length=20_000), _printable, _TEXT_SCHEMA]
 Category = Annotated[str, StringConstraints(max_length=120), _printable, _strip, _TEXT_SCHEMA]
+# A photo of the product: an http(s) URL, taken as given (the provider fetches it when the photo is sent).
+ImageUrl = Annotated[
+    str,
+    StringConstraints(max_length=MAX_URL_LENGTH),
+    AfterValidator(http_url),
+    Field(json_schema_extra={"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/]+[^\\s]*$"}),
+]
 CustomerName = Annotated[
     str, StringConstraints(min_length=1, max_length=200), _printable, _non_blank_check, _strip, _NON_BLANK_SCHEMA
 ]
@@ -350,6 +358,7 @@ class ProductOut(BaseModel):
     stock: int
     attributes: dict[str, Any]
     active: bool
+    image_url: str | None
     embedding_model: str | None = Field(description="The model that embedded the current text (null: not embedded).")
     created_at: datetime
     updated_at: datetime
@@ -372,6 +381,7 @@ class ProductCreate(BaseModel):
     stock: Stock = 0
     attributes: Attributes = Field(default_factory=dict)
     active: StrictBool = True
+    image_url: ImageUrl | None = None
 
 
 class ProductPatch(BaseModel):
@@ -388,6 +398,8 @@ class ProductPatch(BaseModel):
     stock: Patch[Stock] = None
     attributes: Patch[Attributes] = None
     active: Patch[StrictBool] = None
+    # null removes the photo.
+    image_url: ImageUrl | None = None
 
     @model_validator(mode="after")
     def _something_to_change(self) -> Self:

@@ -48,7 +48,7 @@ from salesbot.kit.logging import get_logger
 from salesbot.models import Author, Conversation, ConversationStatus, Customer, Message, Owner
 from salesbot.models._columns import utcnow
 from salesbot.outbox.gate import CONSENT_KEY_PREFIX
-from salesbot.outbox.service import write_outbound
+from salesbot.outbox.service import write_outbound, write_outbound_media
 from salesbot.outbox.splitting import part_limit
 from salesbot.resources import Resources
 from salesbot.settings import Settings
@@ -412,16 +412,28 @@ async def _record(
     conversation.llm_cost_total = Conversation.llm_cost_total + sum((u.cost for u in plan.usage), Decimal(0))
     reply = plan.reply
     if reply is not None and reply.text.strip():
+        key_prefix = f"reply:{conversation.id}:{messages[-1].id}"
         parts = await write_outbound(
             session,
             conversation,
             # A handoff reply goes out although a human owns the chat now: system messages pass that gate.
             text=reply.text,
             author=Author.SYSTEM if reply.handoff else Author.BOT,
-            key_prefix=f"reply:{conversation.id}:{messages[-1].id}",
+            key_prefix=key_prefix,
             limit=limit,
             in_reply_to_id=messages[-1].id,
         )
+        if reply.media and not reply.handoff:
+            # Photos and the quote's PDF are further parts of the reply: gated, paced and withdrawn like its text.
+            parts += await write_outbound_media(
+                session,
+                conversation,
+                reply.media,
+                author=Author.BOT,
+                key_prefix=key_prefix,
+                first_index=len(parts),
+                in_reply_to_id=messages[-1].id,
+            )
         head = parts[0]
         head.model, head.fallback_used = reply.model, reply.fallback_used
         head.tokens_in, head.tokens_out, head.cost = reply.tokens_in, reply.tokens_out, reply.cost

@@ -13,6 +13,7 @@ Products (CSV, JSON or JSON Lines), one product per row/object:
 | `stock`       | no       | a non-negative whole number, default 0                                         |
 | `active`      | no       | `true`/`false` (also yes/no, 1/0), default true                                |
 | `attributes`  | no       | a JSON object                                                                  |
+| `image_url`   | no       | a photo of the product, an http or https URL (taken as given; empty: none)     |
 | anything else | no       | kept as an attribute (`brand`, `warranty_months`...)                           |
 
 Rows are upserted by SKU in one transaction. Bad rows (missing SKU or name, negative or malformed numbers,
@@ -43,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tqdm import tqdm
 
 from salesbot.kit.logging import get_logger
+from salesbot.kit.urls import http_url
 from salesbot.knowledge.chunking import Chunk, chunk_file
 from salesbot.knowledge.documents import chunk_document, content_hash, product_document
 from salesbot.knowledge.embeddings import Embedder, Matrix
@@ -63,7 +65,18 @@ log = get_logger(__name__)
 CATALOG_LOCK_ID = 0x5A1E5B07
 PRODUCT_FILE_SUFFIXES = {".csv", ".json", ".jsonl", ".ndjson"}
 KNOWLEDGE_FILE_SUFFIXES = {".md", ".markdown", ".txt"}
-KNOWN_COLUMNS = {"sku", "name", "description", "category", "price", "currency", "stock", "active", "attributes"}
+KNOWN_COLUMNS = {
+    "sku",
+    "name",
+    "description",
+    "category",
+    "price",
+    "currency",
+    "stock",
+    "active",
+    "attributes",
+    "image_url",
+}
 DEFAULT_CURRENCY = "USD"
 MAX_PRICE = Decimal("999999999999.99")
 WRITE_BATCH = 500
@@ -107,6 +120,7 @@ class ProductRecord:
     stock: int = 0
     active: bool = True
     attributes: dict[str, Any] = field(default_factory=dict)
+    image_url: str | None = None
 
     @property
     def document(self) -> str:
@@ -244,6 +258,16 @@ def _attribute_value(value: Any) -> Any:
     return value
 
 
+def parse_image_url(value: Any) -> str | None:
+    raw = as_text(value)
+    if not raw:
+        return None
+    try:
+        return http_url(raw)
+    except ValueError as error:
+        raise RowProblem(f"image_url {error}: {raw[:60]!r}") from None
+
+
 def parse_product(raw: Mapping[str, Any], line: int, *, default_currency: str = DEFAULT_CURRENCY) -> ProductRecord:
     """One product from a row/object whose keys are lower-case column names; raises `RowProblem`."""
     attributes: dict[str, Any] = {}
@@ -272,6 +296,7 @@ def parse_product(raw: Mapping[str, Any], line: int, *, default_currency: str = 
         stock=parse_stock(raw.get("stock")),
         active=_parse_bool(raw.get("active"), "active"),
         attributes=attributes,
+        image_url=parse_image_url(raw.get("image_url")),
     )
 
 
@@ -466,6 +491,7 @@ def _product_values(record: ProductRecord) -> dict[str, Any]:
         "stock": record.stock,
         "attributes": record.attributes,
         "active": record.active,
+        "image_url": record.image_url,
     }
 
 
@@ -497,6 +523,7 @@ async def import_products(
         Product.stock,
         Product.attributes,
         Product.active,
+        Product.image_url,
         Product.content_hash,
         Product.embedding_model,
         Product.embedding.is_not(None).label("has_embedding"),

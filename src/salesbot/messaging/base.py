@@ -244,6 +244,12 @@ class MessagingProvider(Protocol):
         ...
 
     @property
+    def captions_media(self) -> bool:
+        """Whether a photo or document can carry a caption in the same message (Wazzup: no, `text` and
+        `contentUri` are exclusive); without, the outbox sends the file alone."""
+        ...
+
+    @property
     def duplicate_window(self) -> timedelta:
         """How long the provider refuses a second send with the same idempotency key (Wazzup: 60 s); zero when
         it has no idempotency key at all. A resend of a possibly accepted message is safe only inside it."""
@@ -265,7 +271,13 @@ class MessagingProvider(Protocol):
     async def send_text(self, chat_id: str, text: str, *, idempotency_key: str) -> SendResult: ...
 
     async def send_media(
-        self, chat_id: str, url: str, *, idempotency_key: str, caption: str | None = None
+        self,
+        chat_id: str,
+        url: str,
+        *,
+        idempotency_key: str,
+        caption: str | None = None,
+        filename: str | None = None,
     ) -> SendResult: ...
 
     async def download_media(self, media: Media, *, limits: MediaLimits) -> DownloadedMedia:

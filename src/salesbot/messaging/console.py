@@ -140,6 +140,10 @@ class ConsoleProvider:
         return False
 
     @property
+    def captions_media(self) -> bool:
+        return True
+
+    @property
     def has_window_template(self) -> bool:
         return False
 
@@ -216,7 +220,13 @@ class ConsoleProvider:
         return SendResult(provider_message_id=sent_id, already_sent=bool(already))
 
     async def send_media(
-        self, chat_id: str, url: str, *, idempotency_key: str, caption: str | None = None
+        self,
+        chat_id: str,
+        url: str,
+        *,
+        idempotency_key: str,
+        caption: str | None = None,
+        filename: str | None = None,
     ) -> SendResult:
         text = f"{caption}\n{url}" if caption else url
         return await self.send_text(chat_id, text, idempotency_key=idempotency_key)

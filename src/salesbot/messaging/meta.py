@@ -134,6 +134,10 @@ class MetaProvider:
         return True
 
     @property
+    def captions_media(self) -> bool:
+        return True
+
+    @property
     def has_window_template(self) -> bool:
         return self._settings.template_name_and_language is not None
 
@@ -184,12 +188,19 @@ class MetaProvider:
         return await self._send(chat_id, "text", {"body": text}, idempotency_key)
 
     async def send_media(
-        self, chat_id: str, url: str, *, idempotency_key: str, caption: str | None = None
+        self,
+        chat_id: str,
+        url: str,
+        *,
+        idempotency_key: str,
+        caption: str | None = None,
+        filename: str | None = None,
     ) -> SendResult:
-        kind, filename = media_kind(url)
+        kind, guessed_name = media_kind(url)
         content: dict[str, Any] = {"link": url}
         if kind == "document":
-            content["filename"] = filename
+            # The name the customer sees; a signed link's path ("/documents/quotes/7.pdf") is not it.
+            content["filename"] = filename or guessed_name
         if caption and kind == "audio":
             # Audio takes no caption: the caption goes first, as its own message.
             await self._send(chat_id, "text", {"body": caption}, f"{idempotency_key}:caption")

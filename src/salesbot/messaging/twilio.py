@@ -138,6 +138,10 @@ class TwilioProvider:
         return True
 
     @property
+    def captions_media(self) -> bool:
+        return True
+
+    @property
     def has_window_template(self) -> bool:
         return bool(self._settings.window_template_sid)
 
@@ -232,7 +236,13 @@ class TwilioProvider:
         return await self._create(chat_id, {"Body": text})
 
     async def send_media(
-        self, chat_id: str, url: str, *, idempotency_key: str, caption: str | None = None
+        self,
+        chat_id: str,
+        url: str,
+        *,
+        idempotency_key: str,
+        caption: str | None = None,
+        filename: str | None = None,
     ) -> SendResult:
         fields = {"MediaUrl": url}
         if caption:

@@ -113,6 +113,11 @@ class WazzupProvider:
         return self._settings.transport == "wapi"
 
     @property
+    def captions_media(self) -> bool:
+        # Wazzup refuses `text` together with `contentUri`.
+        return False
+
+    @property
     def has_window_template(self) -> bool:
         return bool(self._settings.window_template_id)
 
@@ -242,7 +247,13 @@ class WazzupProvider:
         return await self._send(chat_id, {"text": text}, idempotency_key)
 
     async def send_media(
-        self, chat_id: str, url: str, *, idempotency_key: str, caption: str | None = None
+        self,
+        chat_id: str,
+        url: str,
+        *,
+        idempotency_key: str,
+        caption: str | None = None,
+        filename: str | None = None,
     ) -> SendResult:
         # Wazzup's `text` and `contentUri` are mutually exclusive: a caption goes as its own message first.
         if caption:

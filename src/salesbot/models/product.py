@@ -46,6 +46,8 @@ class Product(Base):
     price: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     currency: Mapped[str] = mapped_column(String(3), default="USD", server_default="USD")
     stock: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # A photo of the product (http or https, taken as given), sent after a reply that names the product.
+    image_url: Mapped[str | None] = mapped_column(String(2000))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
     active: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
     embedding: Mapped[list[float] | None] = mapped_column(Vector(EMBEDDING_DIM))

@@ -84,6 +84,8 @@ class _Attempt:
     # Set when an earlier attempt may have gone through and the provider can look messages up: do that first.
     reconcile_since: datetime | None
     known_provider_ids: frozenset[str]
+    # A photo or document row: sent with `send_media` (its caption is `text`).
+    media: service.OutboundMedia | None = None
 
 
 def backoff_seconds(attempts: int, *, base: float, cap: float, floor: float | None = None) -> float:
@@ -224,6 +226,7 @@ async def _gate_and_record(
         known_provider_ids=frozenset(await repository.provider_ids(session, conversation.id))
         if reconcile
         else frozenset(),
+        media=service.OutboundMedia.of(message),
     )
     message.send_attempts += 1
     message.last_attempt_at = now
@@ -279,6 +282,15 @@ async def _call_provider(resources: Resources, provider: MessagingProvider, atte
             return SendResult(provider_message_id=found, already_sent=True)
     if attempt.as_template:
         return await provider.send_template(attempt.chat_id, idempotency_key=f"{attempt.idempotency_key}:template")
+    if attempt.media is not None:
+        return await provider.send_media(
+            attempt.chat_id,
+            attempt.media.url,
+            idempotency_key=attempt.idempotency_key,
+            # Where a caption cannot ride along, the file goes alone: the reply's text already named the product.
+            caption=(attempt.media.caption or None) if provider.captions_media else None,
+            filename=attempt.media.filename,
+        )
     return await provider.send_text(attempt.chat_id, attempt.text, idempotency_key=attempt.idempotency_key)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -61,6 +62,61 @@ async def write_outbound(
             in_reply_to_id=in_reply_to_id,
         )
         for index, part in enumerate(split_text(text, limit))
+    ]
+    session.add_all(rows)
+    await session.flush()
+    return rows
+
+
+@dataclass(frozen=True)
+class OutboundMedia:
+    """A file sent after a reply's text: a product photo, a quotation PDF. The provider fetches `url` itself."""
+
+    url: str
+    # "image" or "document" (the row's content type).
+    kind: str
+    caption: str = ""
+    filename: str | None = None
+
+    @classmethod
+    def of(cls, message: Message) -> OutboundMedia | None:
+        """What an outbound media row sends (None for a text row)."""
+        if message.content_type not in MEDIA_KINDS or not message.media:
+            return None
+        item = message.media[0]
+        return cls(url=item["url"], kind=message.content_type, caption=message.text, filename=item.get("filename"))
+
+
+MEDIA_KINDS = frozenset({"image", "document"})
+
+
+async def write_outbound_media(
+    session: AsyncSession,
+    conversation: Conversation,
+    media: Sequence[OutboundMedia],
+    *,
+    author: Author,
+    key_prefix: str,
+    first_index: int,
+    in_reply_to_id: int | None = None,
+) -> list[Message]:
+    """Pending outbound rows for files, one each, keyed after the reply's text parts (`{key_prefix}:{index}`), so
+    they are parts of the same reply: sent after it in order, gated each, withdrawn with it (flushes only)."""
+    rows = [
+        Message(
+            conversation_id=conversation.id,
+            channel=conversation.channel,
+            direction=Direction.OUTBOUND,
+            author=author,
+            text=item.caption,
+            content_type=item.kind,
+            media=[{"url": item.url, "filename": item.filename}],
+            delivery_status=DeliveryStatus.PENDING,
+            idempotency_key=f"{key_prefix}:{index}",
+            part_index=index,
+            in_reply_to_id=in_reply_to_id,
+        )
+        for index, item in enumerate(media, start=first_index)
     ]
     session.add_all(rows)
     await session.flush()
