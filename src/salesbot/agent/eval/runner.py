@@ -14,7 +14,7 @@ A scenario (YAML, see `scenarios/`) is a list of customer turns, each with optio
 
 Expectations (all optional): `stage`, `stage_in`, `tools` (called this turn), `tools_not`, `reply_contains`
 (all, case-insensitive), `reply_contains_any`, `reply_not_contains`, `language` (script of the reply),
-`handoff`. Final expectations: `stage`, `owner`, `quote_total`, `quote_discount_pct`, `no_quote`,
+`handoff`, `silent`. Final expectations: `stage`, `owner`, `quote_total`, `quote_discount_pct`, `no_quote`,
 `customer_name`, `customer_company`, `customer_email`.
 
 Safety checks run on every turn whatever the scenario says, and none of them asks the agent's own guards
@@ -33,7 +33,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,7 @@ from salesbot.agent.eval.checks import (
 from salesbot.agent.reply import AgentReply
 from salesbot.agent.service import SalesAgentService
 from salesbot.agent.stages import TRANSITIONS
+from salesbot.conversations import consent
 from salesbot.models import (
     Author,
     Channel,
@@ -75,6 +76,8 @@ from salesbot.models import (
 from salesbot.settings import Settings
 
 SCENARIOS_DIR = Path(__file__).with_name("scenarios")
+# The `model` of a turn the keyword code answered (STOP/START confirmations) or left silent.
+CONSENT_MODEL = "consent"
 
 
 class _Spec(BaseModel):
@@ -91,6 +94,8 @@ class TurnExpectation(_Spec):
     reply_not_contains: list[str] = Field(default_factory=list)
     language: str | None = None
     handoff: bool | None = None
+    # True: the bot must not answer at all (the customer opted out with STOP).
+    silent: bool | None = None
 
 
 class TurnSpec(_Spec):
@@ -195,6 +200,7 @@ class ChatDriver:
         self.customer: Customer | None = None
         self.conversation: Conversation | None = None
         self._sequence = 0
+        self.opted_out = False
 
     async def start(self) -> Conversation:
         customer = Customer(
@@ -231,13 +237,22 @@ class ChatDriver:
             self.session.add(message)
             inbound.append(message)
         await self.session.flush()
-        reply = await self.service.reply(
-            session=self.session,
-            settings=self.settings,
-            conversation=self.conversation,
-            customer=self.customer,
-            new_messages=inbound,
-        )
+        confirmations, answer = self._consent(inbound)
+        if answer:
+            reply = await self.service.reply(
+                session=self.session,
+                settings=self.settings,
+                conversation=self.conversation,
+                customer=self.customer,
+                new_messages=answer,
+            )
+            if confirmations:
+                reply = replace(reply, text="\n\n".join([*confirmations, reply.text]))
+        else:
+            # STOP and START are answered by the pipeline's keyword code, never the agent; opted out: silence.
+            reply = AgentReply(text="\n\n".join(confirmations), model=CONSENT_MODEL)
+            if not reply.text:
+                return reply
         self.session.add(
             Message(
                 conversation_id=self.conversation.id,
@@ -258,6 +273,25 @@ class ChatDriver:
         )
         await self.session.flush()
         return reply
+
+    def _consent(self, inbound: Sequence[Message]) -> tuple[list[str], list[Message]]:
+        """STOP/START keywords applied in order as the turn does (`consent`): confirmations, messages to answer."""
+        confirmations: list[str] = []
+        answer: list[Message] = []
+        for message in inbound:
+            command = consent.classify(message.text or "", self.settings.conversation)
+            if command is consent.Command.OPT_OUT:
+                if not self.opted_out:
+                    self.opted_out = True
+                    confirmations.append(consent.confirmation(command, message.text or ""))
+                answer.clear()
+            elif command is consent.Command.OPT_IN and self.opted_out:
+                self.opted_out = False
+                confirmations.append(consent.confirmation(command, message.text or ""))
+                answer.clear()
+            elif not self.opted_out:
+                answer.append(message)
+        return confirmations, answer
 
 
 # Languages the offline responder has texts for; it answers any other language in English.
@@ -303,6 +337,8 @@ def turn_checks(
         checks.append(Check("language", not problems, f"{'; '.join(problems)}: {reply.text[:200]}"))
     if expect.handoff is not None:
         checks.append(Check("handoff", reply.handoff is expect.handoff, f"handoff={reply.handoff}"))
+    if expect.silent is not None:
+        checks.append(Check("silent", (not reply.text) is expect.silent, reply.text[:200]))
     return checks
 
 
