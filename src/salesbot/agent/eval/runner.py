@@ -57,6 +57,8 @@ from salesbot.agent.eval.checks import (
     sku_problems,
     stage_path_problems,
 )
+from salesbot.agent.eval.judge import Judge, Verdict, transcript
+from salesbot.agent.eval.report import render_scorecard, write_json
 from salesbot.agent.reply import AgentReply
 from salesbot.agent.service import SalesAgentService
 from salesbot.agent.stages import TRANSITIONS
@@ -166,6 +168,8 @@ class ScenarioResult:
     final_checks: list[Check] = field(default_factory=list[Check])
     error: str | None = None
     seconds: float = 0.0
+    # The LLM judge's scores (`--judge`), when one was asked for.
+    verdict: Verdict | None = None
 
     @property
     def checks(self) -> list[Check]:
@@ -474,48 +478,6 @@ class EvalRunner:
         return [await self.run(session, scenario) for scenario in scenarios]
 
 
-def render_scorecard(results: Sequence[ScenarioResult], *, model: str, verbose: bool = False) -> str:
-    lines = [f"salesbot eval: {len(results)} scenario(s) against {model}", ""]
-    width = max((len(r.scenario.name) for r in results), default=10)
-    for result in results:
-        checks = result.checks
-        passed = sum(check.passed for check in checks)
-        status = "PASS" if result.passed else "FAIL"
-        replies = [turn.reply for turn in result.turns if turn.reply is not None]
-        models = sorted({reply.model for reply in replies})
-        fallback = any(reply.fallback_used for reply in replies)
-        tokens = sum(reply.tokens_in + reply.tokens_out for reply in replies)
-        lines.append(
-            f"{status}  {result.scenario.name:<{width}}  checks {passed:>3}/{len(checks):<3}  "
-            f"turns {len(result.turns):>2}  model {','.join(models) or '-'}{' (fallback)' if fallback else ''}  "
-            f"tokens {tokens}  {result.seconds:.1f}s"
-        )
-        if result.error:
-            lines.append(f"      error: {result.error}")
-        for index, turn in enumerate(result.turns, start=1):
-            failed = [check for check in turn.checks if not check.passed]
-            if verbose or failed:
-                lines.append(f"      turn {index}: customer: {' / '.join(turn.customer)}")
-                if turn.reply is not None:
-                    reply = " ".join(turn.reply.text.split())
-                    lines.append(f"              bot [{turn.stage}]: {reply[:300]}")
-            for check in failed:
-                kind = "SAFETY" if check.safety else "check"
-                lines.append(f"        {kind} failed: {check.name}: {check.detail}")
-        for check in result.final_checks:
-            if not check.passed:
-                lines.append(f"        final check failed: {check.name}: {check.detail}")
-    total_checks = [check for result in results for check in result.checks]
-    safety = [check for check in total_checks if check.safety]
-    lines += [
-        "",
-        f"scenarios passed: {sum(r.passed for r in results)}/{len(results)}",
-        f"checks passed:    {sum(c.passed for c in total_checks)}/{len(total_checks)}",
-        f"safety checks:    {sum(c.passed for c in safety)}/{len(safety)}",
-    ]
-    return "\n".join(lines)
-
-
 # --- `salesbot eval` -------------------------------------------------------------------------------------------
 
 
@@ -560,8 +522,14 @@ def run_eval_command(
     database_url: str | None = None,
     model_name: str | None = None,
     verbose: bool = False,
+    judge_model: str | None = None,
+    json_path: Path | None = None,
 ) -> tuple[int, str]:
-    """`salesbot eval`: (exit code, scorecard). Without a database URL a throwaway PostgreSQL is started."""
+    """`salesbot eval`: (exit code, scorecard). Without a database URL a throwaway PostgreSQL is started.
+
+    `judge_model` scores every conversation with an LLM judge on the LLM_BASE_URL endpoint (needs LLM_API_KEY);
+    `json_path` also writes the results as JSON.
+    """
     if model_name:
         settings = settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": model_name})})
     scenarios = load_scenarios(scenarios_path, names=names)
@@ -572,8 +540,32 @@ def run_eval_command(
         results = asyncio.run(evaluate(settings, database_url, scenarios, service=service))
     else:
         results = _with_scratch_database(settings, scenarios, service)
-    card = render_scorecard(results, model=service.primary_name(settings), verbose=verbose)
-    return (0 if all(result.passed for result in results) else 1), card
+    notes: list[str] = []
+    if judge_model:
+        notes.append(judge_results(settings, judge_model, results))
+    model = service.primary_name(settings)
+    card = render_scorecard(results, model=model, verbose=verbose)
+    if json_path is not None:
+        write_json(json_path, results, model=model, judge=judge_model)
+        notes.append(f"results written to {json_path}")
+    return (0 if all(result.passed for result in results) else 1), "\n".join([card, *notes])
+
+
+def judge_results(settings: Settings, judge_model: str, results: Sequence[ScenarioResult]) -> str:
+    """Score each conversation with the judge (in place); a note for the report."""
+    api_key = settings.llm.api_key.get_secret_value()
+    if not settings.llm.base_url or not api_key:
+        return f"judge {judge_model}: skipped (LLM_BASE_URL and LLM_API_KEY are needed)"
+    judge = Judge(model=judge_model, base_url=settings.llm.base_url, api_key=api_key)
+
+    async def score_all() -> None:
+        for result in results:
+            turns = [(turn.customer, turn.reply.text if turn.reply else None) for turn in result.turns]
+            result.verdict = await judge.judge(transcript(result.scenario.description, turns))
+
+    asyncio.run(score_all())
+    failed = sum(1 for result in results if result.verdict is not None and result.verdict.scores is None)
+    return f"judge {judge_model}: {len(results) - failed}/{len(results)} conversation(s) scored"
 
 
 def _with_scratch_database(
