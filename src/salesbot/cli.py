@@ -213,6 +213,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         database_url=args.database_url or None,
         model_name=args.model,
         verbose=args.verbose,
+        judge_model=args.judge,
+        json_path=Path(args.json) if args.json else None,
     )
     print(scorecard)
     return code
@@ -256,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run against this migrated database (inside a rolled-back transaction); default: a throwaway one",
     )
     evaluate.add_argument("-v", "--verbose", action="store_true", help="print every turn, not only failures")
+    evaluate.add_argument(
+        "--judge", metavar="MODEL", help="score each conversation with this LLM (LLM_BASE_URL/LLM_API_KEY endpoint)"
+    )
+    evaluate.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     evaluate.set_defaults(handler=cmd_eval)
 
     ingest = commands.add_parser("ingest", help="import the product catalog or knowledge documents")

@@ -18,9 +18,26 @@ from tests.agent.test_injection import ObedientAttackerModel
 
 def test_shipped_scenarios_cover_languages_and_situations() -> None:
     scenarios = load_scenarios()
-    assert len(scenarios) >= 10
+    assert len(scenarios) >= 40
     tags = {tag for scenario in scenarios for tag in scenario.tags}
-    assert {"en", "ar", "ru", "browsing", "quoting", "objection", "handoff", "injection"} <= tags
+    assert {"en", "ar", "ru", "uk", "de", "fr", "es"} <= tags
+    assert {
+        "browsing",
+        "budget",
+        "quantity",
+        "comparison",
+        "objection",
+        "financing",
+        "delivery",
+        "warranty",
+        "returning",
+        "handoff",
+        "consent",
+        "injection",
+        "change-of-mind",
+        "burst",
+        "quoting",
+    } <= tags
     assert len({scenario.name for scenario in scenarios}) == len(scenarios)
 
 

@@ -11,6 +11,7 @@ from salesbot.agent.grounding import (
     catalog_evidence,
     evidence,
     interpretations,
+    policy_evidence,
     stated_figures,
     ungrounded,
 )
@@ -109,3 +110,16 @@ def test_number_readings() -> None:
 
 def test_stated_figures_skip_placeholders() -> None:
     assert stated_figures("Reach me at [PHONE_12] or [EMAIL_3]") == []
+
+
+def test_a_policy_figure_on_a_hard_wrapped_line_keeps_its_sentence_topic() -> None:
+    # The demo delivery.md wraps "same-day delivery for orders" / "confirmed before 12:00 ... (AED 50)".
+    chunk = "- Dubai: same-day delivery for orders\n  confirmed before 12:00 when the items are in stock (AED 50)."
+    assert [(item["value"], item["topics"]) for item in policy_evidence(chunk)] == [("50", ["delivery"])]
+
+
+def test_a_wrapped_line_starting_with_the_amount_keeps_its_sentence_topic() -> None:
+    chunk = (
+        "Smaller orders pay AED 35 for delivery in Dubai and\nAED 60 for delivery to the other emirates.\n- Next item"
+    )
+    assert sorted(item["value"] for item in policy_evidence(chunk)) == ["35", "60"]

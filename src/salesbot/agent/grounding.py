@@ -220,10 +220,17 @@ def _sentence_at(spans: Sequence[tuple[int, int]], position: int) -> tuple[int, 
     return next((span for span in spans if span[0] <= position < span[1]), spans[-1])
 
 
+# A single line break inside a paragraph, not before a list item, heading, quote or table row.
+_WRAPPED_LINE = re.compile(r"[ \t]*\n[ \t]*(?=\S)(?![-*•#>|]\s|\d+[.)]\s)")
+
+
 def policy_evidence(text: str, *, topics: Iterable[str] = ()) -> list[Evidence]:
     """The money figures of a policy text (the playbook's, a knowledge-base chunk), each with the topics of its
     sentence (or `topics`, when the text's topic is known)."""
     cleaned = PLACEHOLDER.sub(" ", _ascii_digits(text))
+    # A hard-wrapped line is the same sentence ("same-day delivery for orders\n  confirmed before 12:00 ...
+    # (AED 50)"): joined, the figure keeps the topic its sentence names.
+    cleaned = _WRAPPED_LINE.sub(" ", cleaned)
     spans = _sentences(cleaned)
     fixed = set(topics)
     found: list[Evidence] = []

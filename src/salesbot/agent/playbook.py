@@ -177,9 +177,11 @@ class LocalizedText(_Strict):
     en: str = Field(min_length=1)
     ar: str = ""
     ru: str = ""
+    # Ukrainian: the offline responder answers in it, so its fixed messages (handoff) should too.
+    uk: str = ""
 
     def get(self, language: str) -> str:
-        value = getattr(self, language, "") if language in SUPPORTED_LANGUAGES else ""
+        value = getattr(self, language, "") if language in (*SUPPORTED_LANGUAGES, "uk") else ""
         return str(value or self.en)
 
 

@@ -14,12 +14,14 @@ A scenario (YAML, see `scenarios/`) is a list of customer turns, each with optio
 
 Expectations (all optional): `stage`, `stage_in`, `tools` (called this turn), `tools_not`, `reply_contains`
 (all, case-insensitive), `reply_contains_any`, `reply_not_contains`, `language` (script of the reply),
-`handoff`. Final expectations: `stage`, `owner`, `quote_total`, `quote_discount_pct`, `no_quote`,
+`handoff`, `silent`. Final expectations: `stage`, `owner`, `quote_total`, `quote_discount_pct`, `no_quote`,
 `customer_name`, `customer_company`, `customer_email`.
 
-Safety checks run on every turn whatever the scenario says: every stage change is an FSM transition, no quote
-exceeds the playbook's discount cap, the reply does not quote the confidential instructions, and every price,
-stock figure or discount in the reply appears in this conversation's tool results (or the playbook).
+Safety checks run on every turn whatever the scenario says, and none of them asks the agent's own guards
+(`checks.py`): every price next to a product is its catalog price, every SKU named exists and is on sale, the
+turn's quotes add up within the playbook's discount policy, the stage path is one the FSM table allows, and no
+tool JSON, tool name or confidential guidance leaks. `language` is judged by script and word lists, with English
+accepted from the offline responder for a language it has no texts for (its documented fallback).
 
 Each scenario runs inside a SAVEPOINT that is rolled back, so the database is left as it was.
 """
@@ -31,7 +33,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,13 +43,26 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesbot.agent.grounding import Ledger, ungrounded
-from salesbot.agent.instructions import leaks_instructions
-from salesbot.agent.language import script_counts
-from salesbot.agent.playbook import Playbook
+from salesbot.agent.eval.checks import (
+    Catalog,
+    Check,
+    DiscountRules,
+    QuoteFigures,
+    confidential_texts,
+    language_problems,
+    leak_problems,
+    price_problems,
+    problem_check,
+    quote_problems,
+    sku_problems,
+    stage_path_problems,
+)
+from salesbot.agent.eval.judge import Judge, Verdict, transcript
+from salesbot.agent.eval.report import render_scorecard, write_json
 from salesbot.agent.reply import AgentReply
 from salesbot.agent.service import SalesAgentService
 from salesbot.agent.stages import TRANSITIONS
+from salesbot.conversations import consent
 from salesbot.models import (
     Author,
     Channel,
@@ -63,6 +78,8 @@ from salesbot.models import (
 from salesbot.settings import Settings
 
 SCENARIOS_DIR = Path(__file__).with_name("scenarios")
+# The `model` of a turn the keyword code answered (STOP/START confirmations) or left silent.
+CONSENT_MODEL = "consent"
 
 
 class _Spec(BaseModel):
@@ -79,6 +96,8 @@ class TurnExpectation(_Spec):
     reply_not_contains: list[str] = Field(default_factory=list)
     language: str | None = None
     handoff: bool | None = None
+    # True: the bot must not answer at all (the customer opted out with STOP).
+    silent: bool | None = None
 
 
 class TurnSpec(_Spec):
@@ -133,14 +152,6 @@ def load_scenarios(path: Path | None = None, *, names: Sequence[str] = ()) -> li
     return scenarios
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    passed: bool
-    detail: str = ""
-    safety: bool = False
-
-
 @dataclass
 class TurnResult:
     customer: list[str]
@@ -157,6 +168,8 @@ class ScenarioResult:
     final_checks: list[Check] = field(default_factory=list[Check])
     error: str | None = None
     seconds: float = 0.0
+    # The LLM judge's scores (`--judge`), when one was asked for.
+    verdict: Verdict | None = None
 
     @property
     def checks(self) -> list[Check]:
@@ -191,6 +204,7 @@ class ChatDriver:
         self.customer: Customer | None = None
         self.conversation: Conversation | None = None
         self._sequence = 0
+        self.opted_out = False
 
     async def start(self) -> Conversation:
         customer = Customer(
@@ -227,13 +241,22 @@ class ChatDriver:
             self.session.add(message)
             inbound.append(message)
         await self.session.flush()
-        reply = await self.service.reply(
-            session=self.session,
-            settings=self.settings,
-            conversation=self.conversation,
-            customer=self.customer,
-            new_messages=inbound,
-        )
+        confirmations, answer = self._consent(inbound)
+        if answer:
+            reply = await self.service.reply(
+                session=self.session,
+                settings=self.settings,
+                conversation=self.conversation,
+                customer=self.customer,
+                new_messages=answer,
+            )
+            if confirmations:
+                reply = replace(reply, text="\n\n".join([*confirmations, reply.text]))
+        else:
+            # STOP and START are answered by the pipeline's keyword code, never the agent; opted out: silence.
+            reply = AgentReply(text="\n\n".join(confirmations), model=CONSENT_MODEL)
+            if not reply.text:
+                return reply
         self.session.add(
             Message(
                 conversation_id=self.conversation.id,
@@ -255,24 +278,45 @@ class ChatDriver:
         await self.session.flush()
         return reply
 
+    def _consent(self, inbound: Sequence[Message]) -> tuple[list[str], list[Message]]:
+        """STOP/START keywords applied in order as the turn does (`consent`): confirmations, messages to answer."""
+        confirmations: list[str] = []
+        answer: list[Message] = []
+        for message in inbound:
+            command = consent.classify(message.text or "", self.settings.conversation)
+            if command is consent.Command.OPT_OUT:
+                if not self.opted_out:
+                    self.opted_out = True
+                    confirmations.append(consent.confirmation(command, message.text or ""))
+                answer.clear()
+            elif command is consent.Command.OPT_IN and self.opted_out:
+                self.opted_out = False
+                confirmations.append(consent.confirmation(command, message.text or ""))
+                answer.clear()
+            elif not self.opted_out:
+                answer.append(message)
+        return confirmations, answer
 
-def written_in(text: str, language: str) -> bool:
-    """Whether a reply is in `language`: product names and SKUs are Latin, so Arabic or Cyrillic text only
-    needs to carry a fair share of the letters; English needs most of them."""
-    counts = script_counts(text)
-    total = sum(counts.values())
-    if total == 0:
-        return False
-    if language == "en":
-        return counts["en"] / total >= 0.6
-    return counts.get(language, 0) >= 10 and counts.get(language, 0) / total >= 0.2
+
+# Languages the offline responder has texts for; it answers any other language in English.
+OFFLINE_LANGUAGES = frozenset(
+    path.stem for path in (Path(__file__).parents[1] / "offline" / "languages").glob("*.yaml")
+)
+PLAYBOOK_FILE = Path(__file__).parents[1] / "playbook.yaml"
+
+
+def language_fallback(expected: str, model: str) -> str | None:
+    """English is the offline responder's documented answer to a language it has no texts for."""
+    return "en" if model == "offline" and expected not in OFFLINE_LANGUAGES else None
 
 
 def _contains(text: str, needle: str) -> bool:
     return needle.casefold() in text.casefold()
 
 
-def turn_checks(expect: TurnExpectation, reply: AgentReply, stage: SalesStage) -> list[Check]:
+def turn_checks(
+    expect: TurnExpectation, reply: AgentReply, stage: SalesStage, catalog: Catalog | None = None
+) -> list[Check]:
     checks: list[Check] = []
     called = [call["tool"] for call in reply.tool_calls]
     if expect.stage is not None:
@@ -292,49 +336,63 @@ def turn_checks(expect: TurnExpectation, reply: AgentReply, stage: SalesStage) -
     for needle in expect.reply_not_contains:
         checks.append(Check(f"not contains:{needle}", not _contains(reply.text, needle), reply.text[:200]))
     if expect.language is not None:
-        checks.append(Check("language", written_in(reply.text, expect.language), reply.text[:200]))
+        fallback = language_fallback(expect.language, reply.model)
+        problems = language_problems(reply.text, expect.language, catalog=catalog, fallback=fallback)
+        checks.append(Check("language", not problems, f"{'; '.join(problems)}: {reply.text[:200]}"))
     if expect.handoff is not None:
         checks.append(Check("handoff", reply.handoff is expect.handoff, f"handoff={reply.handoff}"))
+    if expect.silent is not None:
+        checks.append(Check("silent", (not reply.text) is expect.silent, reply.text[:200]))
     return checks
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the independent checks compare a reply with: the catalog, the discount policy, the guidance."""
+
+    catalog: Catalog
+    discounts: DiscountRules
+    confidential: list[str]
 
 
 async def safety_checks(
     session: AsyncSession,
     conversation: Conversation,
     reply: AgentReply,
-    playbook: Playbook,
+    reference: Reference,
     *,
+    stage_before: SalesStage,
     stage_changes_before: int,
+    quotes_before: int,
+    customer_text: str = "",
 ) -> list[Check]:
-    """The guarantees that hold for any model, however it behaves."""
+    """The guarantees that hold for any model, however it behaves, checked without the agent's own guards."""
     facts: dict[str, Any] = conversation.facts or {}
-    checks: list[Check] = []
-    changes = list(facts.get("stage_history", []))[stage_changes_before:]
-    invalid = [
-        f"{change['from_stage']}->{change['to_stage']}"
-        for change in changes
-        if SalesStage(change["to_stage"]) not in TRANSITIONS[SalesStage(change["from_stage"])]
+    changes = [
+        (str(change["from_stage"]), str(change["to_stage"]))
+        for change in list(facts.get("stage_history", []))[stage_changes_before:]
     ]
-    checks.append(Check("fsm transitions", not invalid, f"invalid: {invalid}", safety=True))
-    over_cap = await session.scalar(
-        select(func.count()).where(
-            Quote.conversation_id == conversation.id, Quote.discount_pct > playbook.discount.max_pct
+    quotes = (
+        await session.scalars(
+            select(Quote).where(Quote.conversation_id == conversation.id, Quote.id > quotes_before).order_by(Quote.id)
         )
-    )
-    checks.append(Check("discount cap", not over_cap, f"{over_cap} quote(s) above the cap", safety=True))
-    checks.append(
-        Check(
-            "no instruction leak",
-            not leaks_instructions(reply.text, playbook, conversation.language or "en"),
-            reply.text[:200],
-            safety=True,
+    ).all()
+    quote_issues = [
+        f"quote #{quote.id}: {problem}"
+        for quote in quotes
+        for problem in quote_problems(
+            QuoteFigures(quote.items, quote.subtotal, quote.discount_pct, quote.discount_amount, quote.total),
+            reference.catalog,
+            reference.discounts,
         )
-    )
-    selection = {item["sku"]: item["qty"] for item in facts.get("selected", [])}
-    problems = ungrounded(reply.text, Ledger.of(facts.get("evidence", []), playbook, selection=selection))
-    detail = ", ".join(f"{p.text} ({p.kind})" for p in problems)
-    checks.append(Check("grounded figures", not problems, detail, safety=True))
-    return checks
+    ]
+    return [
+        problem_check("stage path", stage_path_problems(stage_before, conversation.sales_stage, changes, TRANSITIONS)),
+        problem_check("catalog prices", price_problems(reply.text, reference.catalog)),
+        problem_check("skus exist", sku_problems(reply.text, reference.catalog, customer_text=customer_text)),
+        problem_check("quote arithmetic", quote_issues),
+        problem_check("no leak", leak_problems(reply.text, reference.confidential)),
+    ]
 
 
 async def final_checks(session: AsyncSession, driver: ChatDriver, final: FinalExpectation) -> list[Check]:
@@ -378,6 +436,10 @@ class EvalRunner:
         started = time.perf_counter()
         playbook = self.service.playbook(self.settings)
         savepoint = await session.begin_nested()
+        playbook_file = Path(self.settings.conversation.playbook_path or PLAYBOOK_FILE)
+        reference = Reference(
+            await Catalog.load(session), DiscountRules.of(playbook.discount), confidential_texts(playbook_file)
+        )
         try:
             driver = ChatDriver(session, self.service, self.settings, customer=scenario.customer)
             conversation = await driver.start()
@@ -387,9 +449,22 @@ class EvalRunner:
                     result.turns.append(TurnResult(spec.lines, None, conversation.sales_stage.value, skipped=True))
                     continue
                 before = len((conversation.facts or {}).get("stage_history", []))
+                stage_before = conversation.sales_stage
+                quotes_before = await session.scalar(
+                    select(func.coalesce(func.max(Quote.id), 0)).where(Quote.conversation_id == conversation.id)
+                )
                 reply = await driver.say(*spec.lines)
-                checks = turn_checks(spec.expect, reply, conversation.sales_stage)
-                checks += await safety_checks(session, conversation, reply, playbook, stage_changes_before=before)
+                checks = turn_checks(spec.expect, reply, conversation.sales_stage, reference.catalog)
+                checks += await safety_checks(
+                    session,
+                    conversation,
+                    reply,
+                    reference,
+                    stage_before=stage_before,
+                    stage_changes_before=before,
+                    quotes_before=int(quotes_before or 0),
+                    customer_text="\n".join(spec.lines),
+                )
                 result.turns.append(TurnResult(spec.lines, reply, conversation.sales_stage.value, checks))
             result.final_checks = await final_checks(session, driver, scenario.final)
         except Exception as error:  # a crashed scenario is a failed scenario, not a crashed evaluation
@@ -401,48 +476,6 @@ class EvalRunner:
 
     async def run_all(self, session: AsyncSession, scenarios: Sequence[Scenario]) -> list[ScenarioResult]:
         return [await self.run(session, scenario) for scenario in scenarios]
-
-
-def render_scorecard(results: Sequence[ScenarioResult], *, model: str, verbose: bool = False) -> str:
-    lines = [f"salesbot eval: {len(results)} scenario(s) against {model}", ""]
-    width = max((len(r.scenario.name) for r in results), default=10)
-    for result in results:
-        checks = result.checks
-        passed = sum(check.passed for check in checks)
-        status = "PASS" if result.passed else "FAIL"
-        replies = [turn.reply for turn in result.turns if turn.reply is not None]
-        models = sorted({reply.model for reply in replies})
-        fallback = any(reply.fallback_used for reply in replies)
-        tokens = sum(reply.tokens_in + reply.tokens_out for reply in replies)
-        lines.append(
-            f"{status}  {result.scenario.name:<{width}}  checks {passed:>3}/{len(checks):<3}  "
-            f"turns {len(result.turns):>2}  model {','.join(models) or '-'}{' (fallback)' if fallback else ''}  "
-            f"tokens {tokens}  {result.seconds:.1f}s"
-        )
-        if result.error:
-            lines.append(f"      error: {result.error}")
-        for index, turn in enumerate(result.turns, start=1):
-            failed = [check for check in turn.checks if not check.passed]
-            if verbose or failed:
-                lines.append(f"      turn {index}: customer: {' / '.join(turn.customer)}")
-                if turn.reply is not None:
-                    reply = " ".join(turn.reply.text.split())
-                    lines.append(f"              bot [{turn.stage}]: {reply[:300]}")
-            for check in failed:
-                kind = "SAFETY" if check.safety else "check"
-                lines.append(f"        {kind} failed: {check.name}: {check.detail}")
-        for check in result.final_checks:
-            if not check.passed:
-                lines.append(f"        final check failed: {check.name}: {check.detail}")
-    total_checks = [check for result in results for check in result.checks]
-    safety = [check for check in total_checks if check.safety]
-    lines += [
-        "",
-        f"scenarios passed: {sum(r.passed for r in results)}/{len(results)}",
-        f"checks passed:    {sum(c.passed for c in total_checks)}/{len(total_checks)}",
-        f"safety checks:    {sum(c.passed for c in safety)}/{len(safety)}",
-    ]
-    return "\n".join(lines)
 
 
 # --- `salesbot eval` -------------------------------------------------------------------------------------------
@@ -489,8 +522,14 @@ def run_eval_command(
     database_url: str | None = None,
     model_name: str | None = None,
     verbose: bool = False,
+    judge_model: str | None = None,
+    json_path: Path | None = None,
 ) -> tuple[int, str]:
-    """`salesbot eval`: (exit code, scorecard). Without a database URL a throwaway PostgreSQL is started."""
+    """`salesbot eval`: (exit code, scorecard). Without a database URL a throwaway PostgreSQL is started.
+
+    `judge_model` scores every conversation with an LLM judge on the LLM_BASE_URL endpoint (needs LLM_API_KEY);
+    `json_path` also writes the results as JSON.
+    """
     if model_name:
         settings = settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": model_name})})
     scenarios = load_scenarios(scenarios_path, names=names)
@@ -501,8 +540,32 @@ def run_eval_command(
         results = asyncio.run(evaluate(settings, database_url, scenarios, service=service))
     else:
         results = _with_scratch_database(settings, scenarios, service)
-    card = render_scorecard(results, model=service.primary_name(settings), verbose=verbose)
-    return (0 if all(result.passed for result in results) else 1), card
+    notes: list[str] = []
+    if judge_model:
+        notes.append(judge_results(settings, judge_model, results))
+    model = service.primary_name(settings)
+    card = render_scorecard(results, model=model, verbose=verbose)
+    if json_path is not None:
+        write_json(json_path, results, model=model, judge=judge_model)
+        notes.append(f"results written to {json_path}")
+    return (0 if all(result.passed for result in results) else 1), "\n".join([card, *notes])
+
+
+def judge_results(settings: Settings, judge_model: str, results: Sequence[ScenarioResult]) -> str:
+    """Score each conversation with the judge (in place); a note for the report."""
+    api_key = settings.llm.api_key.get_secret_value()
+    if not settings.llm.base_url or not api_key:
+        return f"judge {judge_model}: skipped (LLM_BASE_URL and LLM_API_KEY are needed)"
+    judge = Judge(model=judge_model, base_url=settings.llm.base_url, api_key=api_key)
+
+    async def score_all() -> None:
+        for result in results:
+            turns = [(turn.customer, turn.reply.text if turn.reply else None) for turn in result.turns]
+            result.verdict = await judge.judge(transcript(result.scenario.description, turns))
+
+    asyncio.run(score_all())
+    failed = sum(1 for result in results if result.verdict is not None and result.verdict.scores is None)
+    return f"judge {judge_model}: {len(results) - failed}/{len(results)} conversation(s) scored"
 
 
 def _with_scratch_database(

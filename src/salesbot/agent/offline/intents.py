@@ -26,6 +26,7 @@ _NOT_SKUS = re.compile(
     r"^(?:\d+(?:pcs|pc|x|am|pm|k|kg|cm|mm|m|gb|tb)|[a-z]\d|mp\d|covid-?19|usb-c|wi-fi|e\d{2}|m\d)$", re.IGNORECASE
 )
 _MONTHS = re.compile(r"(\d{1,3})\s?(?:months?|мес\w*|شهر|شهور|أشهر|اشهر)", FLAGS)
+_PERCENT = re.compile(r"(\d{1,2}(?:[.,]\d{1,2})?)\s?%")
 _EMAIL_PLACEHOLDER = re.compile(r"\[EMAIL_\d+\]")
 PLACEHOLDER = re.compile(r"\[(?:PHONE|EMAIL|CARD)_\d+\]")
 _AMOUNT = r"\d{1,3}(?:[ ,.]\d{3})+|\d+(?:[.,]\d+)?"
@@ -47,7 +48,11 @@ _CURRENCIES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 
 _NAME_PATTERNS = [
     re.compile(r"\b(?i:my name is|i am|i'm|this is)\s+([A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+)?)"),
-    re.compile(r"(?i:меня зовут|моё имя|мое имя)\s+([А-ЯЁA-Z][\w-]+(?:\s+[А-ЯЁA-Z][\w-]+)?)"),
+    # "Name Layla Aziz, company ...": a label at the start of the message or of a comma-separated part.
+    re.compile(r"(?:^|[,;]\s*)(?i:name)\s*:?\s+([A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+)?)"),
+    re.compile(
+        r"(?i:меня зовут|моё имя|мое имя|мене звати|моє ім'я)\s+([А-ЯЁІЇЄҐA-Z][\w'’-]+(?:\s+[А-ЯЁІЇЄҐA-Z][\w'’-]+)?)"
+    ),
     re.compile(r"(?:اسمي|انا اسمي|أنا اسمي)\s+([^\s،,.]+(?:\s+[^\s،,.]+)?)"),
 ]
 _NOT_NAMES = frozenset({"looking", "interested", "searching", "from", "here", "back", "ready", "the", "a"})
@@ -58,7 +63,7 @@ _COMPANY_PATTERNS = [
         FLAGS,
     ),
     re.compile(
-        r"(?:компания|компании|из компании|организация)\s*:?\s*"
+        r"(?:компания|компании|из компании|организация|компанія|з компанії|організація)\s*:?\s*"
         r"([«\"']?[\w&.-]+(?:\s+[\w&.»\"'-]+){0,3}?)(?=\s*(?:[,.;!?]|\sи\s|$))",
         FLAGS,
     ),
@@ -120,6 +125,8 @@ class Turn:
     remembered_query: str | None = None
     remembered_category: str | None = None
     remembered_quantity: int | None = None
+    # A discount the customer asks for on the quote ("with the 10% volume discount").
+    discount_pct: Decimal | None = None
 
     @property
     def language(self) -> str:
@@ -318,7 +325,9 @@ def parse_details(text: str, *, positional: bool) -> Details:
         if match:
             details.company = match.group(1).strip(" ,.")
     pieces = [piece.strip(" .") for piece in re.split(r"[,;\n،]", PLACEHOLDER.sub("", text)) if piece.strip(" .")]
-    if positional and not (details.name and details.company) and (details.email or len(pieces) >= 2):
+    # A message that names products is a request, not a list of details ("Actually, I want 5 LG-24MP400").
+    request = _SKU.search(text) is not None
+    if positional and not request and not (details.name and details.company) and (details.email or len(pieces) >= 2):
         # "John Smith, Acme Ltd, [EMAIL_1]" while we are collecting details: short segments that are no request.
         segments = [
             piece
@@ -363,6 +372,7 @@ def parse_turn(text: str, context: TurnContext) -> Turn:
     months_match = _MONTHS.search(normalized)
     months = int(months_match.group(1)) if months_match else DEFAULT_FINANCING_MONTHS
     explicit = explicit or (bool(skus) and quantity is not None)
+    percent = _PERCENT.search(normalized) if "objection" in intents else None
     return Turn(
         text=normalized,
         context=context,
@@ -378,4 +388,5 @@ def parse_turn(text: str, context: TurnContext) -> Turn:
         ordinals=find_ordinals(normalized),
         segments=split_segments(PLACEHOLDER.sub(" ", normalized)),
         explicit_qty=explicit,
+        discount_pct=Decimal(percent.group(1).replace(",", ".")) if percent else None,
     )

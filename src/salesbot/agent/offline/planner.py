@@ -176,8 +176,9 @@ def search_query(turn: Turn) -> str:
 def wants_products(turn: Turn) -> bool:
     if turn.skus or "human" in turn.intents or turn.budget.other_currency is not None:
         return False
-    if "knowledge" in turn.intents and "product" not in turn.intents and turn.category is None:
-        return False  # "how much is delivery?" is a policy question, not a product search
+    if "knowledge" in turn.intents and turn.category is None and turn.budget.max_price is None:
+        # "how much is delivery?", "can you deliver it? we need it fast": a policy question, not a product search
+        return False
     if turn.category is not None or turn.budget.max_price is not None:
         return True
     if turn.intents & {"product", "price", "stock"}:
@@ -241,6 +242,12 @@ def quote_items(turn: Turn, outcomes: Sequence[Outcome]) -> list[TurnItem]:
     if len(shown) == 1:
         return [TurnItem(sku=shown[0], qty=turn.quantity or 1)]
     return []
+
+
+def _reselects(turn: Turn, items: Sequence[TurnItem]) -> bool:
+    """Whether the products and quantities named now differ from the stored selection."""
+    selected = {(str(item["sku"]).upper(), int(item["qty"])) for item in turn.context["selected"]}
+    return bool(selected) and selected != {(str(item["sku"]).upper(), int(item["qty"])) for item in items}
 
 
 def accepting(turn: Turn) -> bool:
@@ -371,6 +378,11 @@ def plan(
     if accepting(turn):
         target = SalesStage.CLOSING
     refused = any(outcome.tool == "advance_stage" and outcome.status == "refused" for outcome in outcomes)
+    if stage is SalesStage.COMPANY_DETAILS and quote_wanted and turn.items and items and _reselects(turn, items):
+        # The customer changed their mind before the quote: the FSM re-selects through solution, and the
+        # selection the quote is built from becomes what they asked for now.
+        want("advance_stage", {"to_stage": SalesStage.SOLUTION.value, "reason": "The customer changed the selection."})
+        return calls
     if _order(target) > _order(stage) and not refused:
         for hop in path_to(stage, target):
             if hop is SalesStage.COMPANY_DETAILS and not items:
@@ -383,7 +395,11 @@ def plan(
     entered_quoting = any(o.data.get("stage") == "quoting" for o in _ok(outcomes, "advance_stage"))
     quoted = any(outcome.tool == "create_quote" for outcome in outcomes)
     if stage is SalesStage.QUOTING and (quote_wanted or entered_quoting) and items and not quoted:
-        want("create_quote", {"items": [dict(item) for item in items]})
+        quote: dict[str, Any] = {"items": [dict(item) for item in items]}
+        if turn.discount_pct:
+            # Asked for with the order: the tool applies it if the quote qualifies, or refuses (never clamps).
+            quote["discount_pct"] = float(turn.discount_pct)
+        want("create_quote", quote)
     if "financing" in turn.intents:
         price = financing_price(outcomes)
         if price is not None:
