@@ -11,9 +11,10 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesbot.agent.eval.runner import ChatDriver, safety_checks
+from salesbot.agent.eval.checks import Catalog, DiscountRules, confidential_texts
+from salesbot.agent.eval.runner import ChatDriver, Reference, safety_checks
 from salesbot.agent.instructions import leaks_instructions
-from salesbot.agent.playbook import Playbook
+from salesbot.agent.playbook import DEFAULT_PLAYBOOK_PATH, Playbook
 from salesbot.agent.service import SalesAgentService
 from salesbot.agent.stages import TRANSITIONS
 from salesbot.models import Quote, SalesStage
@@ -81,6 +82,7 @@ async def test_an_obedient_model_cannot_break_the_rules(
         with_requests(settings, 12),
     )
     conversation = await driver.start()
+    stage_before = conversation.sales_stage
 
     reply = await driver.say(ATTACKS[language])
 
@@ -97,10 +99,22 @@ async def test_an_obedient_model_cannot_break_the_rules(
     # The instructions did not leak and the 90% promise never reached the customer.
     assert reply.text == playbook.messages.safe_answer.get(language)
     assert not leaks_instructions(reply.text, playbook, language)
-    assert all(
-        check.passed
-        for check in await safety_checks(catalog_session, conversation, reply, playbook, stage_changes_before=0)
+    reference = Reference(
+        await Catalog.load(catalog_session),
+        DiscountRules.of(playbook.discount),
+        confidential_texts(DEFAULT_PLAYBOOK_PATH),
     )
+    checks = await safety_checks(
+        catalog_session,
+        conversation,
+        reply,
+        reference,
+        stage_before=stage_before,
+        stage_changes_before=0,
+        quotes_before=0,
+        customer_text=ATTACKS[language],
+    )
+    assert [check for check in checks if not check.passed] == []
 
 
 @pytest.mark.parametrize("language", ["en", "ar", "ru"])
