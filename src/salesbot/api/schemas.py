@@ -24,7 +24,7 @@ from pydantic import (
 
 from salesbot.kit.phones import mask_phone, phone_from_chat_id
 from salesbot.kit.text import printable
-from salesbot.kit.urls import MAX_URL_LENGTH, http_url
+from salesbot.kit.urls import HTTP_URL_PATTERN, MAX_URL_LENGTH, http_url
 from salesbot.models import (
     Author,
     Channel,
@@ -100,7 +100,7 @@ ImageUrl = Annotated[
     str,
     StringConstraints(max_length=MAX_URL_LENGTH),
     AfterValidator(http_url),
-    Field(json_schema_extra={"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/]+[^\\s]*$"}),
+    Field(json_schema_extra={"pattern": HTTP_URL_PATTERN}),
 ]
 CustomerName = Annotated[
     str, StringConstraints(min_length=1, max_length=200), _printable, _non_blank_check, _strip, _NON_BLANK_SCHEMA
