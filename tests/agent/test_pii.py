@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import phonenumbers
 import pytest
@@ -11,6 +12,9 @@ from hypothesis import strategies as st
 
 from salesbot.agent.pii import PLACEHOLDER, PiiMasker, is_card_number
 from salesbot.kit.phones import PhoneDetector
+
+# A delivery date in sales text (relative to now: the text is what is under test, not the date).
+SOON = datetime.now(UTC) + timedelta(days=3)
 
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 PERSIAN = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
@@ -114,7 +118,7 @@ def test_card_numbers_are_masked(card: str) -> None:
         "AED 22345678 total, or 22345678 AED, or 42000000.00 درهم",
         "1500000 руб",
         "1234567.89 total",
-        "we need 250 units by 2026-11-21 10:30",
+        f"we need 250 units by {SOON:%Y-%m-%d %H:%M}",
         "delivery on 21.11.2026, or 11/21/2026",
         "the years 2019-2026, since 2009, in 2024 2025 2026",
         "quote #12345678",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.models import Author, Channel, Conversation, Customer, DeliveryStatus, Direction, Message
@@ -113,19 +113,27 @@ async def provider_ids(session: AsyncSession, conversation_id: int) -> set[str]:
     return {row for row in rows if row}
 
 
+def _other_parts_of_reply(message: Message) -> tuple[ColumnElement[bool], ...]:
+    """The outbound rows of the same reply as `message`: its conversation and idempotency-key prefix."""
+    assert message.idempotency_key is not None
+    prefix = message.idempotency_key.rsplit(":", 1)[0] + ":"
+    return (
+        Message.conversation_id == message.conversation_id,
+        Message.direction == Direction.OUTBOUND,
+        Message.idempotency_key.startswith(prefix, autoescape=True),
+    )
+
+
 async def withdraw_group(session: AsyncSession, message: Message, *, status: DeliveryStatus, reason: str) -> int:
     """The remaining pending parts of the same reply as `message` (same idempotency-key prefix) get `status`."""
     if not message.idempotency_key:
         return 0
-    prefix = message.idempotency_key.rsplit(":", 1)[0] + ":"
     result = await session.execute(
         update(Message)
         .where(
-            Message.conversation_id == message.conversation_id,
-            Message.direction == Direction.OUTBOUND,
+            *_other_parts_of_reply(message),
             Message.delivery_status == DeliveryStatus.PENDING,
             Message.id != message.id,
-            Message.idempotency_key.startswith(prefix, autoescape=True),
         )
         .values(delivery_status=status, error=reason)
     )
@@ -136,15 +144,12 @@ async def restore_group(session: AsyncSession, message: Message, *, reason: str)
     """Parts of `message`'s reply withdrawn with `reason` become pending again (the gate still checks each)."""
     if not message.idempotency_key:
         return 0
-    prefix = message.idempotency_key.rsplit(":", 1)[0] + ":"
     result = await session.execute(
         update(Message)
         .where(
-            Message.conversation_id == message.conversation_id,
-            Message.direction == Direction.OUTBOUND,
+            *_other_parts_of_reply(message),
             Message.delivery_status == DeliveryStatus.CANCELLED,
             Message.error == reason,
-            Message.idempotency_key.startswith(prefix, autoescape=True),
         )
         .values(delivery_status=DeliveryStatus.PENDING, error=None)
     )
