@@ -171,17 +171,16 @@ def _printable(value: Any, column: str) -> None:
 
 def parse_attributes(value: Any, *, column: str = "attributes") -> dict[str, Any]:
     """A JSON object, given as one (JSON files) or as its text (a CSV cell); empty means none."""
-    if isinstance(value, Mapping):
-        decoded: Any = dict(value)
-    elif value is None or value == "":
+    decoded: Any = value
+    if value is None or (isinstance(value, str) and not value.strip()):
         return {}
-    else:
+    if isinstance(value, str):
         try:
-            decoded = json.loads(as_text(value, column=column))
+            decoded = json.loads(value)
         except json.JSONDecodeError as exc:
             raise RowProblem(column, f"is not valid JSON ({exc.msg} at character {exc.pos})") from None
-        if not isinstance(decoded, dict):
-            raise RowProblem(column, f'must be a JSON object like {{"brand": "HP"}}, got {type(decoded).__name__}')
+    if not isinstance(decoded, Mapping):
+        raise RowProblem(column, f'must be a JSON object like {{"brand": "HP"}}, got {type(decoded).__name__}')
     _printable(decoded, column)
     return dict(decoded)
 
