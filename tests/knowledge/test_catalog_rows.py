@@ -106,7 +106,11 @@ def test_ambiguous_arabic_separators_are_refused(raw: str) -> None:
         parse_price(raw)
 
 
-def test_stock_in_arabic_indic_digits() -> None:
+def test_stock_as_written() -> None:
     assert parse_stock("١٢") == 12
+    assert parse_stock("1,200") == parse_stock("١٬٢٠٠") == 1200
+    for ambiguous in ("1,2", "sNaN", "NaN"):
+        with pytest.raises(RowProblem, match="stock is not a number"):
+            parse_stock(ambiguous)
     with pytest.raises(RowProblem, match=r"stock must be a whole number, got '1\.5'"):
         parse_stock("1.5")

@@ -71,20 +71,26 @@ def as_text(value: Any, *, column: str = "value") -> str:
     raise RowProblem(column, f"must be text, got {type(value).__name__}")
 
 
+def _decimal(raw: str) -> Decimal:
+    """A number as a business writes it: "1299.5", "1,299.50" (thousands separators), Arabic-Indic digits and
+    separators ("١٬٢٩٩٫٥٠"); NaN when it is not one. "1,29" or "1.299,00" are ambiguous, so not numbers."""
+    number = raw.translate(_ARABIC_SEPARATORS)
+    if _THOUSANDS.match(number):
+        number = number.replace(",", "")
+    try:
+        return Decimal(number)
+    except InvalidOperation:
+        return Decimal("NaN")
+
+
 def parse_price(value: Any, *, column: str = "price") -> Decimal:
-    """A non-negative amount with 2 decimals: numbers, "1299.5", "1,299.50" (thousands separators), "١٬٢٩٩"."""
+    """A non-negative amount rounded to 2 decimals, written as `_decimal` reads it."""
     if isinstance(value, bool):
         raise RowProblem(column, f"must be a number, got {value}")
     raw = as_text(value, column=column)
     if not raw:
         raise RowProblem(column, "is missing")
-    number = raw.translate(_ARABIC_SEPARATORS)
-    if _THOUSANDS.match(number):
-        number = number.replace(",", "")
-    try:
-        amount = Decimal(number)
-    except InvalidOperation:
-        amount = Decimal("NaN")
+    amount = _decimal(raw)
     if not amount.is_finite():
         raise RowProblem(column, f"is not a number (write it like 1299.50 or 1,299.50), got {_shown(raw)}")
     if amount < 0:
@@ -96,16 +102,15 @@ def parse_price(value: Any, *, column: str = "price") -> Decimal:
 
 
 def parse_stock(value: Any, *, column: str = "stock") -> int:
-    """A non-negative whole number ("12", 12, "12.0", "١٢"); empty means 0."""
+    """A non-negative whole number ("12", 12, "12.0", "1,200", "١٢"); empty means 0."""
     if isinstance(value, bool):
         raise RowProblem(column, f"must be a whole number, got {value}")
     raw = as_text(value, column=column)
     if not raw:
         return 0
-    try:
-        number = Decimal(raw)
-    except InvalidOperation:
-        raise RowProblem(column, f"is not a number, got {_shown(raw)}") from None
+    number = _decimal(raw)
+    if number.is_nan():
+        raise RowProblem(column, f"is not a number, got {_shown(raw)}")
     if not number.is_finite() or number != number.to_integral_value():
         raise RowProblem(column, f"must be a whole number, got {_shown(raw)}")
     if number < 0:
@@ -246,7 +251,7 @@ class CatalogRow(BaseModel):
         # Absent and empty required columns get the same "is missing"; blank free columns are no attributes.
         for column in REQUIRED_COLUMNS:
             values.setdefault(column, "")
-        for key in [key for key in values if key not in cls.model_fields]:
+        for key in [key for key in values if key not in KNOWN_COLUMNS]:
             if values[key] is None or (isinstance(values[key], str) and not values[key].strip()):
                 del values[key]
         currency = values.get("currency")
@@ -272,11 +277,14 @@ class CatalogRow(BaseModel):
         )
 
 
+KNOWN_COLUMNS = frozenset(CatalogRow.model_fields)
+
+
 def field_problems(error: ValidationError) -> tuple[FieldProblem, ...]:
-    """The row's problems, one per column, in column order, each naming its column."""
+    """The row's problems, one per column (the model's columns first, then free ones), each naming its column."""
     problems: list[FieldProblem] = []
     for item in error.errors(include_url=False):
-        column = ".".join(str(part) for part in item["loc"][:1]) or "row"
+        column = str(item["loc"][0]) if item["loc"] else "row"
         cause = (item.get("ctx") or {}).get("error")
         if isinstance(cause, RowProblem):
             message = f"{column} {cause.problem}"
