@@ -27,8 +27,9 @@ class FileInventorySource:
             raise InventoryRejectedError(f"inventory file {self.path}: {exc}") from exc
         levels: list[StockLevel] = []
         for row in rows:
-            sku = as_text(row.values.get("sku"))
+            sku = ""
             try:
+                sku = as_text(row.values.get("sku"), column="sku")
                 if not sku:
                     raise RowProblem("sku", "is missing")
                 if as_text(row.values.get("stock")) == "":
