@@ -84,7 +84,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     settings = _with_service_urls(settings, start_embedded=not settings.database_url)
     configure_logging(settings.log_level, phone_region=settings.phone_default_region)
     if args.kind == "products":
-        return commands.ingest_products(settings, Path(args.path), full=args.full)
+        return commands.ingest_products(settings, Path(args.path), full=args.full, strict=args.strict)
     return commands.ingest_knowledge(settings, Path(args.path))
 
 
@@ -269,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     products = ingest_kinds.add_parser("products", help="upsert products by SKU from a CSV, JSON or JSON Lines file")
     products.add_argument("path", metavar="FILE")
     products.add_argument("--full", action="store_true", help="deactivate active products missing from FILE")
+    products.add_argument("--strict", action="store_true", help="import nothing if any row is bad (default: skip it)")
     products.set_defaults(handler=cmd_ingest)
     knowledge = ingest_kinds.add_parser("knowledge", help="chunk and index Markdown/text files (a file or a folder)")
     knowledge.add_argument("path", metavar="PATH")

@@ -90,3 +90,25 @@ async def test_products_without_a_currency_take_the_playbooks(
         products = (await session.scalars(select(Product))).all()
     stored = {product.sku: product.currency for product in products}
     assert stored == {"NC-1": "SAR", "US-1": "USD"}
+
+
+async def test_a_strict_import_of_a_bad_file_lists_every_bad_row_and_imports_nothing(
+    cli_env: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = [*ROWS, "BAD,Broken,,,-1,,,\n", "TWO,,,,abc,EURO,,\n"]  # lines 7 and 8
+    csv_path = write_csv(tmp_path / "catalog.csv", rows)
+    args = build_parser().parse_args(["ingest", "products", str(csv_path), "--strict"])
+    assert (args.strict, args.full) == (True, False)
+
+    assert await asyncio.to_thread(main, ["ingest", "products", str(csv_path), "--strict"]) == 1
+
+    err = capsys.readouterr().err
+    assert "rejected line 7 (sku BAD): price must not be negative, got '-1'" in err
+    assert "rejected line 8 (sku TWO): name is missing; price is not a number" in err
+    assert "currency must be a 3-letter ISO 4217 code such as AED or USD, got 'EURO'" in err
+    assert "error: 2 bad row(s), nothing imported (--strict)" in err
+    async with sessionmaker() as session:
+        assert (await session.scalars(select(Product))).all() == []

@@ -9,8 +9,8 @@ from collections import Counter
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salesbot.knowledge.catalog_rows import read_product_file
 from salesbot.knowledge.embeddings import OfflineEmbedder
-from salesbot.knowledge.ingest import read_product_file
 from salesbot.knowledge.seed import DEMO_KNOWLEDGE, DEMO_PRODUCTS, seed_demo_data, seed_demo_if_empty
 from salesbot.knowledge.text import detect_language
 from salesbot.knowledge.vector_index import PRODUCTS, column_dimension

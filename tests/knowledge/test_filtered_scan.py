@@ -8,8 +8,9 @@ from decimal import Decimal
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesbot.knowledge.catalog_rows import CatalogRow
 from salesbot.knowledge.embeddings import OfflineEmbedder
-from salesbot.knowledge.ingest import ProductRecord, import_products
+from salesbot.knowledge.ingest import import_products
 from salesbot.knowledge.search import HybridSearch
 from salesbot.knowledge.types import ProductFilters
 from salesbot.knowledge.vector_index import pgvector_version
@@ -21,7 +22,7 @@ ROWS = 2000
 RARE_PRICE = Decimal("4321.00")  # 1% of the rows, spread over every kind
 
 
-def _catalog() -> list[ProductRecord]:
+def _catalog() -> list[CatalogRow]:
     rng = random.Random(7)
     records = []
     for number in range(ROWS):
@@ -29,13 +30,13 @@ def _catalog() -> list[ProductRecord]:
         brand = rng.choice(BRANDS)
         rare = number % 100 == 0
         records.append(
-            ProductRecord(
-                line=number + 2,
+            CatalogRow(
                 sku=f"SYN-{number:05d}",
                 name=f"{brand} {kind} model {rng.randint(100, 999)}",
                 description=f"{brand} {kind} for offices, series {rng.choice('ABCDEFGH')}{rng.randint(1, 9)}",
                 category=kind.capitalize(),
                 price=RARE_PRICE if rare else Decimal(rng.randint(50, 4000)),
+                currency="USD",
                 stock=rng.randint(0, 50),
             )
         )

@@ -10,14 +10,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesbot.knowledge.ingest import (
-    IngestError,
-    RowProblem,
-    ingest_product_file,
-    parse_price,
-    parse_stock,
-    read_product_file,
-)
+from salesbot.knowledge.catalog_files import IngestError
+from salesbot.knowledge.catalog_rows import RowProblem, parse_price, parse_stock, read_product_file
+from salesbot.knowledge.ingest import ingest_product_file
 from salesbot.models import Product
 from tests.fakes.embedder import RecordingEmbedder
 

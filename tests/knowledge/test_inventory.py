@@ -87,6 +87,13 @@ async def test_file_source_reads_exports_and_reports_bad_rows(tmp_path: Path) ->
     ]
     assert [(error.line, error.sku) for error in snapshot.rejected] == [(3, "MON-1"), (4, "MOU-1"), (6, None)]
 
+    # A JSON export with a SKU that is not text: that item is reported, the sync goes on.
+    json_export = tmp_path / "stock.json"
+    json_export.write_text('[{"sku": {"id": 1}, "stock": 1}, {"sku": "LAP-1", "stock": "1,200"}]', encoding="utf-8")
+    snapshot = await FileInventorySource(json_export).fetch()
+    assert snapshot.levels == [StockLevel("LAP-1", stock=1200)]
+    assert [str(error) for error in snapshot.rejected] == ["item 1: sku must be text, got dict"]
+
     with pytest.raises(InventoryRejectedError, match="does not exist"):
         await FileInventorySource(tmp_path / "missing.csv").fetch()
     wrong = tmp_path / "wrong.csv"

@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from salesbot.db import create_engine, create_sessionmaker, unit_of_work
 from salesbot.devstack import EmbeddedPostgres
+from salesbot.knowledge.catalog_files import IngestError
 from salesbot.knowledge.embeddings import OfflineEmbedder
-from salesbot.knowledge.ingest import IngestError, ingest_knowledge_path, ingest_product_file
+from salesbot.knowledge.ingest import ingest_knowledge_path, ingest_product_file
 from salesbot.knowledge.reindex import embedding_status, reindex
 from salesbot.knowledge.search import HybridSearch
 from salesbot.knowledge.seed import DEMO_KNOWLEDGE, DEMO_PRODUCTS

@@ -31,7 +31,7 @@ from salesbot.kit.logging import get_logger
 from salesbot.kit.phones import phone_from_chat_id
 from salesbot.knowledge.editing import embedding_update, product_text
 from salesbot.knowledge.embeddings import Embedder
-from salesbot.knowledge.ingest import lock_catalog
+from salesbot.knowledge.repository import lock_catalog
 from salesbot.models import Conversation, ConversationStatus, Customer, Owner, Product
 from salesbot.models._columns import utcnow
 from salesbot.outbox.service import schedule_delivery

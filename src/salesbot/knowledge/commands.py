@@ -1,7 +1,8 @@
 """The knowledge commands of the `salesbot` CLI: `ingest products`, `ingest knowledge`, `reindex`.
 
 Each runs in one transaction: an error rolls everything back and exits 1; rows rejected during an import are
-listed and skipped, and the rest is committed (exit 0).
+listed and skipped, and the rest is committed (exit 0). With `--strict`, a product file with a bad row is listed
+and nothing is imported (exit 1).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.db import create_engine, create_sessionmaker, unit_of_work
+from salesbot.knowledge.catalog_files import IngestError, RowError
 from salesbot.knowledge.embeddings import EmbeddingError, get_embedder
-from salesbot.knowledge.ingest import IngestError, RowError, ingest_knowledge_path, ingest_product_file
+from salesbot.knowledge.ingest import RejectedFileError, ingest_knowledge_path, ingest_product_file
 from salesbot.knowledge.reindex import embedding_status, reindex
 from salesbot.settings import Settings
 
@@ -37,6 +39,8 @@ def _run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T 
     try:
         return asyncio.run(_in_transaction(settings, work))
     except (IngestError, EmbeddingError) as exc:
+        if isinstance(exc, RejectedFileError):
+            _print_rejected(exc.rejected)
         print(f"error: {exc}", file=sys.stderr)
         return None
 
@@ -48,7 +52,7 @@ def _print_rejected(rejected: list[RowError]) -> None:
         print(f"  ... and {len(rejected) - MAX_LISTED_ERRORS} more", file=sys.stderr)
 
 
-def ingest_products(settings: Settings, path: Path, *, full: bool = False) -> int:
+def ingest_products(settings: Settings, path: Path, *, full: bool = False, strict: bool = False) -> int:
     from salesbot.agent.playbook import PlaybookError, load_playbook
 
     embedder = get_embedder(settings)
@@ -64,6 +68,7 @@ def ingest_products(settings: Settings, path: Path, *, full: bool = False) -> in
             path,
             embedder,
             full=full,
+            strict=strict,
             default_currency=currency,
             batch_size=settings.embedding.batch_size,
             progress=True,

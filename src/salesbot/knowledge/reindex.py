@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesbot.kit.logging import get_logger
 from salesbot.knowledge.documents import chunk_document, content_hash, product_document
 from salesbot.knowledge.embeddings import Embedder
-from salesbot.knowledge.ingest import WRITE_BATCH, embed_in_batches, lock_catalog
+from salesbot.knowledge.ingest import embed_in_batches
+from salesbot.knowledge.repository import WRITE_BATCH, lock_catalog
 from salesbot.knowledge.vector_index import (
     KNOWLEDGE,
     PRODUCTS,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
-from salesbot.knowledge.ingest import RowError
+from salesbot.knowledge.catalog_files import RowError
 
 
 @dataclass(frozen=True)

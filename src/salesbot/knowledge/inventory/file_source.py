@@ -6,16 +6,8 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from salesbot.knowledge.ingest import (
-    IngestError,
-    RowError,
-    RowProblem,
-    as_text,
-    parse_currency,
-    parse_price,
-    parse_stock,
-    read_rows,
-)
+from salesbot.knowledge.catalog_files import IngestError, RowError, read_rows
+from salesbot.knowledge.catalog_rows import RowProblem, as_text, parse_currency, parse_price, parse_stock
 from salesbot.knowledge.inventory.base import InventoryRejectedError, InventorySnapshot, StockLevel
 
 
@@ -35,12 +27,13 @@ class FileInventorySource:
             raise InventoryRejectedError(f"inventory file {self.path}: {exc}") from exc
         levels: list[StockLevel] = []
         for row in rows:
-            sku = as_text(row.values.get("sku"))
+            sku = ""
             try:
+                sku = as_text(row.values.get("sku"), column="sku")
                 if not sku:
-                    raise RowProblem("sku is missing")
+                    raise RowProblem("sku", "is missing")
                 if as_text(row.values.get("stock")) == "":
-                    raise RowProblem("stock is missing")
+                    raise RowProblem("stock", "is missing")
                 price_raw = row.values.get("price")
                 levels.append(
                     StockLevel(

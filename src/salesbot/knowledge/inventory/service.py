@@ -12,10 +12,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.kit.logging import get_logger
-from salesbot.knowledge.ingest import WRITE_BATCH, RowError, lock_catalog
+from salesbot.knowledge.catalog_files import RowError
 from salesbot.knowledge.inventory.base import InventorySnapshot, InventorySource
 from salesbot.knowledge.inventory.file_source import FileInventorySource
 from salesbot.knowledge.inventory.zoho import ZohoInventorySource
+from salesbot.knowledge.repository import WRITE_BATCH, lock_catalog
 from salesbot.models import Product
 from salesbot.settings import InventorySettings
 

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from salesbot.kit.logging import get_logger
-from salesbot.knowledge.ingest import RowError
+from salesbot.knowledge.catalog_files import RowError
 from salesbot.knowledge.inventory.base import (
     InventoryRejectedError,
     InventorySnapshot,
