@@ -255,6 +255,8 @@ class AuthSettings(BaseSettings):
     admin_username: str = "admin"
     admin_password: SecretStr = SecretStr("admin")
     secret_key: SecretStr = SecretStr("dev-secret-key-change-me")
+    # A bearer token for Prometheus that opens /metrics only (API_TOKEN opens it too); empty: API_TOKEN only.
+    metrics_token: SecretStr = SecretStr("")
 
 
 class Settings(BaseSettings):
@@ -375,6 +377,8 @@ class Settings(BaseSettings):
         if self.meta.access_token.get_secret_value() or self.meta.phone_number_id:
             secrets["META_APP_SECRET"] = self.meta.app_secret
             secrets["META_VERIFY_TOKEN"] = self.meta.verify_token
+        if self.auth.metrics_token.get_secret_value():
+            secrets["METRICS_TOKEN"] = self.auth.metrics_token
         for name, secret in secrets.items():
             value = secret.get_secret_value()
             if _is_placeholder(secret):

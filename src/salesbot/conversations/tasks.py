@@ -17,6 +17,7 @@ from salesbot.kit.logging import get_logger
 from salesbot.kit.redis_lock import FlaggingLock
 from salesbot.media import service as media
 from salesbot.models._columns import utcnow
+from salesbot.observability import metrics
 from salesbot.outbox.service import schedule_delivery
 from salesbot.outbox.tasks import providers
 from salesbot.settings import Settings
@@ -59,6 +60,7 @@ async def run_turn(ctx: WorkerContext, conversation_id: int) -> str:
         # re-run by arq after its job timeout + 10 s, finds the expired lock and the flag, and does the same.
         return "busy"
     outcome: turn.TurnOutcome | None = None
+    started = time.monotonic()
     try:
         take = await burst.take_burst(redis, resources.settings.conversation, conversation_id)
         if not take.taken:
@@ -83,6 +85,7 @@ async def run_turn(ctx: WorkerContext, conversation_id: int) -> str:
         if await lock.release():
             await burst.schedule_turn_now(redis, conversation_id)
     assert outcome is not None
+    await metrics.record_turn(outcome, time.monotonic() - started)
     if outcome.outbound:
         await schedule_delivery(redis, conversation_id)
     if outcome.moved_to is not None:
