@@ -15,6 +15,7 @@ from salesbot.api.router import router as api_router
 from salesbot.documents.router import router as documents_router
 from salesbot.health.router import router as health_router
 from salesbot.inbox.router import router as inbox_router
+from salesbot.kit import tracing
 from salesbot.kit.body_timeout import BodyReadTimeoutMiddleware
 from salesbot.kit.errors import AppError
 from salesbot.kit.logging import configure_logging, get_logger
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.console_provider_enabled:
         app.include_router(simulator_router)
     admin = mount_admin(app, settings)
+    if tracing.setup(settings.otel_exporter_otlp_endpoint, service="salesbot-api"):
+        tracing.instrument_app(app)
     return app
 
 

@@ -286,6 +286,8 @@ class Settings(BaseSettings):
     # the chat is handed to a manager. Below the job timeout so a turn ends before arq cancels it (when unset and
     # the job timeout is 50 s or less, half of it).
     turn_budget_seconds: float = Field(default=25.0, gt=0, le=600)
+    # OTLP/HTTP collector base URL (e.g. http://otel-collector:4318): traces are exported when set, to its /v1/traces.
+    otel_exporter_otlp_endpoint: str = ""
 
     wazzup: WazzupSettings = Field(default_factory=WazzupSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)

@@ -12,6 +12,7 @@ from salesbot.agent.reply import ReplyGenerator
 from salesbot.conversations import repository, service, turn
 from salesbot.db import unit_of_work
 from salesbot.inbox import burst
+from salesbot.kit import tracing
 from salesbot.kit.errors import NotFoundError
 from salesbot.kit.logging import get_logger
 from salesbot.kit.redis_lock import FlaggingLock
@@ -68,9 +69,12 @@ async def run_turn(ctx: WorkerContext, conversation_id: int) -> str:
                 redis, conversation_id, generation=take.generation, due_ms=take.due_ms, wait_ms=take.wait_ms
             )
             return "waiting"
-        # Customer files are fetched (voice notes transcribed) before the turn, outside its transaction.
-        await media.prepare(resources, providers(ctx), conversation_id)
-        outcome = await turn.run_turn(resources, media.answering(reply_generator(ctx)), conversation_id)
+        async with tracing.job_span(redis, "turn", job=f"turn:{conversation_id}", conversation=conversation_id):
+            # Customer files are fetched (voice notes transcribed) before the turn, outside its transaction.
+            await media.prepare(resources, providers(ctx), conversation_id)
+            outcome = await turn.run_turn(resources, media.answering(reply_generator(ctx)), conversation_id)
+            if outcome.outbound:
+                await tracing.hand_over(redis, f"deliver:{conversation_id}")
     except (Retry, asyncio.CancelledError):
         raise
     except Exception as exc:

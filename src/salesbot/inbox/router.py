@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 
 from salesbot.dependencies import ResourcesDep
 from salesbot.inbox import service, spool
+from salesbot.kit import tracing
 from salesbot.kit.errors import AppError
 from salesbot.kit.logging import get_logger
 from salesbot.messaging.base import InboundEvent, MessagingProvider, WebhookRequest
@@ -54,6 +55,7 @@ async def _receive(request: Request, provider: MessagingProvider, resources: Res
         )
         raise
     await metrics.record_webhook(provider.channel.value, result)
+    await tracing.hand_over(resources.redis, *(f"turn:{c}" for c in sorted(result.conversation_ids)))
     return result
 
 
