@@ -15,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from pydantic import ValidationError
 from sqlalchemy import make_url
 
 from salesbot.agent.reply import LLMUsage
@@ -24,9 +25,10 @@ from salesbot.db import create_engine, create_sessionmaker, unit_of_work
 from salesbot.kit import metrics as fleet
 from salesbot.models import Channel
 from salesbot.observability import metrics
-from salesbot.settings import AuthSettings
+from salesbot.settings import AuthSettings, Settings
 from tests.conftest import TEST_SECRETS_ENV
 from tests.fakes.pipeline import PUBLIC_BASE_URL, Pipeline, twilio_params, wazzup_message
+from tests.test_settings import PRODUCTION_OK, real_secrets
 
 API_TOKEN = TEST_SECRETS_ENV["API_TOKEN"]
 METRICS_TOKEN = "prometheus-scrape-token-5e1f0a9c"
@@ -199,3 +201,17 @@ async def test_llm_requests_tokens_and_cost_per_model_come_from_every_generation
 
 def usage(model: str, requests: int, tokens_in: int, tokens_out: int, cost: str) -> LLMUsage:
     return LLMUsage(requests=requests, tokens_in=tokens_in, tokens_out=tokens_out, cost=Decimal(cost), model=model)
+
+
+def test_production_refuses_a_weak_scrape_token_and_reads_both_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_secrets(monkeypatch)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector:4318")
+    monkeypatch.setenv("METRICS_TOKEN", "short")
+    with pytest.raises(ValidationError, match="METRICS_TOKEN is shorter than 16 characters"):
+        Settings(**PRODUCTION_OK)
+    monkeypatch.setenv("METRICS_TOKEN", METRICS_TOKEN)
+    settings = Settings(**PRODUCTION_OK)
+    assert settings.auth.metrics_token.get_secret_value() == METRICS_TOKEN
+    assert settings.otel_exporter_otlp_endpoint == "http://otel-collector:4318"

@@ -25,7 +25,7 @@ MESSAGES_RECEIVED = Counter("salesbot_messages_received", "New customer messages
 TURNS = Counter(
     "salesbot_turns",
     "Conversation turns that took a burst, by result (replied, handoff, silent_human_owner, silent_opted_out, "
-    "consent_only, empty_reply, nothing_to_do, moved, failed).",
+    "consent_only, empty_reply, nothing_to_do, moved).",
     ("result",),
 )
 HANDOFFS = Counter(
