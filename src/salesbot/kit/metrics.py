@@ -79,30 +79,42 @@ def _field(name: str, labels: tuple[str, ...], values: dict[str, str], suffix: s
     return json.dumps([name, [str(values[label]) for label in labels], suffix], separators=(",", ":"))
 
 
+Increments = list[tuple[str, float]]
+
+
+def count(counter: Counter, amount: float = 1, **labels: str) -> Increments:
+    """What `inc` writes, to be combined with others into one `record` (one round trip)."""
+    return [(_field(counter.name, counter.labels, labels, "total"), amount)]
+
+
+def sample(histogram: Histogram, value: float, **labels: str) -> Increments:
+    """What `observe` writes (the observation's bucket, the count and the sum), for `record`."""
+    if math.isnan(value):
+        return []
+    index = bisect.bisect_left(histogram.buckets, value)
+    bucket = repr(float(histogram.buckets[index])) if index < len(histogram.buckets) else "+Inf"
+    return [
+        (_field(histogram.name, histogram.labels, labels, bucket), 1),
+        (_field(histogram.name, histogram.labels, labels, "count"), 1),
+        (_field(histogram.name, histogram.labels, labels, "sum"), value),
+    ]
+
+
 async def inc(counter: Counter, amount: float = 1, **labels: str) -> None:
     """Add `amount` to the counter (fleet-wide)."""
-    key = _field(counter.name, counter.labels, labels, "total")
-    await _write([(key, amount)])
+    await record(count(counter, amount, **labels))
 
 
 async def observe(histogram: Histogram, value: float, **labels: str) -> None:
     """Count one observation of `value` into its bucket (stored per bucket; cumulated when read)."""
-    if math.isnan(value):
-        return
-    index = bisect.bisect_left(histogram.buckets, value)
-    bucket = repr(float(histogram.buckets[index])) if index < len(histogram.buckets) else "+Inf"
-    await _write(
-        [
-            (_field(histogram.name, histogram.labels, labels, bucket), 1),
-            (_field(histogram.name, histogram.labels, labels, "count"), 1),
-            (_field(histogram.name, histogram.labels, labels, "sum"), value),
-        ]
-    )
+    await record(sample(histogram, value, **labels))
 
 
-async def _write(increments: list[tuple[str, float]]) -> None:
+async def record(*parts: Increments) -> None:
+    """Write `count`/`sample` results in one pipelined round trip; never raises for Redis trouble."""
+    increments = [item for part in parts for item in part]
     redis = _sink
-    if redis is None:
+    if redis is None or not increments:
         return
     try:
         async with asyncio.timeout(RECORD_TIMEOUT_SECONDS):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from salesbot.kit.errors import AppError
-from salesbot.kit.metrics import Counter, Histogram, inc, observe
+from salesbot.kit.metrics import Counter, Histogram, count, inc, observe, record, sample
 
 __all__ = ["COUNTERS", "HISTOGRAMS", "Counter", "Histogram", "inc", "observe"]
 
@@ -90,9 +90,10 @@ async def record_webhook(provider: str, result: WebhookResult) -> None:
         outcome = "duplicate"
     else:
         outcome = "accepted"
-    await inc(WEBHOOKS, provider=provider, outcome=outcome)
-    if result.stored:
-        await inc(MESSAGES_RECEIVED, result.stored, provider=provider)
+    await record(
+        count(WEBHOOKS, provider=provider, outcome=outcome),
+        count(MESSAGES_RECEIVED, result.stored, provider=provider) if result.stored else [],
+    )
 
 
 class TurnResult(Protocol):
@@ -105,16 +106,18 @@ class TurnResult(Protocol):
 
 async def record_turn(outcome: TurnResult, seconds: float) -> None:
     """Count a turn that took its burst, its duration and how long the customer's last message waited for it."""
-    await inc(TURNS, result=outcome.result)
-    await observe(TURN_SECONDS, seconds)
-    if outcome.debounce_seconds is not None:
-        await observe(DEBOUNCE_SECONDS, max(outcome.debounce_seconds, 0.0))
-    if outcome.handoff:
-        await inc(HANDOFFS, reason="gave_up" if outcome.result == "handoff" else "agent")
+    waited = outcome.debounce_seconds
+    await record(
+        count(TURNS, result=outcome.result),
+        sample(TURN_SECONDS, seconds),
+        sample(DEBOUNCE_SECONDS, max(waited, 0.0)) if waited is not None else [],
+        count(HANDOFFS, reason="gave_up" if outcome.result == "handoff" else "agent") if outcome.handoff else [],
+    )
 
 
 async def record_delivery(provider: str, outcome: str, *, seconds: float | None = None) -> None:
     """Count a send attempt's outcome; `seconds`: how long the sent part waited in the outbox."""
-    await inc(DELIVERY_ATTEMPTS, provider=provider, outcome=outcome)
-    if seconds is not None:
-        await observe(DELIVERY_SECONDS, max(seconds, 0.0), provider=provider)
+    await record(
+        count(DELIVERY_ATTEMPTS, provider=provider, outcome=outcome),
+        sample(DELIVERY_SECONDS, max(seconds, 0.0), provider=provider) if seconds is not None else [],
+    )
