@@ -162,6 +162,17 @@ def language(data: dict[str, Any]) -> Row:
     return ("language detection vs plain py3langid", "`.venv/bin/python bench/bench_language.py`", "; ".join(parts))
 
 
+def metrics(data: dict[str, Any]) -> Row:
+    ping, webhook, turn, scrape = data["ping"], data["record_webhook"], data["record_turn"], data["scrape"]
+    return (
+        f"fleet metrics: recording one webhook / one turn in Redis vs a bare PING ({data['calls']} calls each); "
+        f"rendering /metrics from {scrape['redis_fields']} Redis fields",
+        f"`.venv/bin/python bench/bench_metrics.py --calls {data['calls']}`",
+        f"webhook p50 {webhook['p50_us']:.0f} µs, turn p50 {turn['p50_us']:.0f} µs; PING p50 {ping['p50_us']:.0f} µs "
+        f"(ratio {data['webhook_vs_ping']:.1f}); scrape p50 {scrape['p50_ms']:.1f} ms",
+    )
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], Row]] = {
     "webhook.json": webhook,
     "turn.json": turn,
@@ -170,6 +181,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], Row]] = {
     "search.json": search,
     "search_quality.json": search_quality,
     "language.json": language,
+    "metrics.json": metrics,
 }
 
 
