@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast test-system soak lint typecheck format migrate bench clean
+.PHONY: help install run test test-fast test-system soak lint typecheck format migrate bench bench-report clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ migrate: install ## apply database migrations (DATABASE_URL, or the embedded dev
 
 bench: install ## run the benchmarks and write bench/results/*.json
 	@for script in bench/bench_*.py; do echo "== $$script"; $(RUN)/python $$script || exit 1; done
+
+bench-report: install ## rewrite the README's Performance table from bench/results/*.json
+	$(RUN)/python bench/report.py --write README.md
 
 clean: ## stop nothing, delete caches and .venv (keeps .salesbot data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -89,6 +89,7 @@ def main() -> int:
                 "debounce_seconds": DEBOUNCE_SECONDS,
                 "conversation": "a new customer writes 2 messages (one burst) and gets 1 reply",
                 "p95_budget_ms": P95_BUDGET_MS,
+                "step_seconds": args.step_seconds,
                 "sustained_conversations_per_minute": capacity,
                 "steps": steps,
             },

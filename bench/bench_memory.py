@@ -88,6 +88,7 @@ async def measure(services: Services, workdir: Path, args: argparse.Namespace, e
         "idle_after_load_rss_mib": after,
         "load": {
             "offered_per_minute": args.rate,
+            "seconds": args.seconds,
             "answered": step["conversations_answered"],
             "p95_ms": step["reply_overhead_p95_ms"],
         },

@@ -15,9 +15,11 @@ from salesbot.api.router import router as api_router
 from salesbot.documents.router import router as documents_router
 from salesbot.health.router import router as health_router
 from salesbot.inbox.router import router as inbox_router
+from salesbot.kit import tracing
 from salesbot.kit.body_timeout import BodyReadTimeoutMiddleware
 from salesbot.kit.errors import AppError
 from salesbot.kit.logging import configure_logging, get_logger
+from salesbot.observability.router import router as metrics_router
 from salesbot.resources import open_resources
 from salesbot.settings import Settings, get_settings
 from salesbot.simulator.router import router as simulator_router
@@ -61,11 +63,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(inbox_router)
     app.include_router(api_router)
     app.include_router(documents_router)
+    app.include_router(metrics_router)
     app.add_middleware(AllowHeaderMiddleware, routes=api_router.routes, prefix=api_router.prefix)
     app.add_middleware(BodyReadTimeoutMiddleware, seconds=REQUEST_BODY_TIMEOUT_SECONDS)
     if settings.console_provider_enabled:
         app.include_router(simulator_router)
     admin = mount_admin(app, settings)
+    if tracing.setup(settings.otel_exporter_otlp_endpoint, service="salesbot-api"):
+        tracing.instrument_app(app)
     return app
 
 

@@ -12,6 +12,7 @@ from arq.connections import ArqRedis, RedisSettings
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from salesbot.db import create_engine, create_sessionmaker
+from salesbot.kit import metrics
 from salesbot.kit.hashing import use_secret_key
 from salesbot.settings import Settings
 
@@ -49,7 +50,9 @@ async def open_resources(settings: Settings, *, redis: ArqRedis | None = None) -
     pool = redis if redis is not None else await create_pool(redis_settings(settings.redis_url))
     http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False)
     try:
-        yield Resources(settings, engine, create_sessionmaker(engine), pool, http)
+        # Fleet-wide metrics (`kit.metrics`) are recorded into this process's Redis from now on.
+        with metrics.bound(pool):
+            yield Resources(settings, engine, create_sessionmaker(engine), pool, http)
     finally:
         await http.aclose()
         if own_redis:

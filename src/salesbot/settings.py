@@ -255,6 +255,8 @@ class AuthSettings(BaseSettings):
     admin_username: str = "admin"
     admin_password: SecretStr = SecretStr("admin")
     secret_key: SecretStr = SecretStr("dev-secret-key-change-me")
+    # A bearer token for Prometheus that opens /metrics only (API_TOKEN opens it too); empty: API_TOKEN only.
+    metrics_token: SecretStr = SecretStr("")
 
 
 class Settings(BaseSettings):
@@ -284,6 +286,8 @@ class Settings(BaseSettings):
     # the chat is handed to a manager. Below the job timeout so a turn ends before arq cancels it (when unset and
     # the job timeout is 50 s or less, half of it).
     turn_budget_seconds: float = Field(default=25.0, gt=0, le=600)
+    # OTLP/HTTP collector base URL (e.g. http://otel-collector:4318): traces are exported when set, to its /v1/traces.
+    otel_exporter_otlp_endpoint: str = ""
 
     wazzup: WazzupSettings = Field(default_factory=WazzupSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
@@ -375,6 +379,8 @@ class Settings(BaseSettings):
         if self.meta.access_token.get_secret_value() or self.meta.phone_number_id:
             secrets["META_APP_SECRET"] = self.meta.app_secret
             secrets["META_VERIFY_TOKEN"] = self.meta.verify_token
+        if self.auth.metrics_token.get_secret_value():
+            secrets["METRICS_TOKEN"] = self.auth.metrics_token
         for name, secret in secrets.items():
             value = secret.get_secret_value()
             if _is_placeholder(secret):

@@ -20,6 +20,7 @@ from salesbot.conversations.tasks import (
     sweep_stalled_turns,
 )
 from salesbot.inbox.tasks import DRAIN_EVERY_SECONDS, DRAIN_TIMEOUT_SECONDS, drain_inbox_spool
+from salesbot.kit import tracing
 from salesbot.kit.language import load_model as load_language_model
 from salesbot.kit.logging import configure_logging, get_logger
 from salesbot.knowledge.tasks import inventory_cron_jobs, prepare_knowledge
@@ -48,6 +49,7 @@ def build_startup(settings: Settings | None, *, generator: ReplyGenerator | None
 
     async def startup(ctx: WorkerContext) -> None:
         resolved = settings or get_settings()
+        tracing.setup(resolved.otel_exporter_otlp_endpoint, service="salesbot-worker", agent=True)
         stack = AsyncExitStack()
         ctx["exit_stack"] = stack
         ctx["resources"] = await stack.enter_async_context(open_resources(resolved, redis=ctx["redis"]))

@@ -35,6 +35,7 @@ from salesbot.agent.offline import OFFLINE_MODEL_NAME as OFFLINE_MODEL_NAME
 from salesbot.agent.offline import offline_model
 from salesbot.agent.reply import LLMUsage
 from salesbot.kit.logging import get_logger
+from salesbot.observability import metrics
 from salesbot.settings import LLMSettings
 
 log = get_logger(__name__)
@@ -132,10 +133,13 @@ class SkipAfterFailure(WrapperModel):
         except TimeoutError as exc:
             scope.failed.add(self.model_name)
             log.warning("agent.llm_cut_by_turn_budget", model=self.model_name)
+            await metrics.inc(metrics.LLM_FAILURES, model=self.model_name)
             raise ModelAPIError(self.model_name, "cut: the turn's time budget ran out") from exc
-        except BaseException:
+        except BaseException as exc:
             scope.failed.add(self.model_name)
             log.warning("agent.llm_failed", model=self.model_name)
+            if isinstance(exc, Exception):  # not while being cancelled
+                await metrics.inc(metrics.LLM_FAILURES, model=self.model_name)
             raise
 
 

@@ -12,11 +12,13 @@ from salesbot.agent.reply import ReplyGenerator
 from salesbot.conversations import repository, service, turn
 from salesbot.db import unit_of_work
 from salesbot.inbox import burst
+from salesbot.kit import tracing
 from salesbot.kit.errors import NotFoundError
 from salesbot.kit.logging import get_logger
 from salesbot.kit.redis_lock import FlaggingLock
 from salesbot.media import service as media
 from salesbot.models._columns import utcnow
+from salesbot.observability import metrics
 from salesbot.outbox.service import schedule_delivery
 from salesbot.outbox.tasks import providers
 from salesbot.settings import Settings
@@ -59,6 +61,7 @@ async def run_turn(ctx: WorkerContext, conversation_id: int) -> str:
         # re-run by arq after its job timeout + 10 s, finds the expired lock and the flag, and does the same.
         return "busy"
     outcome: turn.TurnOutcome | None = None
+    started = time.monotonic()
     try:
         take = await burst.take_burst(redis, resources.settings.conversation, conversation_id)
         if not take.taken:
@@ -66,9 +69,12 @@ async def run_turn(ctx: WorkerContext, conversation_id: int) -> str:
                 redis, conversation_id, generation=take.generation, due_ms=take.due_ms, wait_ms=take.wait_ms
             )
             return "waiting"
-        # Customer files are fetched (voice notes transcribed) before the turn, outside its transaction.
-        await media.prepare(resources, providers(ctx), conversation_id)
-        outcome = await turn.run_turn(resources, media.answering(reply_generator(ctx)), conversation_id)
+        async with tracing.job_span(redis, "turn", job=f"turn:{conversation_id}", conversation=conversation_id):
+            # Customer files are fetched (voice notes transcribed) before the turn, outside its transaction.
+            await media.prepare(resources, providers(ctx), conversation_id)
+            outcome = await turn.run_turn(resources, media.answering(reply_generator(ctx)), conversation_id)
+            if outcome.outbound:
+                await tracing.hand_over(redis, f"deliver:{conversation_id}")
     except (Retry, asyncio.CancelledError):
         raise
     except Exception as exc:
@@ -83,6 +89,7 @@ async def run_turn(ctx: WorkerContext, conversation_id: int) -> str:
         if await lock.release():
             await burst.schedule_turn_now(redis, conversation_id)
     assert outcome is not None
+    await metrics.record_turn(outcome, time.monotonic() - started)
     if outcome.outbound:
         await schedule_delivery(redis, conversation_id)
     if outcome.moved_to is not None:

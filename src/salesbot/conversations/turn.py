@@ -78,6 +78,10 @@ class TurnOutcome:
     # to the customer's active one).
     result: str = "nothing_to_do"
     moved_to: int | None = None
+    # The reply hands the chat to a manager (the agent asked for one, or the turn gave up).
+    handoff: bool = False
+    # From the burst's last customer message to this turn taking it (None: nothing was taken).
+    debounce_seconds: float | None = None
 
 
 @dataclass
@@ -174,6 +178,7 @@ async def _start(resources: Resources, conversation_id: int, outcome: TurnOutcom
             conversation.owner, conversation.owner_until = Owner.BOT, None
         for message in messages:
             message.turn_attempts += 1
+        outcome.debounce_seconds = (utcnow() - max(m.created_at for m in messages)).total_seconds()
         return max(message.turn_attempts for message in messages)
 
 
@@ -441,6 +446,7 @@ async def _record(
         written += parts
         conversation.turn_count = Conversation.turn_count + 1
         outcome.result = "replied"
+        outcome.handoff = reply.handoff
     elif reply is not None:
         outcome.result = "empty_reply"
         log.warning("turn.empty_reply", conversation=conversation.id, model=reply.model)

@@ -9,11 +9,13 @@ from fastapi.responses import PlainTextResponse
 
 from salesbot.dependencies import ResourcesDep
 from salesbot.inbox import service, spool
+from salesbot.kit import tracing
 from salesbot.kit.errors import AppError
 from salesbot.kit.logging import get_logger
 from salesbot.messaging.base import InboundEvent, MessagingProvider, WebhookRequest
 from salesbot.messaging.registry import Providers, build_providers
 from salesbot.models import Channel
+from salesbot.observability import metrics
 
 log = get_logger(__name__)
 
@@ -45,6 +47,19 @@ async def _read(request: Request) -> WebhookRequest:
 
 
 async def _receive(request: Request, provider: MessagingProvider, resources: ResourcesDep) -> service.InboxResult:
+    try:
+        result = await _accept(request, provider, resources)
+    except Exception as exc:
+        await metrics.inc(
+            metrics.WEBHOOKS, provider=provider.channel.value, outcome=metrics.webhook_failure_outcome(exc)
+        )
+        raise
+    await metrics.record_webhook(provider.channel.value, result)
+    await tracing.hand_over(resources.redis, *(f"turn:{c}" for c in sorted(result.conversation_ids)))
+    return result
+
+
+async def _accept(request: Request, provider: MessagingProvider, resources: ResourcesDep) -> service.InboxResult:
     webhook = await _read(request)
     provider.verify(webhook)
     events: list[InboundEvent] = provider.parse(webhook)

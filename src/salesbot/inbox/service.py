@@ -50,6 +50,8 @@ class InboxResult:
     statuses: int = 0
     # Conversations that received new customer messages (their turns were signalled).
     conversation_ids: set[int] = field(default_factory=set)
+    # The database was unreachable: the events wait in the Redis spool (`inbox.spool`).
+    spooled: bool = False
 
 
 @dataclass

@@ -137,7 +137,7 @@ async def accept(resources: Resources, channel: Channel, events: Sequence[Inboun
             raise
         reason = type(exc).__name__
     await append(resources.redis, channel, events, reason=reason)
-    return service.InboxResult()
+    return service.InboxResult(spooled=True)
 
 
 # --- draining -------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import re
 import sys
 from typing import Any
 
+from salesbot.kit import tracing
 from salesbot.kit.phones import DEFAULT_REGION, PhoneDetector
 
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -37,6 +38,9 @@ class KeyValueFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = {k: v for k, v in record.__dict__.items() if k not in _RESERVED}
+        ids = tracing.current_ids()
+        if ids is not None:
+            fields["trace_id"], fields["span_id"] = ids
         message = redact(record.getMessage(), self._phones)
         head = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {message}"
         parts = [head] + [f"{key}={_render(value, self._phones)}" for key, value in fields.items()]

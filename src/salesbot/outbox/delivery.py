@@ -38,6 +38,7 @@ from salesbot.messaging.base import (
 from salesbot.messaging.registry import Providers
 from salesbot.models import Author, Conversation, Customer, DeliveryStatus, Message
 from salesbot.models._columns import utcnow
+from salesbot.observability import metrics
 from salesbot.outbox import gate, pacing, repository, resend, service
 from salesbot.resources import Resources
 
@@ -73,6 +74,7 @@ class _Step(enum.Enum):
 class _Attempt:
     message_id: int
     conversation_id: int
+    channel: str
     chat_id: str
     text: str
     idempotency_key: str
@@ -215,6 +217,7 @@ async def _gate_and_record(
     attempt = _Attempt(
         message_id=message.id,
         conversation_id=conversation.id,
+        channel=message.channel.value,
         chat_id=customer.chat_id,
         text=message.text,
         idempotency_key=message.idempotency_key or f"message:{message.id}",
@@ -321,6 +324,7 @@ async def _sent(
         message = await _locked(session, attempt.message_id)
         if message is None:
             return
+        written_at = message.created_at
         if result.provider_message_id and message.provider_message_id is None:
             message.provider_message_id = result.provider_message_id
         if message.delivery_status in (DeliveryStatus.PENDING, DeliveryStatus.CANCELLED, DeliveryStatus.UNCONFIRMED):
@@ -334,6 +338,7 @@ async def _sent(
         else:
             message.error = None
     report.sent += 1
+    await metrics.record_delivery(provider.channel.value, "sent", seconds=(now - written_at).total_seconds())
     log.info(
         "outbox.sent",
         message_id=attempt.message_id,
@@ -367,6 +372,7 @@ async def _transient(
                 session, message, status=DeliveryStatus.CANCELLED, reason="previous_part_failed"
             )
             report.failed += 1
+            await metrics.record_delivery(attempt.channel, "failed")
             return _Step.NEXT
         delay = backoff_seconds(
             attempt.attempts, base=settings.retry_base_seconds, cap=settings.retry_max_seconds, floor=exc.retry_after
@@ -375,6 +381,7 @@ async def _transient(
         # The last transient error stays visible while the row waits for its retry.
         message.error = str(exc)[:2000]
     report.retry_in = delay
+    await metrics.record_delivery(attempt.channel, "retry")
     log.warning(
         "outbox.retry_scheduled",
         message_id=attempt.message_id,
@@ -409,6 +416,7 @@ async def _permanent(
             if customer is not None and customer.opted_out_at is None:
                 customer.opted_out_at = utcnow()
     report.failed += 1
+    await metrics.record_delivery(attempt.channel, "failed")
     return _Step.NEXT
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from arq import Retry
 
 from salesbot.db import unit_of_work
+from salesbot.kit import tracing
 from salesbot.kit.logging import get_logger
 from salesbot.kit.redis_lock import FlaggingLock
 from salesbot.messaging.registry import Providers, build_providers
@@ -47,7 +48,10 @@ async def deliver_outbox(ctx: WorkerContext, conversation_id: int) -> str:
         await service.start_generation(redis, conversation_id)
         # Stop well before the job timeout; a continuation job picks up the rest.
         budget = resources.settings.worker_job_timeout_seconds / 2
-        report = await delivery.deliver_conversation(resources, providers(ctx), conversation_id, budget_seconds=budget)
+        async with tracing.job_span(redis, "deliver", job=f"deliver:{conversation_id}", conversation=conversation_id):
+            report = await delivery.deliver_conversation(
+                resources, providers(ctx), conversation_id, budget_seconds=budget
+            )
     finally:
         if await lock.release():
             await service.schedule_delivery_extra(redis, conversation_id)
