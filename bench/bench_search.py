@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -85,6 +86,7 @@ VARIANTS = {
 GENERIC_VARIANTS = ["black", "white", "grey", "2-pack", "bundle", "V2", "Pro", "Plus", "Gen 2", "refurbished"]
 STOCK_OUT_SHARE = 0.15
 EPSILON = 0.01
+CACHE_CHUNK = 2048
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,44 @@ async def load(connection: asyncpg.Connection, products: list[Product], vectors:
     return time.perf_counter() - started
 
 
+async def embed_documents_cached(
+    embedder: Embedder, documents: list[str], cache_dir: Path | None
+) -> tuple[np.ndarray, float, int]:
+    """(vectors, seconds the embedding took, documents that came from the cache). Embedding 100k documents with
+    USE takes about 8 minutes on an idle core (much longer on a busy machine), so the vectors are kept in
+    `cache_dir`, one file per chunk of `CACHE_CHUNK` documents under a key of the model and the chunk's exact
+    texts: a change to either (or to `product_document`) embeds that chunk again, an interrupted run resumes,
+    and a smaller `--products` reuses the first chunks (products are generated in a fixed order). The seconds
+    of a cached chunk are those of the run that embedded it."""
+    parts: list[np.ndarray] = []
+    seconds = 0.0
+    cached = 0
+    for start in range(0, len(documents), CACHE_CHUNK):
+        chunk = documents[start : start + CACHE_CHUNK]
+        digest = hashlib.sha256(f"{embedder.name}/{embedder.dim}".encode())
+        for document in chunk:
+            digest.update(document.encode("utf-8") + b"\0")
+        name = f"{embedder.name.replace('/', '_')}-{len(chunk)}-{digest.hexdigest()[:20]}.npz"
+        path = cache_dir / name if cache_dir is not None else None
+        if path is not None and path.exists():
+            with np.load(path) as stored:
+                parts.append(stored["vectors"])
+                seconds += float(stored["seconds"])
+            cached += len(chunk)
+            continue
+        started = time.perf_counter()
+        vectors = await embedder.embed_documents(chunk)
+        elapsed = time.perf_counter() - started
+        seconds += elapsed
+        parts.append(vectors)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path.with_suffix(".tmp.npz"), vectors=vectors, seconds=np.float64(elapsed))
+            path.with_suffix(".tmp.npz").replace(path)
+        print(f"  embedded {start + len(chunk):,} / {len(documents):,}", flush=True)
+    return np.concatenate(parts), seconds, cached
+
+
 def build_embedder(args: argparse.Namespace) -> Embedder:
     if args.model == "offline":
         return OfflineEmbedder(args.dim)
@@ -279,10 +319,9 @@ async def measure(args: argparse.Namespace, embedder: Embedder, url: str) -> dic
         )
         for p in products
     ]
-    started = time.perf_counter()
-    parts = [await embedder.embed_documents(documents[i : i + 2048]) for i in range(0, len(documents), 2048)]
-    vectors = np.concatenate(parts)
-    embed_seconds = time.perf_counter() - started
+    vectors, embed_seconds, cached = await embed_documents_cached(embedder, documents, args.embedding_cache)
+    if args.embed_only:
+        return {"products": len(products), "embedded_seconds": round(embed_seconds, 1), "from_cache": cached}
     query_vectors = []
     query_embed_ms = []
     for query in queries:
@@ -396,6 +435,7 @@ async def measure(args: argparse.Namespace, embedder: Embedder, url: str) -> dic
         "model": embedder.name,
         "dim": embedder.dim,
         "embed_documents_seconds": round(embed_seconds, 1),
+        "embeddings_from_cache": cached,
         "embed_query": summary(query_embed_ms),
         "load_copy_seconds": round(load_seconds, 1),
         "index": {
@@ -497,11 +537,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--ef-search", type=int, nargs="+", default=[40, 100, 200])
     parser.add_argument("--maintenance-work-mem", default="2GB", help="for the index build")
+    parser.add_argument(
+        "--embedding-cache",
+        type=lambda value: Path(value) if value else None,
+        default=Path(tempfile.gettempdir()) / "salesbot-bench-embeddings",
+        help="folder keeping the products' vectors across runs ('' to embed every time)",
+    )
+    parser.add_argument(
+        "--embed-only", action="store_true", help="only fill the embedding cache (resumable; no database)"
+    )
     parser.add_argument("--database-url", default="", help="a scratch database (its products table is replaced)")
     parser.add_argument("--seed", type=int, default=20261121)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     embedder = build_embedder(args)
+    if args.embed_only:
+        print(asyncio.run(measure(args, embedder, "")))
+        return 0
     server: EmbeddedPostgres | None = None
     url = args.database_url
     if not url:  # a throwaway cluster (about 2.5 GB at 100k products), removed afterwards
