@@ -11,14 +11,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.knowledge.embeddings import OfflineEmbedder, QueryEmbeddingCache
-from salesbot.knowledge.search import (
-    RELAXED_TEXT_WEIGHT,
-    HybridSearch,
-    fusion_weights,
-    plan_vector_scan,
-    product_conditions,
-    reciprocal_rank_fusion,
-)
+from salesbot.knowledge.search import HybridSearch, plan_vector_scan, product_conditions, reciprocal_rank_fusion
 from salesbot.knowledge.types import CatalogSearch, ProductFilters
 from salesbot.models import KnowledgeChunk, Product
 from tests.fakes.embedder import RecordingEmbedder
@@ -251,25 +244,6 @@ def test_reciprocal_rank_fusion() -> None:
     assert item == 7
     assert score == pytest.approx(1.0)
     assert reciprocal_rank_fusion([], []) == []
-
-
-def test_weighted_fusion_lets_a_one_word_text_match_count_less() -> None:
-    # The vector branch's best row (1) against a row sharing one word with the sentence (9): ranked first by the
-    # relaxed full-text match and 30th by the vector branch.
-    vector_ranking = [1, *range(100, 128), 9]
-    text_ranking = [9]
-    assert reciprocal_rank_fusion(vector_ranking, text_ranking)[0][0] == 9
-    weights = fusion_weights(relaxed_text=True)
-    assert weights == (1.0, RELAXED_TEXT_WEIGHT)
-    assert RELAXED_TEXT_WEIGHT < 1.0
-    fused = reciprocal_rank_fusion(vector_ranking, text_ranking, weights=weights)
-    assert fused[0][0] == 1
-    assert fused[0][1] == pytest.approx((1 / 61) / ((1 + RELAXED_TEXT_WEIGHT) / 61))
-    # A match of every word of the query keeps its full weight, and first in both rankings still scores 1.0.
-    assert fusion_weights(relaxed_text=False) == (1.0, 1.0)
-    assert reciprocal_rank_fusion([5], [5], weights=weights)[0][1] == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="one weight per ranking"):
-        reciprocal_rank_fusion([1], [2], weights=[1.0])
 
 
 def test_scan_plan_follows_the_pgvector_version() -> None:

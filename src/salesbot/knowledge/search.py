@@ -59,8 +59,6 @@ EF_SEARCH_MAX = 1000
 # cosine similarity + CONSENSUS_WEIGHT x the mean similarity of its category's best CONSENSUS_TOP candidates.
 CONSENSUS_WEIGHT = 0.25
 CONSENSUS_TOP = 5
-# Weight of the full-text ranking in the fusion when only its any-word (OR) fallback matched.
-RELAXED_TEXT_WEIGHT = 0.25
 
 
 @dataclass(frozen=True)
@@ -80,28 +78,17 @@ def plan_vector_scan(version: tuple[int, ...], *, filtered: bool, fetch: int) ->
     return ScanPlan((("hnsw.ef_search", str(min(EF_SEARCH_MAX, max(400, 10 * fetch)))),))
 
 
-def reciprocal_rank_fusion(
-    *rankings: Sequence[int], k: int = RRF_K, weights: Sequence[float] | None = None
-) -> list[tuple[int, float]]:
-    """Ids ordered by sum(weight / (k + rank)); the score is normalized so first in every ranking = 1.0."""
-    weights = weights if weights is not None else [1.0] * len(rankings)
-    if len(weights) != len(rankings):
-        raise ValueError("one weight per ranking")
+def reciprocal_rank_fusion(*rankings: Sequence[int], k: int = RRF_K) -> list[tuple[int, float]]:
+    """Ids ordered by sum(1 / (k + rank)); the score is normalized so first in every ranking = 1.0."""
     scores: dict[int, float] = defaultdict(float)
     best_rank: dict[int, int] = {}
-    for ranking, weight in zip(rankings, weights, strict=True):
+    for ranking in rankings:
         for rank, item in enumerate(ranking, start=1):
-            scores[item] += weight / (k + rank)
+            scores[item] += 1.0 / (k + rank)
             best_rank[item] = min(best_rank.get(item, rank), rank)
-    ceiling = (sum(weights) or 1.0) / (k + 1)
+    ceiling = len(rankings) / (k + 1)
     ordered = sorted(scores, key=lambda item: (-scores[item], best_rank[item]))
     return [(item, scores[item] / ceiling) for item in ordered]
-
-
-def fusion_weights(relaxed_text: bool) -> tuple[float, float]:
-    """(vector, full-text) weights: a row sharing one word with a sentence ("paper" in "we need to put invoices
-    on paper") is weak evidence next to a row matching all of its words, so the relaxed match counts less."""
-    return (1.0, RELAXED_TEXT_WEIGHT if relaxed_text else 1.0)
 
 
 def _category_variants(category: str) -> list[str]:
@@ -175,8 +162,8 @@ class HybridSearch:
             vector_ids = await self.nearest_product_ids(vector, filters=filters, k=fetch)
             if not (filters.category and filters.category.strip()):
                 vector_ids = await self._category_consensus(vector_ids, vector)
-        text_ids, relaxed = await self._text_ids(Product, query, conditions, fetch)
-        fused = reciprocal_rank_fusion(vector_ids, text_ids, weights=fusion_weights(relaxed))[:limit]
+        text_ids = await self._text_ids(Product, query, conditions, fetch)
+        fused = reciprocal_rank_fusion(vector_ids, text_ids)[:limit]
         if not fused and vector is None and _is_filtered(filters):
             # Nothing to match on ("", "hi") but filters to browse by: in-stock first, cheapest first.
             browse = (
@@ -222,8 +209,8 @@ class HybridSearch:
                 KnowledgeChunk.embedding_model == self.embedder.name,
             ]
             vector_ids = await self._vector_ids(KNOWLEDGE, KnowledgeChunk, base, vector, filtered=False, fetch=fetch)
-        text_ids, relaxed = await self._text_ids(KnowledgeChunk, query, [KnowledgeChunk.active.is_(True)], fetch)
-        fused = reciprocal_rank_fusion(vector_ids, text_ids, weights=fusion_weights(relaxed))[:limit]
+        text_ids = await self._text_ids(KnowledgeChunk, query, [KnowledgeChunk.active.is_(True)], fetch)
+        fused = reciprocal_rank_fusion(vector_ids, text_ids)[:limit]
         if not fused:
             return []
         scores = dict(fused)
@@ -334,16 +321,14 @@ class HybridSearch:
         query: str,
         conditions: list[ColumnElement[bool]],
         fetch: int,
-    ) -> tuple[list[int], bool]:
-        """(ranked ids, whether only the relaxed any-word match found them)."""
+    ) -> list[int]:
         query_text = fulltext_query(query)
         if not query_text:
-            return [], False
+            return []
         ids = await self._text_ranked(model, _tsquery(query_text, any_word=False), conditions, fetch)
         if not ids and len(query_text.split()) > 1:
-            relaxed = await self._text_ranked(model, _tsquery(query_text, any_word=True), conditions, fetch)
-            return relaxed, bool(relaxed)
-        return ids, False
+            ids = await self._text_ranked(model, _tsquery(query_text, any_word=True), conditions, fetch)
+        return ids
 
     async def _text_ranked(
         self,
