@@ -7,11 +7,17 @@ time, top-10 latency, recall, hybrid latency.
     .venv/bin/python bench/bench_search.py --products 20000 --queries 100
     .venv/bin/python bench/bench_search.py --model BAAI/bge-m3 --model-path /models/bge-m3
     .venv/bin/python bench/bench_search.py --database-url postgresql+asyncpg://...   # an existing (scratch!) DB
+    .venv/bin/python bench/bench_search.py --embed-only       # only embed the 100k products into the cache
+
+Product vectors are cached per chunk of 2,048 documents in /tmp/salesbot-bench-embeddings (`--embedding-cache`,
+'' to disable): embedding 100k generated documents with USE takes about 8 minutes on an idle core and far longer
+on a busy machine, so an interrupted run resumes and a smaller `--products` reuses the first chunks.
 
 Quality (bench/search_quality.py): the labelled EN/AR/RU questions of bench/data/search_quality.json, plain
-and paraphrased, through the real hybrid search on the demo catalog with and without its AR/RU lines, for the
-multilingual USE and the n-gram embedder side by side (BGE-M3 too when `--bge-m3-path` points at a local copy:
-its weights cannot be downloaded on machines without Hugging Face access).
+and paraphrased, in a dev split (tuned on) and a held-out split (never tuned on), through the real hybrid
+search on the demo catalog with and without its AR/RU lines, for the multilingual USE and the n-gram embedder
+side by side (BGE-M3 too when `--bge-m3-path` points at a local copy: its weights cannot be downloaded on
+machines without Hugging Face access).
 
 Products are variants of the demo catalog (real brands, categories and price levels; model numbers, specs
 and prices varied), embedded with `--model` (default: the multilingual USE). Loading uses
