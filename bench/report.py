@@ -124,19 +124,31 @@ def memory(data: dict[str, Any]) -> Row:
 def search(data: dict[str, Any]) -> Row:
     hybrid = data["hybrid_search"]
     exact = data["exact_top10"]
-    ef_search = sorted(data["hnsw_top10"], key=int)
-    hnsw = data["hnsw_top10"][ef_search[0]]
+    index = data.get("index", {})
+    ef_values = sorted(data["hnsw_top10"], key=int)
+    recall = ", ".join(
+        f"{data['hnsw_top10'][ef]['recall_at_10']:.2f} at {ef} (p95 {_ms(data['hnsw_top10'][ef]['p95_ms'])})"
+        for ef in ef_values
+        if "recall_at_10" in data["hnsw_top10"][ef]
+    )
     filtered = "; ".join(
         f"{name.split(' (')[0]} filter p50 {_ms(item['p50_ms'])}"
         for name, item in hybrid.items()
         if name != "unfiltered"
     )
+    built = f", m {index['m']}, ef_construction {index['ef_construction']}" if "m" in index else ""
+    options = "" if data["products"] == 100_000 else f" --products {data['products']}"
+    if index.get("ef_construction", 64) != 64:
+        options += f" --ef-construction {index['ef_construction']}"
+    if len(ef_values) > 3:
+        options += " --ef-search " + " ".join(ef_values)
     return (
-        f"hybrid search over {data['products']:,} products ({data['model']}, {data['queries']} queries)",
-        "`.venv/bin/python bench/bench_search.py`",
+        f"hybrid search over {data['products']:,} products ({data['model']}{built}, {data['queries']} queries)",
+        f"`.venv/bin/python bench/bench_search.py{options}`",
         f"hybrid p50 {_ms(hybrid['unfiltered']['p50_ms'])}, p95 {_ms(hybrid['unfiltered']['p95_ms'])}"
         + (f"; {filtered}" if filtered else "")
-        + f"; HNSW top-10 p50 {hnsw['p50_ms']:.1f} ms (ef_search {ef_search[0]}) vs exact {_ms(exact['p50_ms'])}",
+        + (f"; HNSW recall@10 by ef_search: {recall}" if recall else "")
+        + f"; exact top-10 p50 {_ms(exact['p50_ms'])}",
     )
 
 
@@ -179,6 +191,8 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], Row]] = {
     "load.json": load,
     "memory.json": memory,
     "search.json": search,
+    "search_use.json": search,
+    "search_use_efc200.json": search,
     "search_quality.json": search_quality,
     "language.json": language,
     "metrics.json": metrics,

