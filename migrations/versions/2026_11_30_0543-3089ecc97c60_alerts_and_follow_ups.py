@@ -8,10 +8,8 @@ Create Date: 2026-11-30 05:43:51.462392+00:00
 
 from collections.abc import Sequence
 
-import pgvector.sqlalchemy  # noqa: F401  (autogenerate writes pgvector.sqlalchemy.Vector without importing it)
 import sqlalchemy as sa
 from alembic import op
-
 
 revision: str = "3089ecc97c60"
 down_revision: str | Sequence[str] | None = "7d2e9a4b1c35"
