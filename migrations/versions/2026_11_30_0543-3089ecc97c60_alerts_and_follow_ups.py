@@ -84,6 +84,7 @@ def upgrade() -> None:
         sa.Column(
             "status", sa.Enum("scheduled", "sent", "cancelled", "skipped", name="follow_up_status"), nullable=False
         ),
+        sa.Column("trigger_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("message_id", sa.BigInteger(), nullable=True),

@@ -20,6 +20,7 @@ from salesbot.conversations.tasks import (
     run_turn,
     sweep_stalled_turns,
 )
+from salesbot.followups.tasks import RUN_AT_SECOND, follow_up_conversations
 from salesbot.inbox.tasks import DRAIN_EVERY_SECONDS, DRAIN_TIMEOUT_SECONDS, drain_inbox_spool
 from salesbot.kit.language import load_model as load_language_model
 from salesbot.kit.logging import configure_logging, get_logger
@@ -98,6 +99,9 @@ class WorkerSettings:
         ),
     ]
     cron_jobs.append(cron(cast(WorkerCoroutine, dispatch_alerts), second=set(range(0, 60, DISPATCH_EVERY_SECONDS))))
+    cron_jobs.append(
+        cron(cast(WorkerCoroutine, follow_up_conversations), second={RUN_AT_SECOND}, unique=True, timeout=40)
+    )
     on_startup = staticmethod(build_startup(None))
     on_shutdown = staticmethod(shutdown)
     job_timeout = JOB_TIMEOUT_SECONDS

@@ -41,6 +41,8 @@ class FollowUp(Base):
     status: Mapped[FollowUpStatus] = mapped_column(
         enum_column(FollowUpStatus, "follow_up_status"), default=FollowUpStatus.SCHEDULED
     )
+    # When the trigger happened (the quote, the stall's last message): any customer message after it cancels.
+    trigger_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Why it was cancelled or skipped; "template" when it went out as the closed-window template.
     reason: Mapped[str | None] = mapped_column(Text)
