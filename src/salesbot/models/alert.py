@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy import text as sql_text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from salesbot.db import Base
 from salesbot.models._columns import created_at_column, enum_column, updated_at_column
@@ -50,6 +50,8 @@ class Alert(Base):
     # A short excerpt with phone numbers and e-mail addresses masked (never the whole message).
     excerpt: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at_column()
+
+    deliveries: Mapped[list[AlertDelivery]] = relationship(lazy="raise", order_by="AlertDelivery.id")
 
 
 class AlertDelivery(Base):
