@@ -212,3 +212,15 @@ async def test_without_channels_alerts_are_recorded_and_nothing_is_dispatched(al
         conversation_id = await make_conversation(resources)
         await set_attention(resources, conversation_id, True)
         assert await tasks.dispatch_alerts({"resources": resources}) == 0
+
+
+async def test_a_send_the_provider_refuses_for_good_is_one_delivery_failed_alert(pipeline: Pipeline) -> None:
+    pipeline.wazzup_api.fail_next.append(
+        (400, {"status": 400, "error": "BAD_CONTACT", "description": "number is not on WhatsApp"})
+    )
+    await pipeline.wazzup_text("971501234567", "hello")
+    await pipeline.worker.drain()
+    [outbound] = await pipeline.messages(direction=Direction.OUTBOUND)
+    assert outbound.delivery_status is DeliveryStatus.FAILED
+    # The failure also raised needs_attention, in the same commit: one event.
+    assert await alerts(pipeline.resources) == [(AlertKind.DELIVERY_FAILED, f"delivery_failed:{outbound.id}")]
