@@ -58,6 +58,8 @@ class FakeTelegramApi:
     base_url: str = ""
 
     def _answer(self, path: str, body: dict[str, Any]) -> Reply:
+        if path == f"/bot{self.token}/getMe":
+            return 200, fixture("get_me_ok")
         if path != f"/bot{self.token}/sendMessage":
             return 401, fixture("unauthorized") if path.startswith("/bot") else {"ok": False, "error_code": 404}
         if self.script:

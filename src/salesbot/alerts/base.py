@@ -74,3 +74,7 @@ class AlertSender(Protocol):
         """Deliver `message`; `attempted_before` is set when an earlier attempt may have gone through (the
         channel passes the same idempotency id where the receiver can use one)."""
         ...
+
+    async def check(self) -> str:
+        """A harmless probe of the configuration for `salesbot check` (never an alert); raises `AlertError`."""
+        ...

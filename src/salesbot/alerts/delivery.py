@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.alerts import repository
@@ -31,7 +32,7 @@ from salesbot.models import Alert, AlertChannel, AlertDeliveryStatus
 from salesbot.models._columns import utcnow
 from salesbot.outbox.delivery import backoff_seconds
 from salesbot.resources import Resources
-from salesbot.settings import Settings
+from salesbot.settings import AlertSettings, Settings
 
 log = get_logger(__name__)
 
@@ -41,14 +42,17 @@ LEASE_MARGIN_SECONDS = 15
 
 def build_senders(resources: Resources) -> list[AlertSender]:
     """The configured channels (none configured: alerts are recorded and shown in the admin only)."""
-    settings = resources.settings.alerts
+    return senders_for(resources.settings.alerts, resources.http)
+
+
+def senders_for(settings: AlertSettings, http: httpx.AsyncClient) -> list[AlertSender]:
     senders: list[AlertSender] = []
     if settings.telegram_configured:
-        senders.append(TelegramSender(settings, resources.http))
+        senders.append(TelegramSender(settings, http))
     if settings.email_configured:
         senders.append(EmailSender(settings))
     if settings.webhook_configured:
-        senders.append(WebhookSender(settings, resources.http))
+        senders.append(WebhookSender(settings, http))
     return senders
 
 

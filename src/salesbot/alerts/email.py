@@ -44,7 +44,12 @@ class EmailSender:
     async def send(self, message: AlertMessage, *, attempted_before: datetime | None) -> None:
         await asyncio.to_thread(self._send, self.compose(message))
 
-    def _send(self, email: EmailMessage) -> None:
+    async def check(self) -> str:
+        """Connect, STARTTLS and log in as a send would, then NOOP: no mail is sent."""
+        await asyncio.to_thread(self._send, None)
+        return f"{self._settings.smtp_host}:{self._settings.smtp_port} to {len(self._settings.smtp_to)} recipient(s)"
+
+    def _send(self, email: EmailMessage | None) -> None:
         settings = self._settings
         try:
             with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=TIMEOUT_SECONDS) as smtp:
@@ -52,7 +57,10 @@ class EmailSender:
                     smtp.starttls(context=ssl.create_default_context())
                 if settings.smtp_user:
                     smtp.login(settings.smtp_user, settings.smtp_password.get_secret_value())
-                smtp.send_message(email)
+                if email is None:
+                    smtp.noop()
+                else:
+                    smtp.send_message(email)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = {code for code, _ in exc.recipients.values()}
             raise _by_code(min(codes), "recipients refused") from None

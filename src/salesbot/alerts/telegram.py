@@ -56,6 +56,18 @@ class TelegramSender:
             raise RetryableAlertError(f"telegram {response.status_code}: {description}")
         raise PermanentAlertError(f"telegram {response.status_code}: {description}")
 
+    async def check(self) -> str:
+        """`getMe`: the token is valid (the chat is only proven by the first alert)."""
+        try:
+            response = await self._http.get(f"{self._base}/bot{self._token}/getMe")
+        except httpx.HTTPError as exc:
+            raise RetryableAlertError(f"telegram: {type(exc).__name__}") from None
+        body = _json(response)
+        result = body.get("result")
+        if response.status_code != 200 or not isinstance(result, dict):
+            raise PermanentAlertError(f"telegram {response.status_code}: {body.get('description', '')}"[:300])
+        return f"bot @{result.get('username', '?')}, chat {self._chat_id}"
+
 
 def _json(response: httpx.Response) -> dict[str, Any]:
     try:

@@ -59,6 +59,12 @@ class WebhookSender:
     def channel(self) -> AlertChannel:
         return AlertChannel.WEBHOOK
 
+    async def check(self) -> str:
+        # Any request would be an alert to the receiver: only the configuration is checked.
+        if not self._secret:
+            raise PermanentAlertError("ALERT_WEBHOOK_SECRET is empty: receivers cannot verify the signature")
+        return f"POST {httpx.URL(self._url).host} (signed)"
+
     async def send(self, message: AlertMessage, *, attempted_before: datetime | None) -> None:
         body = body_of(message)
         headers = {
