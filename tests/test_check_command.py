@@ -108,6 +108,7 @@ ITEMS = (
     "meta",
     "public url",
     "providers",
+    "alerts",
 )
 
 

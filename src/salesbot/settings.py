@@ -7,6 +7,7 @@ each group is its own ``BaseSettings`` with an env prefix so the code reads ``se
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -248,6 +249,52 @@ class OutboxSettings(BaseSettings):
     max_send_attempts: int = Field(default=6, ge=1, le=20)
 
 
+class AlertSettings(BaseSettings):
+    """Where the team hears about handoffs, failed deliveries and big quotes (every configured channel is used)."""
+
+    model_config = _config()
+
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_bot_token: SecretStr = SecretStr("")
+    telegram_chat_id: str = ""
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = ""
+    # Recipients, comma-separated.
+    smtp_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    smtp_starttls: bool = True
+    alert_webhook_url: str = ""
+    # Signs each webhook body: X-Salesbot-Signature: sha256=<hex HMAC-SHA256(secret, raw body)>.
+    alert_webhook_secret: SecretStr = SecretStr("")
+    # A quote whose total (in the quote's currency) is above this alerts the team; unset: never.
+    alert_quote_above: Decimal | None = Field(default=None, gt=0)
+    # Attempts per alert and channel; transient failures back off exponentially from the base up to the maximum.
+    alert_max_attempts: int = Field(default=8, ge=1, le=30)
+    alert_retry_base_seconds: float = Field(default=5.0, gt=0, le=600)
+    alert_retry_max_seconds: float = Field(default=900.0, gt=0, le=86400)
+
+    _split = field_validator("smtp_to", mode="before")(_split_csv)
+
+    @field_validator("alert_quote_above", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def telegram_configured(self) -> bool:
+        return bool(self.telegram_bot_token.get_secret_value() and self.telegram_chat_id)
+
+    @property
+    def email_configured(self) -> bool:
+        return bool(self.smtp_host and self.smtp_from and self.smtp_to)
+
+    @property
+    def webhook_configured(self) -> bool:
+        return bool(self.alert_webhook_url)
+
+
 class AuthSettings(BaseSettings):
     model_config = _config()
 
@@ -300,6 +347,7 @@ class Settings(BaseSettings):
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @property
     def env(self) -> Environment:

@@ -11,6 +11,7 @@ from arq.typing import WorkerCoroutine
 from arq.worker import Function, func
 
 from salesbot.agent.reply import ReplyGenerator
+from salesbot.alerts.tasks import DISPATCH_EVERY_SECONDS, dispatch_alerts, send_alert
 from salesbot.conversations.tasks import (
     TURN_ATTEMPTS,
     apply_takeover,
@@ -19,6 +20,7 @@ from salesbot.conversations.tasks import (
     run_turn,
     sweep_stalled_turns,
 )
+from salesbot.followups.tasks import RUN_AT_SECOND, follow_up_conversations
 from salesbot.inbox.tasks import DRAIN_EVERY_SECONDS, DRAIN_TIMEOUT_SECONDS, drain_inbox_spool
 from salesbot.kit import tracing
 from salesbot.kit.language import load_model as load_language_model
@@ -83,6 +85,7 @@ class WorkerSettings:
         # OUTBOX_MAX_SEND_ATTEMPTS); the budget covers several messages of one conversation.
         func(cast(WorkerCoroutine, deliver_outbox), max_tries=50),
         func(cast(WorkerCoroutine, apply_takeover), max_tries=10),
+        func(cast(WorkerCoroutine, send_alert), max_tries=5),
     ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(
@@ -97,6 +100,10 @@ class WorkerSettings:
             timeout=DRAIN_TIMEOUT_SECONDS,
         ),
     ]
+    cron_jobs.append(cron(cast(WorkerCoroutine, dispatch_alerts), second=set(range(0, 60, DISPATCH_EVERY_SECONDS))))
+    cron_jobs.append(
+        cron(cast(WorkerCoroutine, follow_up_conversations), second={RUN_AT_SECOND}, unique=True, timeout=40)
+    )
     on_startup = staticmethod(build_startup(None))
     on_shutdown = staticmethod(shutdown)
     job_timeout = JOB_TIMEOUT_SECONDS

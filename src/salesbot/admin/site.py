@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from salesbot.admin import charts
+from salesbot.admin.alerts_views import ALERT_VIEWS
 from salesbot.admin.auth import CSRF_FIELD, AdminAuth, csrf_valid
 from salesbot.admin.views import MODEL_VIEWS, DashboardView, _pk, index_redirect
 from salesbot.conversations import service as conversations
@@ -69,7 +70,7 @@ class SalesbotAdmin(Admin):
         auth.templates = self.templates
         self.templates.env.globals["csrf_field"] = CSRF_FIELD
         self.add_view(_bound(DashboardView))
-        for view in MODEL_VIEWS:
+        for view in (*MODEL_VIEWS, *ALERT_VIEWS):
             self.add_view(_bound(view))
 
     def bind(self, resources: Resources) -> None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -194,6 +195,54 @@ class FixedMessages(_Strict):
     safe_answer: LocalizedText
 
 
+class FollowUpRule(_Strict):
+    """One automated follow-up: when `trigger` has held for `after_hours` with no word from the customer, send
+    `text` once (per quote, or per stall: a customer message starts a new one).
+
+    Triggers: `quote_unanswered` (the conversation's latest quote got no customer message since), `stalled` (the
+    conversation sits in `stage` with no customer message since the last message).
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    trigger: Literal["quote_unanswered", "stalled"]
+    after_hours: float = Field(gt=0, le=24 * 30)
+    # `stalled`: the stage the conversation stalls in (required); `quote_unanswered`: only in this stage (optional).
+    stage: SalesStage | None = None
+    text: LocalizedText
+    # Outside the 24-hour customer-service window free text is not allowed: "template" sends the channel's
+    # approved template (META_WINDOW_TEMPLATE, TWILIO_WINDOW_TEMPLATE_SID, WAZZUP_WINDOW_TEMPLATE_ID) instead,
+    # "skip" sends nothing. Either way the admin shows what happened and why.
+    outside_window: Literal["template", "skip"] = "skip"
+
+    @model_validator(mode="after")
+    def _stalled_needs_a_stage(self) -> FollowUpRule:
+        if self.trigger == "stalled" and self.stage is None:
+            raise ValueError(f"follow_ups: rule {self.name!r} (stalled) needs a stage")
+        return self
+
+    @property
+    def after(self) -> timedelta:
+        return timedelta(hours=self.after_hours)
+
+
+class FollowUpPolicy(_Strict):
+    # Automated follow-ups per conversation within any 24 hours (0 turns them off).
+    max_per_day: int = Field(default=2, ge=0, le=10)
+    rules: list[FollowUpRule] = Field(default_factory=list)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: list[FollowUpRule]) -> list[FollowUpRule]:
+        names = [rule.name for rule in rules]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"follow_ups: rule names must be unique ({', '.join(repeated)})")
+        return rules
+
+    def rule(self, name: str) -> FollowUpRule | None:
+        return next((rule for rule in self.rules if rule.name == name), None)
+
+
 class Playbook(_Strict):
     company: Company
     assistant: Assistant
@@ -212,6 +261,8 @@ class Playbook(_Strict):
     messages: FixedMessages
     # The offline responder's texts in the business's own words: text key -> language -> text.
     offline_texts: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Automated follow-ups (reminders, nudges); none when absent.
+    follow_ups: FollowUpPolicy = Field(default_factory=FollowUpPolicy)
 
     @field_validator("currency")
     @classmethod

@@ -25,6 +25,7 @@ from salesbot.agent.deps import MAX_STAGE_HISTORY, AgentDeps, SelectedItem, Stag
 from salesbot.agent.grounding import DISCOUNT, STOCK, Evidence, canonical, catalog_evidence, evidence, policy_evidence
 from salesbot.agent.pii import PLACEHOLDER
 from salesbot.agent.stages import check_transition, tools_for_stage
+from salesbot.alerts import service as alerts
 from salesbot.kit.logging import get_logger
 from salesbot.knowledge.types import KnowledgeHit, ProductFilters, ProductHit
 from salesbot.models import Owner, SalesStage
@@ -385,6 +386,7 @@ async def create_quote(ctx: RunContext[AgentDeps], items: list[QuoteLine], disco
             quote, priced = await quote_service.create_quote(
                 deps.session, deps.playbook, deps.conversation.id, requested, discount
             )
+            await alerts.alert_large_quote(deps.session, deps.settings.alerts, quote)
             deps.update_facts(
                 last_quote_id=quote.id,
                 selected=[SelectedItem(sku=line.sku, qty=line.qty) for line in priced.lines],

@@ -41,6 +41,7 @@ from sqlalchemy.orm import InstanceState
 from salesbot.agent.language import conversation_language
 from salesbot.agent.playbook import load_playbook
 from salesbot.agent.reply import AgentReply, LLMUsage, ReplyGenerator, ReplyRequest
+from salesbot.alerts import service as alerts
 from salesbot.conversations import consent, repository, service
 from salesbot.conversations.ownership import human_owns, takeover_expired
 from salesbot.db import unit_of_work
@@ -381,6 +382,20 @@ async def give_up(
             outcome.result = "handoff"
 
 
+async def _alert_handoff(
+    session: AsyncSession, conversation: Conversation, messages: Sequence[Message], reply: AgentReply
+) -> None:
+    """A handoff is one event, whether or not the customer asked for a person: one alert, keyed by the burst."""
+    asked = any(call.get("tool") == "request_human" for call in reply.tool_calls)
+    await alerts.record_alert(
+        session,
+        kind=alerts.AlertKind.PERSON_REQUESTED if asked else alerts.AlertKind.HANDOFF,
+        conversation_id=conversation.id,
+        event_key=alerts.handoff_event_key(conversation.id, messages[-1].id),
+        excerpt=" ".join(message.text for message in messages[-3:]),
+    )
+
+
 async def _record(
     session: AsyncSession,
     resources: Resources,
@@ -439,6 +454,8 @@ async def _record(
                 first_index=len(parts),
                 in_reply_to_id=messages[-1].id,
             )
+        if reply.handoff:
+            await _alert_handoff(session, conversation, messages, reply)
         head = parts[0]
         head.model, head.fallback_used = reply.model, reply.fallback_used
         head.tokens_in, head.tokens_out, head.cost = reply.tokens_in, reply.tokens_out, reply.cost

@@ -19,6 +19,7 @@ from pydantic_ai.messages import ModelRequest
 from pydantic_ai.settings import ModelSettings
 
 from salesbot.agent.models import chat_model, llm_names
+from salesbot.alerts.delivery import senders_for
 from salesbot.health.service import check_readiness, describe_playbook
 from salesbot.knowledge.embeddings import get_embedder
 from salesbot.messaging.base import ProviderError
@@ -216,7 +217,31 @@ async def check_configuration(
     async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_SECONDS) as http:
         items += await provider_items(settings, http)
         items += await webhook_items(settings, http)
+        items += await alert_items(settings, http)
     return items
+
+
+ALERT_HINTS = {
+    "telegram": "check TELEGRAM_BOT_TOKEN (from @BotFather) and TELEGRAM_API_URL",
+    "email": "check SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_PASSWORD and SMTP_STARTTLS",
+    "webhook": "set ALERT_WEBHOOK_SECRET (receivers verify X-Salesbot-Signature with it)",
+}
+
+
+async def alert_items(settings: Settings, http: httpx.AsyncClient) -> list[Item]:
+    """The team's alert channels (optional: without any, alerts are only shown in the admin)."""
+    senders = senders_for(settings.alerts, http)
+    if not senders:
+        hint = "set TELEGRAM_*, SMTP_* or ALERT_WEBHOOK_URL to alert the team about handoffs and failed deliveries"
+        return [Item("alerts", True, "no channel configured (alerts are shown in the admin only)", hint, False)]
+    return list(
+        await asyncio.gather(
+            *(
+                _probe(f"alerts.{s.channel.value}", s.check(), hint=ALERT_HINTS[s.channel.value], required=False)
+                for s in senders
+            )
+        )
+    )
 
 
 def failed(items: list[Item]) -> list[Item]:

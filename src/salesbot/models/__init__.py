@@ -1,5 +1,7 @@
-"""ORM models, one file per table. Importing this package registers every table on `Base.metadata`."""
+"""ORM models, one file per table. Importing this package registers every table on `Base.metadata`, and the
+session hooks that turn a rising `needs_attention` flag into a team alert (`salesbot.alerts.attention`)."""
 
+from salesbot.models.alert import Alert, AlertChannel, AlertDelivery, AlertDeliveryStatus, AlertKind
 from salesbot.models.conversation import Conversation
 from salesbot.models.customer import Customer
 from salesbot.models.customer_memory import CustomerMemory
@@ -12,6 +14,7 @@ from salesbot.models.enums import (
     Owner,
     SalesStage,
 )
+from salesbot.models.follow_up import FollowUp, FollowUpStatus
 from salesbot.models.knowledge_chunk import KnowledgeChunk
 from salesbot.models.llm_usage import LlmUsage
 from salesbot.models.message import Message
@@ -21,6 +24,11 @@ from salesbot.models.quote import Quote
 
 __all__ = [
     "EMBEDDING_DIM",
+    "Alert",
+    "AlertChannel",
+    "AlertDelivery",
+    "AlertDeliveryStatus",
+    "AlertKind",
     "Author",
     "Channel",
     "Conversation",
@@ -29,6 +37,8 @@ __all__ = [
     "CustomerMemory",
     "DeliveryStatus",
     "Direction",
+    "FollowUp",
+    "FollowUpStatus",
     "KnowledgeChunk",
     "LlmUsage",
     "Message",
@@ -38,3 +48,6 @@ __all__ = [
     "Quote",
     "SalesStage",
 ]
+
+# Last: the hooks use the models above.
+import salesbot.alerts.attention  # noqa: F401

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesbot.alerts import service as alerts
 from salesbot.conversations import repository as conversations
 from salesbot.db import unit_of_work
 from salesbot.kit.logging import get_logger
@@ -201,7 +202,7 @@ async def _gate_and_record(
             reason = "window_closed: the 24-hour window is closed" + (
                 "; the template was sent for this reply" if provider.has_window_template else ", no template configured"
             )
-            _fail(message, conversation, reason)
+            await _fail(session, message, conversation, reason)
             await repository.withdraw_group(session, message, status=DeliveryStatus.FAILED, reason="window_closed")
             report.failed += 1
             return _Step.NEXT
@@ -307,12 +308,19 @@ def _settle(message: Message, attempt: _Attempt) -> None:
         message.uncertain_since = None
 
 
-def _fail(message: Message, conversation: Conversation, error: str) -> None:
+async def _fail(session: AsyncSession, message: Message, conversation: Conversation, error: str) -> None:
     message.delivery_status = DeliveryStatus.FAILED
     message.error = error[:2000]
     message.next_attempt_at = None
     # Visible in the admin panel and the API: a reply the customer did not get.
     conversation.needs_attention = True
+    await alerts.record_alert(
+        session,
+        kind=alerts.AlertKind.DELIVERY_FAILED,
+        conversation_id=conversation.id,
+        event_key=alerts.delivery_failed_event_key(message.id),
+        excerpt=message.error,
+    )
     log.warning("outbox.failed", message_id=message.id, conversation=conversation.id, error=message.error)
 
 
@@ -367,7 +375,7 @@ async def _transient(
         if attempt.attempts >= settings.max_send_attempts:
             conversation = await session.get(Conversation, attempt.conversation_id)
             assert conversation is not None
-            _fail(message, conversation, f"{exc} (gave up after {attempt.attempts} attempts)")
+            await _fail(session, message, conversation, f"{exc} (gave up after {attempt.attempts} attempts)")
             await repository.withdraw_group(
                 session, message, status=DeliveryStatus.CANCELLED, reason="previous_part_failed"
             )
@@ -407,7 +415,7 @@ async def _permanent(
         if message is None or conversation is None:
             return _Step.NEXT
         _settle(message, attempt)
-        _fail(message, conversation, f"opted_out: {exc}" if opted_out else str(exc))
+        await _fail(session, message, conversation, f"opted_out: {exc}" if opted_out else str(exc))
         await repository.withdraw_group(
             session, message, status=DeliveryStatus.CANCELLED, reason="previous_part_failed"
         )

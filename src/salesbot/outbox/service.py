@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesbot.alerts import service as alerts
 from salesbot.kit.hashing import short_hash
 from salesbot.kit.logging import get_logger
 from salesbot.messaging.base import EchoMessage, StatusUpdate
@@ -258,6 +259,13 @@ async def apply_status(session: AsyncSession, event: StatusUpdate) -> AppliedSta
         if conversation is not None:
             # A reply that never arrived is something a manager must see.
             conversation.needs_attention = True
+            await alerts.record_alert(
+                session,
+                kind=alerts.AlertKind.DELIVERY_FAILED,
+                conversation_id=conversation.id,
+                event_key=alerts.delivery_failed_event_key(message.id),
+                excerpt=message.error,
+            )
         log.warning("outbox.delivery_failed", message_id=message.id, error=message.error)
     await session.flush()
     return applied

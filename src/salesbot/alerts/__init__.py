@@ -1,0 +1,1 @@
+"""Team alerts: record an event once (`service.record_alert`), deliver it to every configured channel."""
