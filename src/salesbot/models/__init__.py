@@ -1,5 +1,6 @@
 """ORM models, one file per table. Importing this package registers every table on `Base.metadata`."""
 
+from salesbot.models.audit_event import AuditEvent
 from salesbot.models.conversation import Conversation
 from salesbot.models.customer import Customer
 from salesbot.models.customer_memory import CustomerMemory
@@ -11,6 +12,7 @@ from salesbot.models.enums import (
     Direction,
     Owner,
     SalesStage,
+    UserRole,
 )
 from salesbot.models.knowledge_chunk import KnowledgeChunk
 from salesbot.models.llm_usage import LlmUsage
@@ -18,9 +20,12 @@ from salesbot.models.message import Message
 from salesbot.models.message_media import MessageMedia
 from salesbot.models.product import EMBEDDING_DIM, Product
 from salesbot.models.quote import Quote
+from salesbot.models.user import ApiToken, User
 
 __all__ = [
     "EMBEDDING_DIM",
+    "ApiToken",
+    "AuditEvent",
     "Author",
     "Channel",
     "Conversation",
@@ -37,4 +42,6 @@ __all__ = [
     "Product",
     "Quote",
     "SalesStage",
+    "User",
+    "UserRole",
 ]
