@@ -40,7 +40,7 @@ class FieldError(AppError):
 def manager_text(text: object) -> str:
     """The message as it will be sent, or `FieldError` saying what is wrong with it."""
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_MANAGER_TEXT or has_control_characters(text):
-        raise FieldError("text", f"write a message of 1 to {MAX_MANAGER_TEXT} characters, without control characters")
+        raise FieldError("text", f"Write a message of 1 to {MAX_MANAGER_TEXT} characters.")
     return text
 
 
