@@ -133,7 +133,6 @@ class ApiTokenAdmin(AdminOnlyView, model=ApiToken):
 class AuditLogAdmin(SalesbotModelView, model=AuditEvent):
     name = "Audit log"
     name_plural = "Audit log"
-    identity = "audit-log"
     icon = "fa-solid fa-clipboard-list"
     can_create = False
     can_edit = False
