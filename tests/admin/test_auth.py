@@ -33,6 +33,9 @@ PAGES = [
     "/admin/knowledge-chunk/list",
     "/admin/quote/list",
     "/admin/message/list",
+    "/admin/audit-event/list",
+    "/admin/user/list",
+    "/admin/api-token/list",
 ]
 
 
@@ -43,7 +46,7 @@ async def test_every_admin_page_sends_anonymous_visitors_to_the_login(anonymous:
     assert response.headers["location"].endswith("/admin/login")
 
 
-@pytest.mark.parametrize("action", ["take-over", "hand-back", "close", "send"])
+@pytest.mark.parametrize("action", ["take-over", "hand-back", "close", "send", "stage", "assign"])
 async def test_actions_need_a_login(
     anonymous: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], action: str
 ) -> None:
