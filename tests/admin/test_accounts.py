@@ -275,3 +275,23 @@ async def test_the_first_admin_is_an_admin(admin_app: FastAPI, team: None, sessi
     async with sessionmaker() as session:
         users = {u.username: u.role for u in await accounts.list_users(session)}
     assert users == {ADMIN_USER: UserRole.ADMIN, ALICE: UserRole.MANAGER, BOB: UserRole.MANAGER}
+
+
+async def test_an_admin_edits_a_managers_account(admin_app: FastAPI, team: None, sessionmaker: Sessionmaker) -> None:
+    async with sessionmaker() as session:
+        bob = await accounts.repository.by_username(session, BOB)
+        assert bob is not None
+    async with logged_in(admin_app, ADMIN_USER) as admin:
+        url = f"/admin/user/edit/{bob.id}"
+        form = {"name": "Robert", "email": "bob@example.com", "role": "admin", "active": "y"}
+        refused = await admin.post(url, data={**form, "email": "not an address"})
+        assert refused.status_code == 400
+        assert (await admin.post(url, data=form)).status_code == 302
+        page = await admin.get(f"/admin/user/details/{bob.id}")
+        assert "$argon2" not in page.text
+    async with sessionmaker() as session:
+        edited = await accounts.repository.by_username(session, BOB)
+        assert edited is not None
+        assert (edited.name, edited.email, edited.role) == ("Robert", "bob@example.com", UserRole.ADMIN)
+        event = (await session.scalars(select(AuditEvent))).one()
+    assert (event.actor, event.action, event.details["user"]) == (ADMIN_USER, "edit_user", BOB)

@@ -29,7 +29,8 @@ log = get_logger(__name__)
 USERNAME_REGEX = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 USERNAME_PATTERN = re.compile(USERNAME_REGEX)
 TOKEN_PREFIX = "sbu_"  # noqa: S105  (marks salesbot user tokens, not a secret)
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+EMAIL_REGEX = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
+_EMAIL = re.compile(EMAIL_REGEX)
 
 
 def token_hash(token: str) -> str:

@@ -11,9 +11,10 @@ from sqlalchemy.orm import selectinload
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from wtforms.validators import Email, Length, Optional
+from wtforms.validators import Length, Optional, Regexp
 
 from salesbot.accounts import service as accounts
+from salesbot.accounts.service import EMAIL_REGEX
 from salesbot.admin.auth import csrf_token, current_actor
 from salesbot.admin.context import SalesbotModelView, _pk, _when, checked_form
 from salesbot.admin.filters import DistinctValuesFilter
@@ -66,7 +67,7 @@ class UserAdmin(AdminOnlyView, model=User):
     form_columns: ClassVar[Any] = [User.name, User.email, User.role, User.active]
     form_args: ClassVar[Any] = {
         "name": {"validators": [Optional(), Length(max=200)]},
-        "email": {"validators": [Optional(), Email(), Length(max=320)]},
+        "email": {"validators": [Optional(), Regexp(EMAIL_REGEX, message="not an e-mail address"), Length(max=320)]},
     }
 
     async def after_model_change(self, data: dict[str, Any], model: Any, is_created: bool, request: Request) -> None:
