@@ -295,3 +295,24 @@ async def test_an_admin_edits_a_managers_account(admin_app: FastAPI, team: None,
         assert (edited.name, edited.email, edited.role) == ("Robert", "bob@example.com", UserRole.ADMIN)
         event = (await session.scalars(select(AuditEvent))).one()
     assert (event.actor, event.action, event.details["user"]) == (ADMIN_USER, "edit_user", BOB)
+
+
+async def test_an_admin_cannot_demote_or_disable_themselves(
+    admin_app: FastAPI, team: None, sessionmaker: Sessionmaker
+) -> None:
+    async with sessionmaker() as session:
+        me = await accounts.repository.by_username(session, ADMIN_USER)
+        assert me is not None
+    async with logged_in(admin_app, ADMIN_USER) as admin:
+        url = f"/admin/user/edit/{me.id}"
+        for form in ({"role": "manager", "active": "y"}, {"role": "admin"}):
+            response = await admin.post(url, data={"name": "Root", "email": "", **form})
+            assert response.status_code == 400
+            assert "cannot demote or disable your own account" in response.text
+        assert (
+            await admin.post(url, data={"name": "Root", "email": "", "role": "admin", "active": "y"})
+        ).status_code == 302
+    async with sessionmaker() as session:
+        me = await accounts.repository.by_username(session, ADMIN_USER)
+        assert me is not None
+        assert (me.role, me.active, me.name) == (UserRole.ADMIN, True, "Root")

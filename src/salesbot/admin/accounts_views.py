@@ -22,7 +22,7 @@ from salesbot.audit import repository as audit
 from salesbot.audit.actor import Actor
 from salesbot.db import unit_of_work
 from salesbot.kit.errors import NotFoundError
-from salesbot.models import ApiToken, AuditEvent, User
+from salesbot.models import ApiToken, AuditEvent, User, UserRole
 
 
 def _actor(request: Request) -> Actor | None:
@@ -69,6 +69,12 @@ class UserAdmin(AdminOnlyView, model=User):
         "name": {"validators": [Optional(), Length(max=200)]},
         "email": {"validators": [Optional(), Regexp(EMAIL_REGEX, message="not an e-mail address"), Length(max=320)]},
     }
+
+    async def on_model_change(self, data: dict[str, Any], model: Any, is_created: bool, request: Request) -> None:
+        # An admin who demoted or disabled themselves could lock every admin out; another admin (or the CLI) can.
+        role = getattr(data.get("role"), "value", data.get("role"))
+        if model.id == current_actor(request).user_id and (role != UserRole.ADMIN.value or not data.get("active")):
+            raise ValueError("You cannot demote or disable your own account.")
 
     async def after_model_change(self, data: dict[str, Any], model: Any, is_created: bool, request: Request) -> None:
         async with unit_of_work(self.site.resources.sessionmaker) as session:
