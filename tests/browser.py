@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -84,8 +85,8 @@ def chromium_paths() -> tuple[str, str]:
     return ensure_chromium()
 
 
-@pytest.fixture
-def browser(chromium_paths: tuple[str, str]) -> Iterator[object]:
+@contextmanager
+def open_browser(chromium_paths: tuple[str, str]) -> Iterator[object]:
     """A fresh headless Chromium with an empty profile (a `selenium.webdriver.Chrome`)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -102,6 +103,13 @@ def browser(chromium_paths: tuple[str, str]) -> Iterator[object]:
             yield driver
         finally:
             driver.quit()
+
+
+@pytest.fixture
+def browser(chromium_paths: tuple[str, str]) -> Iterator[object]:
+    """A fresh headless Chromium with an empty profile (a `selenium.webdriver.Chrome`)."""
+    with open_browser(chromium_paths) as driver:
+        yield driver
 
 
 def save_screenshot(driver: object, name: str) -> Path:

@@ -220,6 +220,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    from salesbot.accounts import commands
+
+    settings = get_settings()
+    settings = _with_service_urls(settings, start_embedded=not settings.database_url)
+    configure_logging("WARNING")
+    if args.action == "add":
+        return commands.add(settings, args.username, name=args.name, email=args.email, role=args.role, stdin=sys.stdin)
+    if args.action == "list":
+        return commands.list_users(settings, out=sys.stdout)
+    if args.action == "disable":
+        return commands.disable(settings, args.username)
+    if args.action == "set-password":
+        return commands.set_password(settings, args.username, stdin=sys.stdin)
+    return commands.token(settings, args.username, out=sys.stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="salesbot", description="WhatsApp sales assistant")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -292,6 +309,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     register.add_argument("--force", action="store_true", help="replace a Wazzup webhook another integration set")
     register.set_defaults(handler=cmd_webhooks_register)
+
+    users = commands.add_parser("users", help="manager accounts of the admin and the REST API")
+    user_actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add_user = user_actions.add_parser("add", help="create an account (the password is read from standard input)")
+    add_user.add_argument("username")
+    add_user.add_argument("--name")
+    add_user.add_argument("--email")
+    add_user.add_argument("--role", choices=["manager", "admin"], default="manager")
+    add_user.add_argument("--password-stdin", action="store_true", required=True, help="read the password from stdin")
+    user_actions.add_parser("list", help="list the accounts")
+    disable_user = user_actions.add_parser("disable", help="refuse the account's logins, sessions and API tokens")
+    disable_user.add_argument("username")
+    set_password = user_actions.add_parser("set-password", help="change a password (read from standard input)")
+    set_password.add_argument("username")
+    set_password.add_argument("--password-stdin", action="store_true", required=True, help="read it from stdin")
+    issue_token = user_actions.add_parser("token", help="print a new REST API token for the user (shown once)")
+    issue_token.add_argument("username")
+    users.set_defaults(handler=cmd_users)
 
     chat = commands.add_parser("chat", help="talk to the running bot from the terminal (console provider)")
     chat.add_argument("--url", help="the bot's address (default: the running `salesbot dev`, else 127.0.0.1:8000)")

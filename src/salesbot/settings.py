@@ -299,6 +299,7 @@ class AuthSettings(BaseSettings):
     model_config = _config()
 
     api_token: SecretStr = SecretStr("dev-api-token")
+    # Only create the first admin account, while the users table is empty (salesbot.accounts).
     admin_username: str = "admin"
     admin_password: SecretStr = SecretStr("admin")
     secret_key: SecretStr = SecretStr("dev-secret-key-change-me")

@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from salesbot.admin import auth
+from salesbot.accounts import service as accounts
+from salesbot.admin import auth, throttle
 from salesbot.app import create_app
 from salesbot.devstack import EmbeddedRedis
 from salesbot.models import Owner
@@ -32,6 +33,9 @@ PAGES = [
     "/admin/knowledge-chunk/list",
     "/admin/quote/list",
     "/admin/message/list",
+    "/admin/audit-event/list",
+    "/admin/user/list",
+    "/admin/api-token/list",
 ]
 
 
@@ -42,7 +46,7 @@ async def test_every_admin_page_sends_anonymous_visitors_to_the_login(anonymous:
     assert response.headers["location"].endswith("/admin/login")
 
 
-@pytest.mark.parametrize("action", ["take-over", "hand-back", "close", "send"])
+@pytest.mark.parametrize("action", ["take-over", "hand-back", "close", "send", "stage", "assign"])
 async def test_actions_need_a_login(
     anonymous: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], action: str
 ) -> None:
@@ -127,10 +131,14 @@ async def test_a_forged_or_foreign_session_cookie_is_ignored(
 
 
 async def test_changing_the_password_or_the_secret_key_ends_existing_sessions(
-    admin_settings: Settings, manager: httpx.AsyncClient, redis: ArqRedis
+    admin_settings: Settings,
+    manager: httpx.AsyncClient,
+    redis: ArqRedis,
+    sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     cookie = manager.cookies[auth.SESSION_COOKIE]
-    new_password = admin_settings.model_copy(
+    # ADMIN_PASSWORD only created the first admin: changing it later changes nothing.
+    new_setting = admin_settings.model_copy(
         update={"auth": admin_settings.auth.model_copy(update={"admin_password": SecretStr("another long password")})}
     )
     new_secret = admin_settings.model_copy(
@@ -138,17 +146,25 @@ async def test_changing_the_password_or_the_secret_key_ends_existing_sessions(
             "auth": admin_settings.auth.model_copy(update={"secret_key": SecretStr("another-secret-key-9876543210")})
         }
     )
-    for settings in (admin_settings, new_password, new_secret):
+
+    async def status_with(settings: Settings) -> int:
         app = create_app(settings)
         async with app.router.lifespan_context(app), client_for(app) as client:
             client.cookies.set(auth.SESSION_COOKIE, cookie, path="/admin")
-            status = (await client.get("/admin/dashboard")).status_code
-        assert status == (200 if settings is admin_settings else 302)
+            return (await client.get("/admin/dashboard")).status_code
+
+    assert await status_with(admin_settings) == 200
+    assert await status_with(new_setting) == 200
+    assert await status_with(new_secret) == 302
+    async with sessionmaker() as session:
+        await accounts.set_password(session, ADMIN_USER, "a brand new password")
+        await session.commit()
+    assert await status_with(admin_settings) == 302
 
 
 async def test_repeated_failures_from_one_address_are_throttled(admin_app: FastAPI) -> None:
     async with client_for(admin_app, client=("203.0.113.7", 4000)) as attacker:
-        for _ in range(auth.MAX_FAILURES_PER_CLIENT):
+        for _ in range(throttle.MAX_FAILURES_PER_ADDRESS):
             assert (await login(attacker, password="guess")).status_code == 400
         blocked = await login(attacker)  # even the right password, until the window ends
         assert blocked.status_code == 429
@@ -163,7 +179,7 @@ async def test_repeated_failures_from_one_address_are_throttled(admin_app: FastA
 async def test_guessing_one_username_from_many_addresses_is_throttled(
     admin_app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(auth, "MAX_FAILURES_PER_USERNAME", 3)
+    monkeypatch.setattr(throttle, "MAX_FAILURES_PER_ACCOUNT", 3)
     for index in range(3):
         async with client_for(admin_app, client=(f"192.0.2.{index}", 4000)) as client:
             assert (await login(client, password="guess")).status_code == 400

@@ -22,7 +22,7 @@ from salesbot.models import (
     Owner,
     SalesStage,
 )
-from tests.admin.conftest import csrf_from
+from tests.admin.conftest import ADMIN_USER, csrf_from
 from tests.reporting.factories import Chat, add_message, make_chat, make_quote
 
 Sessionmaker = async_sessionmaker[AsyncSession]
@@ -244,7 +244,7 @@ async def test_take_over_silences_the_bot_at_once_including_an_unsent_reply(
         assert withdrawn.delivery_status is DeliveryStatus.CANCELLED
 
     page = await manager.get(f"/admin/conversation/details/{conversation_id}")
-    assert "owner: human until" in page.text
+    assert f"owner: human ({ADMIN_USER}) until" in page.text
     assert 'id="sb-hand-back"' in page.text
     assert 'id="sb-take-over"' not in page.text
 

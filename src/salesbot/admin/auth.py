@@ -1,13 +1,14 @@
-"""Admin authentication: one manager account from settings, signed session cookies, CSRF defences, login throttling.
+"""Admin authentication: manager accounts (the users table), signed session cookies, CSRF defences, throttling.
 
-- Credentials are compared in constant time (both fields always compared).
+- Passwords are verified with argon2 (`salesbot.accounts`); an unknown username costs as long as a wrong password.
+  While no account exists, ADMIN_USERNAME / ADMIN_PASSWORD create the first admin at the first login.
 - The session is a cookie signed with SECRET_KEY (itsdangerous), HttpOnly, SameSite=Lax, scoped to /admin,
   `Secure` whenever the request arrived over HTTPS (directly or through a proxy uvicorn trusts), and valid
-  for SESSION_MAX_AGE. It carries a fingerprint of ADMIN_PASSWORD, so changing the password ends every session.
+  for SESSION_MAX_AGE. It carries a fingerprint of the user's password hash, so changing the password ends the
+  user's sessions; a disabled user's sessions end at their next request.
 - Every state-changing admin request must come from the admin's own origin (Origin, else Referer, checked by
   `SameOriginMiddleware`); salesbot's own action forms also carry a per-session CSRF token.
-- Failed logins are counted in Redis per client address and per username (fixed window, shared by every API
-  process); over the limit the login answers 429 until the window ends.
+- Failed logins are counted per client address and per account (`throttle`); over a limit the login answers 429.
 """
 
 from __future__ import annotations
@@ -30,8 +31,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from salesbot.accounts import service as accounts
+from salesbot.admin.throttle import LoginThrottle
+from salesbot.audit.actor import Actor
+from salesbot.db import unit_of_work
 from salesbot.kit.hashing import short_hash
 from salesbot.kit.logging import get_logger
+from salesbot.models import User
 from salesbot.resources import Resources
 from salesbot.settings import Settings
 
@@ -40,9 +46,6 @@ log = get_logger(__name__)
 SESSION_COOKIE = "salesbot_admin"
 SESSION_MAX_AGE = 8 * 3600
 CSRF_FIELD = "csrf_token"
-LOGIN_WINDOW_SECONDS = 15 * 60
-MAX_FAILURES_PER_CLIENT = 10
-MAX_FAILURES_PER_USERNAME = 50
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -120,77 +123,56 @@ def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def current_actor(request: Request) -> Actor:
+    """The logged-in manager of this admin request (set by `AdminAuth.authenticate`)."""
+    actor: Actor = request.state.actor
+    return actor
+
+
 class AdminAuth(AuthenticationBackend):
-    """Login with ADMIN_USERNAME / ADMIN_PASSWORD; `resources` gives Redis for the login throttle."""
+    """Login against the users table; `resources` gives the database and Redis (for the login throttle)."""
 
     def __init__(self, settings: Settings, resources: Callable[[], Resources], *, base_path: str = "/admin") -> None:
-        secret = settings.auth.secret_key.get_secret_value()
+        self._secret = settings.auth.secret_key.get_secret_value()
         # Not super().__init__: the session middleware differs (scheme-aware Secure flag, path, lifetime).
         self.middlewares = [
             Middleware(SameOriginMiddleware, public_base_url=settings.public_base_url),
-            Middleware(SchemeAwareSessionMiddleware, secret_key=secret, path=base_path),
+            Middleware(SchemeAwareSessionMiddleware, secret_key=self._secret, path=base_path),
         ]
-        self._username = settings.auth.admin_username
-        self._password = settings.auth.admin_password.get_secret_value()
-        self._fingerprint = hmac.new(
-            secret.encode("utf-8"), b"admin-password:" + self._password.encode("utf-8"), hashlib.sha256
-        ).hexdigest()[:32]
+        self._settings = settings
         self._resources = resources
         # Set by the admin site once it exists (the backend is created first, to be passed to it).
         self.templates: Jinja2Templates | None = None
 
-    def _credentials_match(self, username: str, password: str) -> bool:
-        # Both comparisons always run: the timing does not tell which field was wrong.
-        user_ok = hmac.compare_digest(username.encode("utf-8", "surrogateescape"), self._username.encode("utf-8"))
-        password_ok = hmac.compare_digest(password.encode("utf-8", "surrogateescape"), self._password.encode("utf-8"))
-        return user_ok & password_ok
+    def _fingerprint(self, user: User) -> str:
+        message = f"user:{user.id}:{user.password_hash}".encode()
+        return hmac.new(self._secret.encode("utf-8"), message, hashlib.sha256).hexdigest()[:32]
 
-    def _throttle_keys(self, request: Request, username: str) -> tuple[str, str]:
-        return (
-            f"admin:login:fail:client:{short_hash(_client_address(request))}",
-            f"admin:login:fail:user:{short_hash(username.casefold())}",
-        )
-
-    async def _blocked_for(self, request: Request, username: str) -> int:
-        """Seconds until another attempt is allowed (0: allowed now)."""
-        redis = self._resources().redis
-        client_key, user_key = self._throttle_keys(request, username)
-        client_failures, user_failures = await redis.mget(client_key, user_key)
-        if int(client_failures or 0) >= MAX_FAILURES_PER_CLIENT:
-            return max(int(await redis.ttl(client_key)), 1)
-        if int(user_failures or 0) >= MAX_FAILURES_PER_USERNAME:
-            return max(int(await redis.ttl(user_key)), 1)
-        return 0
-
-    async def _record_failure(self, request: Request, username: str) -> None:
-        redis = self._resources().redis
-        async with redis.pipeline(transaction=True) as pipe:
-            for key in self._throttle_keys(request, username):
-                # The window starts at the first failure (INCR keeps the TTL; Redis 6.2 has no EXPIRE NX).
-                pipe.set(key, 0, ex=LOGIN_WINDOW_SECONDS, nx=True)
-                pipe.incr(key)
-            await pipe.execute()
-
-    async def _clear_failures(self, request: Request, username: str) -> None:
-        await self._resources().redis.delete(*self._throttle_keys(request, username))
+    async def _verify(self, username: str, password: str) -> User | None:
+        async with unit_of_work(self._resources().sessionmaker) as session:
+            await accounts.ensure_first_admin(session, self._settings)
+            return await accounts.authenticate(session, username, password)
 
     async def login(self, request: Request) -> Response | bool:
         form = await request.form()
         username, password = form.get("username"), form.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             return False
+        address = _client_address(request)
+        throttle = LoginThrottle(self._resources().redis)
         try:
-            blocked = await self._blocked_for(request, username)
+            blocked = await throttle.blocked_for(address, username)
             if blocked:
-                log.warning("admin.login_throttled", client=short_hash(_client_address(request)))
+                log.warning("admin.login_throttled", client=short_hash(address))
                 return await self._login_error(
                     request, f"Too many failed logins. Try again in {blocked // 60 + 1} min.", 429
                 )
-            if not self._credentials_match(username, password):
-                await self._record_failure(request, username)
-                log.info("admin.login_failed", client=short_hash(_client_address(request)))
+            user = await self._verify(username, password)
+            if user is None:
+                await throttle.record_failure(address, username)
+                log.info("admin.login_failed", client=short_hash(address))
                 return False
-            await self._clear_failures(request, username)
+            await throttle.forget_address(address)
         except RedisError:
             # The throttle cannot be enforced without Redis: refuse rather than allow unlimited guessing.
             log.exception("admin.login_unavailable")
@@ -198,13 +180,14 @@ class AdminAuth(AuthenticationBackend):
         request.session.clear()
         request.session.update(
             {
-                "user": self._username,
-                "pw": self._fingerprint,
+                "uid": user.id,
+                "user": user.username,
+                "pw": self._fingerprint(user),
                 "csrf": secrets.token_urlsafe(32),
                 "at": int(time.time()),
             }
         )
-        log.info("admin.login", user=self._username)
+        log.info("admin.login", user=user.id)
         return True
 
     async def logout(self, request: Request) -> Response | bool:
@@ -213,12 +196,17 @@ class AdminAuth(AuthenticationBackend):
 
     async def authenticate(self, request: Request) -> Response | bool:
         session = request.session
-        user, fingerprint = session.get("user"), session.get("pw")
-        if not isinstance(user, str) or not isinstance(fingerprint, str) or not session.get("csrf"):
+        user_id, fingerprint = session.get("uid"), session.get("pw")
+        if not isinstance(user_id, int) or not isinstance(fingerprint, str) or not session.get("csrf"):
             return False
-        return hmac.compare_digest(user.encode("utf-8"), self._username.encode("utf-8")) & hmac.compare_digest(
-            fingerprint.encode("ascii", "replace"), self._fingerprint.encode("ascii")
-        )
+        async with self._resources().sessionmaker() as db:
+            user = await db.get(User, user_id)
+        if user is None or not user.active:
+            return False
+        if not hmac.compare_digest(fingerprint.encode("ascii", "replace"), self._fingerprint(user).encode("ascii")):
+            return False
+        request.state.actor = Actor.of(user)
+        return True
 
     async def get_user_id(self, request: Request) -> Any:
         return request.session.get("user")

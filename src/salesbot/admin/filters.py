@@ -11,6 +11,10 @@ from sqlalchemy import Select, select
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from salesbot.accounts.service import USERNAME_PATTERN
+from salesbot.models import User
+from salesbot.reporting.repository import UNASSIGNED, ConversationFilters, apply_conversation_filters
+
 ALL = "__all"
 
 
@@ -60,3 +64,25 @@ class DistinctValuesFilter:
         if not isinstance(value, str) or len(value) > self.max_length or "\x00" in value:
             raise HTTPException(status_code=400, detail=f"invalid {self.parameter_name}")
         return query.where(self.column == value)
+
+
+class AssigneeFilter:
+    """Conversations by assigned manager: one link per user, and one for nobody (the same rule as the API's)."""
+
+    has_operator = False
+    template = "sqladmin/filters/lookup_filter.html"
+    title = "Assignee"
+    parameter_name = "assignee"
+
+    async def lookups(
+        self, request: Request, model: Any, run_query: Callable[[Select[Any]], Any]
+    ) -> list[tuple[str, str]]:
+        rows = await run_query(select(User.username).order_by(User.username))
+        return [(ALL, "All"), (UNASSIGNED, "Nobody")] + [(row[0], row[0]) for row in rows]
+
+    async def get_filtered_query(self, query: Select[Any], value: Any, model: Any) -> Select[Any]:
+        if value in (None, "", ALL):
+            return query
+        if not isinstance(value, str) or not USERNAME_PATTERN.fullmatch(value):
+            raise HTTPException(status_code=400, detail="invalid assignee")
+        return apply_conversation_filters(query, ConversationFilters(assignee=value))

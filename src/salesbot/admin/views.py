@@ -1,105 +1,77 @@
-"""SQLAdmin views: conversations (transcript and manager actions), products, knowledge, quotes, messages.
+"""SQLAdmin views: products, knowledge, quotes, messages (the conversations have their own module).
 
 Vector and tsvector columns are never loaded for a page, never rendered and never in a form (pgvector values
-break SQLAdmin's formatters; they are search machinery, not something a manager edits).
+break SQLAdmin's formatters; they are search machinery, not something a manager edits). Edits of products and
+knowledge re-embed through the knowledge service and are recorded in the audit log with the manager.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from sqladmin import BaseView, ModelView, expose
+from sqladmin import ModelView, expose
 from sqladmin.filters import BooleanFilter
-from sqlalchemy import Select, false, select
-from sqlalchemy.orm import defer, selectinload
-from starlette.datastructures import URL
+from sqladmin.flash import Flash
+from sqlalchemy import Select, select
+from sqlalchemy.orm import defer
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from wtforms.validators import DataRequired, Length, NumberRange, Regexp, ValidationError
 
-from salesbot.admin.auth import csrf_token
+from salesbot.admin.accounts_views import ACCOUNT_VIEWS
+from salesbot.admin.auth import csrf_token, current_actor
+from salesbot.admin.context import (
+    SalesbotModelView,
+    SiteView,
+    _money,
+    _parse_id,
+    _pk,
+    _search_term,
+    _when,
+    checked_form,
+)
+from salesbot.admin.conversation_view import ConversationAdmin
 from salesbot.admin.filters import DistinctValuesFilter, EnumFilter
-from salesbot.admin.presenters import bubbles
-from salesbot.kit.phones import mask_phone, phone_from_chat_id
+from salesbot.audit import repository as audit
+from salesbot.db import unit_of_work
+from salesbot.documents.router import pdf_response
+from salesbot.documents.service import quote_pdf
+from salesbot.kit.errors import NotFoundError
+from salesbot.kit.logging import get_logger
 from salesbot.kit.urls import http_url
-from salesbot.media import repository as media_repository
+from salesbot.knowledge.editing import chunk_text, embedding_update, product_text
+from salesbot.knowledge.embeddings import get_embedder
 from salesbot.models import (
     Author,
-    Conversation,
-    ConversationStatus,
-    Customer,
     DeliveryStatus,
     Direction,
     KnowledgeChunk,
     Message,
-    MessageMedia,
-    Owner,
     Product,
     Quote,
-    SalesStage,
 )
-from salesbot.reporting import repository
-from salesbot.reporting.repository import ConversationFilters, apply_conversation_filters
 
-if TYPE_CHECKING:
-    from salesbot.admin.site import SalesbotAdmin
+log = get_logger(__name__)
 
+# Names other admin modules import from here.
+__all__ = [
+    "MODEL_VIEWS",
+    "SalesbotModelView",
+    "SiteView",
+    "_money",
+    "_parse_id",
+    "_pk",
+    "_search_term",
+    "_when",
+]
 
-def _money(value: Decimal | None, places: int = 2) -> str:
-    return "" if value is None else f"{value:,.{places}f}"
-
-
-def _when(value: datetime | None) -> str:
-    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _pk(request: Request) -> int | None:
-    return _parse_id(request.path_params.get("pk", ""))
-
-
-class SiteView:
-    """Access to the admin site (resources, settings) from a view; every view class is bound to one site."""
-
-    _admin_ref: ClassVar[Any]
-
-    @property
-    def site(self) -> SalesbotAdmin:
-        site: SalesbotAdmin = self._admin_ref
-        return site
+PRODUCT_TEXT_FIELDS = ("sku", "name", "category", "description", "attributes")
 
 
-class SalesbotModelView(SiteView, ModelView):
-    """SQLAdmin's model view, hardened: a malformed id is a 404 and search text never reaches SQL unsanitised."""
-
-    def _stmt_by_identifier(self, identifier: str) -> Select[Any]:
-        pk = _parse_id(identifier)
-        # Every salesbot table has one BIGINT primary key: anything else matches no row (404), not a DB error.
-        return select(self.model).where(self.pk_columns[0] == pk if pk is not None else false())
-
-    def search_query(self, stmt: Select[Any], term: str) -> Select[Any]:
-        return super().search_query(stmt, _search_term(term))
-
-
-def _parse_id(raw: object) -> int | None:
-    if isinstance(raw, str) and raw.isdigit() and raw.isascii():
-        value = int(raw)
-        return value if 0 < value < 2**63 else None
-    return None
-
-
-def _files_by_message(files: list[MessageMedia]) -> dict[int, list[MessageMedia]]:
-    grouped: dict[int, list[MessageMedia]] = {}
-    for row in files:
-        grouped.setdefault(row.message_id, []).append(row)
-    return grouped
-
-
-def _search_term(term: str) -> str:
-    """At most 100 characters, without control characters (PostgreSQL refuses NUL in a query parameter)."""
-    return "".join(ch for ch in term[:100] if ch.isprintable() or ch == " ")
+def _merged(data: dict[str, Any], model: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The row's values after the form is applied: submitted fields over the stored ones."""
+    return {name: data[name] if name in data else getattr(model, name, None) for name in fields}
 
 
 class EmbeddedContentView(SalesbotModelView):
@@ -127,162 +99,67 @@ class EmbeddedContentView(SalesbotModelView):
             "inactive_meaning": self.inactive_meaning,
         }
 
+    # The audit log's name for an edit of this kind of row ("edit_product").
+    audit_noun: ClassVar[str]
+
     def row_label(self, row: Any) -> str:
         raise NotImplementedError
 
+    def document(self, values: dict[str, Any]) -> str:
+        """The text that gets embedded, from the row's values after the form is applied."""
+        raise NotImplementedError
+
+    document_fields: ClassVar[tuple[str, ...]]
+
+    async def on_model_change(self, data: dict[str, Any], model: Any, is_created: bool, request: Request) -> None:
+        """Before SQLAdmin saves the row: embed its text if that changed (the vector lands in the same commit)."""
+        update = await embedding_update(
+            get_embedder(self.site.salesbot_settings),
+            self.document(_merged(data, model, self.document_fields)),
+            current_hash=getattr(model, "content_hash", None),
+            current_model=getattr(model, "embedding_model", None),
+        )
+        if update is not None:
+            data.update(update.as_values())
+
+    async def after_model_change(self, data: dict[str, Any], model: Any, is_created: bool, request: Request) -> None:
+        # SQLAdmin commits the row in its own session before this runs, so the record is a second short commit.
+        action = f"{'create' if is_created else 'edit'}_{self.audit_noun}"
+        async with unit_of_work(self.site.resources.sessionmaker) as session:
+            await audit.record(
+                session,
+                current_actor(request),
+                action,
+                details={self.audit_noun: model.id, "label": self.row_label(model), "fields": sorted(data)},
+            )
+
     @expose("/{pk}/set-active", methods=["POST"])
     async def set_active(self, request: Request) -> Response:
-        return await self.site.set_active(request, self.model, identity=self.identity, label=self.row_label)
-
-
-class ConversationAdmin(SalesbotModelView, model=Conversation):
-    name = "Conversation"
-    name_plural = "Conversations"
-    icon = "fa-solid fa-comments"
-    can_create = False
-    can_edit = False
-    can_delete = False
-    can_export = False  # the REST API streams a CSV export with the same filters
-    page_size = 25
-    column_list: ClassVar[Any] = [
-        Conversation.id,
-        "customer.name",
-        "customer.chat_id",
-        Conversation.sales_stage,
-        Conversation.owner,
-        Conversation.status,
-        Conversation.language,
-        Conversation.last_message_at,
-        Conversation.message_count,
-        Conversation.llm_cost_total,
-    ]
-    column_labels: ClassVar[Any] = {
-        Conversation.id: "ID",
-        "customer.name": "Customer",
-        "customer.chat_id": "Phone",
-        Conversation.sales_stage: "Stage",
-        Conversation.owner: "Owner",
-        Conversation.status: "Status",
-        Conversation.language: "Language",
-        Conversation.last_message_at: "Last message",
-        Conversation.message_count: "Messages",
-        Conversation.llm_cost_total: "LLM cost",
-    }
-    column_formatters: ClassVar[Any] = {
-        "customer.name": lambda m, a: m.customer.name or "—",
-        "customer.chat_id": lambda m, a: mask_phone(m.customer.chat_id),
-        Conversation.sales_stage: lambda m, a: m.sales_stage.value.replace("_", " "),
-        Conversation.owner: lambda m, a: m.owner.value,
-        Conversation.status: lambda m, a: m.status.value,
-        Conversation.last_message_at: lambda m, a: _when(m.last_message_at),
-        Conversation.llm_cost_total: lambda m, a: f"${_money(m.llm_cost_total, 4)}",
-    }
-    # The search box looks at the customer's name and phone digits (see `search_query`).
-    column_searchable_list: ClassVar[Any] = ["customer.name", "customer.chat_id"]
-    column_sortable_list: ClassVar[Any] = [
-        Conversation.id,
-        Conversation.last_message_at,
-        Conversation.message_count,
-        Conversation.llm_cost_total,
-    ]
-    column_filters: ClassVar[Any] = [
-        EnumFilter(Conversation.sales_stage, SalesStage, title="Stage", parameter_name="stage"),
-        EnumFilter(Conversation.owner, Owner, title="Owner", parameter_name="owner"),
-        EnumFilter(Conversation.status, ConversationStatus, title="Status", parameter_name="status"),
-        DistinctValuesFilter(Conversation.language, title="Language", parameter_name="language", max_length=8),
-    ]
-    details_template = "salesbot/conversation_details.html"
-
-    def search_placeholder(self) -> str:
-        return "customer name or phone"
-
-    def list_query(self, request: Request) -> Select[Any]:
-        return (
-            select(Conversation)
-            .join(Customer, Customer.id == Conversation.customer_id)
-            .options(selectinload(Conversation.customer))
-        )
-
-    def search_query(self, stmt: Select[Any], term: str) -> Select[Any]:
-        return apply_conversation_filters(stmt, ConversationFilters(search=_search_term(term)))
-
-    def sort_query(self, stmt: Select[Any], request: Request) -> Select[Any]:
-        if request.query_params.get("sortBy"):
-            return super().sort_query(stmt, request)
-        # Newest activity first; chats without messages after the others.
-        return stmt.order_by(Conversation.last_message_at.desc().nulls_last(), Conversation.id.desc())
-
-    def details_query(self, request: Request) -> Select[Any]:
-        return self._stmt_by_identifier(request.path_params["pk"]).options(selectinload(Conversation.customer))
-
-    async def details_context(self, request: Request) -> dict[str, Any]:
+        """Activate or deactivate a product or a knowledge passage (a POST form with the CSRF token)."""
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
         pk = _pk(request)
-        if pk is None:
-            return {}
-        async with self.site.resources.sessionmaker() as session:
-            messages = await repository.list_messages(session, pk)
-            quotes = await repository.list_quotes(session, pk)
-            files = await media_repository.media_of(session, [m.id for m in messages])
-        transcript = bubbles(messages)
-        return {
-            "bubbles": transcript,
-            "turns": [bubble.turn for bubble in transcript if bubble.turn is not None],
-            "quotes": quotes,
-            "files": _files_by_message(files),
-            "failed_count": sum(1 for b in transcript if b.status is DeliveryStatus.FAILED),
-            "csrf_token": csrf_token(request),
-            "takeover_hours": self.site.salesbot_settings.conversation.human_takeover_hours,
-            "phone": phone_from_chat_id,
-            "when": _when,
-            "money": _money,
-            "now": datetime.now(UTC),
-        }
-
-    def action_url(self, request: Request, action: str, pk: int) -> URL:
-        return request.url_for(f"admin:view-{self.identity}-{action}", pk=str(pk))
-
-    @expose("/{pk}/media/{media_id}", methods=["GET"])
-    async def media(self, request: Request) -> Response:
-        """A file the customer sent (voice note, photo, document), as downloaded from the provider."""
-        pk, media_id = _pk(request), _parse_id(request.path_params.get("media_id"))
-        if pk is None or media_id is None:
-            raise HTTPException(status_code=404)
-        async with self.site.resources.sessionmaker() as session:
-            found = await media_repository.get_with_data(session, media_id)
-            message = await session.get(Message, found.message_id) if found is not None else None
-        if found is None or found.data is None or message is None or message.conversation_id != pk:
-            raise HTTPException(status_code=404)
-        return Response(
-            found.data,
-            media_type=found.content_type or "application/octet-stream",
-            # Never rendered as a page of ours: a customer's file could be HTML or SVG with scripts.
-            headers={
-                "Content-Disposition": f'inline; filename="media-{found.id}"',
-                "X-Content-Type-Options": "nosniff",
-                "Content-Security-Policy": "sandbox",
-                "Cache-Control": "private, no-store",
-            },
-        )
-
-    @expose("/{pk}/take-over", methods=["POST"])
-    async def take_over(self, request: Request) -> Response:
-        return await self.site.conversation_action(request, "take_over")
-
-    @expose("/{pk}/hand-back", methods=["POST"])
-    async def hand_back(self, request: Request) -> Response:
-        return await self.site.conversation_action(request, "hand_back")
-
-    @expose("/{pk}/close", methods=["POST"])
-    async def close(self, request: Request) -> Response:
-        return await self.site.conversation_action(request, "close")
-
-    @expose("/{pk}/send", methods=["POST"])
-    async def send(self, request: Request) -> Response:
-        return await self.site.conversation_action(request, "send")
-
-    @expose("/{pk}/erase-customer", methods=["POST"])
-    async def erase_customer(self, request: Request) -> Response:
-        return await self.site.erase_customer_action(request)
+        active = form.get("active")
+        if pk is None or active not in ("true", "false"):
+            raise HTTPException(status_code=404 if pk is None else 400)
+        model: type[Product] | type[KnowledgeChunk] = self.model
+        async with unit_of_work(self.site.resources.sessionmaker) as session:
+            row: Product | KnowledgeChunk | None = await session.scalar(
+                select(model).where(model.id == pk).with_for_update()
+            )
+            if row is None:
+                raise HTTPException(status_code=404)
+            row.active = active == "true"
+            await audit.record(
+                session,
+                current_actor(request),
+                f"{'activate' if row.active else 'deactivate'}_{self.audit_noun}",
+                details={self.audit_noun: row.id, "label": self.row_label(row)},
+            )
+        log.info("admin.active_changed", identity=self.identity, pk=pk, active=row.active)
+        Flash.success(request, f"{self.row_label(row)} is now {'active' if row.active else 'deactivated'}.")
+        return RedirectResponse(request.url_for("admin:details", identity=self.identity, pk=str(pk)), status_code=303)
 
 
 def _image_url(form: Any, field: Any) -> None:
@@ -372,11 +249,14 @@ class ProductAdmin(EmbeddedContentView, model=Product):
     active_meaning = "offered to customers"
     inactive_meaning = "never offered to customers"
 
+    audit_noun = "product"
+    document_fields = PRODUCT_TEXT_FIELDS
+
     def row_label(self, row: Any) -> str:
         return str(row.sku)
 
-    async def on_model_change(self, data: dict[str, Any], model: Any, is_created: bool, request: Request) -> None:
-        await self.site.embed_product_form(data, model)
+    def document(self, values: dict[str, Any]) -> str:
+        return product_text(values)
 
 
 class KnowledgeAdmin(EmbeddedContentView, model=KnowledgeChunk):
@@ -434,11 +314,14 @@ class KnowledgeAdmin(EmbeddedContentView, model=KnowledgeChunk):
     active_meaning = "used in the bot's answers"
     inactive_meaning = "never used in answers"
 
+    audit_noun = "knowledge"
+    document_fields = ("title", "content")
+
     def row_label(self, row: Any) -> str:
         return f"{row.source} part {row.chunk_index}"
 
-    async def on_model_change(self, data: dict[str, Any], model: Any, is_created: bool, request: Request) -> None:
-        await self.site.embed_chunk_form(data, model)
+    def document(self, values: dict[str, Any]) -> str:
+        return chunk_text(values)
 
 
 class QuoteAdmin(SalesbotModelView, model=Quote):
@@ -470,7 +353,15 @@ class QuoteAdmin(SalesbotModelView, model=Quote):
     @expose("/{pk}/pdf", methods=["GET"])
     async def pdf(self, request: Request) -> Response:
         """The quotation document, as the customer receives it."""
-        return await self.site.quote_pdf(request)
+        pk = _pk(request)
+        if pk is None:
+            raise HTTPException(status_code=404)
+        try:
+            async with self.site.resources.sessionmaker() as session:
+                document, content = await quote_pdf(session, pk, self.site.salesbot_settings)
+        except NotFoundError as exc:
+            raise HTTPException(status_code=404, detail=exc.message) from exc
+        return pdf_response(document.filename, content)
 
 
 class MessageAdmin(SalesbotModelView, model=Message):
@@ -510,17 +401,11 @@ class MessageAdmin(SalesbotModelView, model=Message):
     ]
 
 
-class DashboardView(SiteView, BaseView):
-    name = "Dashboard"
-    icon = "fa-solid fa-chart-line"
-
-    @expose("/dashboard", methods=["GET"], identity="dashboard")
-    async def dashboard(self, request: Request) -> Response:
-        return await self.site.render_dashboard(request)
-
-
-def index_redirect(request: Request) -> RedirectResponse:
-    return RedirectResponse(request.url_for("admin:view-dashboard"), status_code=302)
-
-
-MODEL_VIEWS: tuple[type[ModelView], ...] = (ConversationAdmin, ProductAdmin, KnowledgeAdmin, QuoteAdmin, MessageAdmin)
+MODEL_VIEWS: tuple[type[ModelView], ...] = (
+    ConversationAdmin,
+    ProductAdmin,
+    KnowledgeAdmin,
+    QuoteAdmin,
+    MessageAdmin,
+    *ACCOUNT_VIEWS,
+)

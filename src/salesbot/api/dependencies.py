@@ -1,4 +1,4 @@
-"""Dependencies of the REST API: the Bearer token check and the query parameters shared by list and export."""
+"""Dependencies of the REST API: the Bearer token check (who acts) and the query parameters of list and export."""
 
 from __future__ import annotations
 
@@ -11,30 +11,41 @@ from fastapi import Depends, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from salesbot.accounts.service import USERNAME_REGEX, user_of_token
 from salesbot.api.schemas import LANGUAGE_PATTERN, PHONE_PATTERN, IsoDateTime
-from salesbot.dependencies import SettingsDep
+from salesbot.audit.actor import SYSTEM_API, Actor
+from salesbot.dependencies import SessionDep, SettingsDep
 from salesbot.kit.phones import digits_only
 from salesbot.models import ConversationStatus, Owner, SalesStage
 from salesbot.reporting.repository import ConversationFilters
 
-bearer_scheme = HTTPBearer(auto_error=False, scheme_name="ApiToken", description="The API_TOKEN setting.")
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiToken",
+    description="The API_TOKEN setting, or a user's token from `salesbot users token USERNAME`.",
+)
 
 
 async def require_api_token(
     settings: SettingsDep,
+    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> None:
-    """`Authorization: Bearer <API_TOKEN>`, compared in constant time; anything else is a 401."""
+) -> Actor:
+    """Who is calling: `Authorization: Bearer <API_TOKEN>` (the system actor "api", compared in constant time) or
+    an active user's unrevoked token (that user); anything else is a 401."""
     expected = settings.auth.api_token.get_secret_value().encode("utf-8")
     supplied = credentials.credentials.encode("utf-8", "surrogateescape") if credentials is not None else b""
     # compare_digest on both branches: the time taken does not reveal whether a token was sent at all.
-    valid = hmac.compare_digest(supplied, expected)
-    if credentials is None or not valid:
-        raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="missing or invalid API token" if credentials is not None else "missing API token",
-            headers={"WWW-Authenticate": 'Bearer realm="salesbot"'},
-        )
+    if hmac.compare_digest(supplied, expected) and credentials is not None:
+        return SYSTEM_API
+    user = await user_of_token(session, credentials.credentials) if credentials is not None else None
+    if user is not None:
+        return Actor.of(user)
+    raise HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail="missing or invalid API token" if credentials is not None else "missing API token",
+        headers={"WWW-Authenticate": 'Bearer realm="salesbot"'},
+    )
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -60,6 +71,10 @@ def conversation_filters(
     updated_until: Annotated[
         IsoDateTime | None, Query(description="updated at or before (ISO 8601; no offset = UTC)")
     ] = None,
+    assignee: Annotated[
+        str | None,
+        Query(pattern=USERNAME_REGEX, description="the assigned manager's username; `none`: unassigned only"),
+    ] = None,
 ) -> ConversationFilters:
     # An inverted range (since > until) is valid input that matches nothing, like any other empty window.
     since, until = _utc(updated_since), _utc(updated_until)
@@ -76,6 +91,7 @@ def conversation_filters(
         phone_digits=phone_digits,
         updated_since=since,
         updated_until=until,
+        assignee=assignee,
     )
 
 
@@ -96,5 +112,6 @@ def page_params(
     return PageParams(page=page, page_size=page_size)
 
 
+ActorDep = Annotated[Actor, Depends(require_api_token)]
 ConversationFiltersDep = Annotated[ConversationFilters, Depends(conversation_filters)]
 PageDep = Annotated[PageParams, Depends(page_params)]

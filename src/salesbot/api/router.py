@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from salesbot.agent.playbook import load_playbook
 from salesbot.api import service
-from salesbot.api.dependencies import ConversationFiltersDep, PageDep, require_api_token
+from salesbot.api.dependencies import ActorDep, ConversationFiltersDep, PageDep, require_api_token
 from salesbot.api.schemas import (
     DB_ID_MAX,
     SEARCH_PATTERN,
@@ -28,6 +28,8 @@ from salesbot.api.schemas import (
     ProductPatch,
     QuoteOut,
 )
+from salesbot.audit import repository as audit
+from salesbot.conversations.manager_actions import FieldError
 from salesbot.customers.service import erase_customer
 from salesbot.dependencies import RedisDep, ResourcesDep, SessionDep, SettingsDep
 from salesbot.documents.router import pdf_response
@@ -51,7 +53,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorOut, "description": descriptions[code]} for code in codes}
 
 
-def _field_error(exc: service.FieldError) -> RequestValidationError:
+def _field_error(exc: FieldError) -> RequestValidationError:
     return RequestValidationError(
         [{"type": "value_error", "loc": ("body", exc.field), "msg": exc.message, "input": None}]
     )
@@ -115,16 +117,21 @@ async def get_conversation(session: SessionDep, conversation_id: ConversationId)
     description=(
         "Stage changes follow the sales funnel (DESIGN.md): an invalid stage or transition is a 422. "
         "`owner: human` takes the chat over for HUMAN_TAKEOVER_HOURS (pending bot replies are withdrawn); "
-        "`owner: bot` hands it back; `status: closed` closes it."
+        "`owner: bot` hands it back; `status: closed` closes it; `assignee` assigns it to a manager (null: nobody). "
+        "Every change is recorded in the conversation's `events` with the caller (the token's user, or `api`)."
     ),
     responses=_errors(400, 404, 409),
 )
 async def patch_conversation(
-    session: SessionDep, settings: SettingsDep, conversation_id: ConversationId, patch: ConversationPatch
+    session: SessionDep,
+    settings: SettingsDep,
+    actor: ActorDep,
+    conversation_id: ConversationId,
+    patch: ConversationPatch,
 ) -> ConversationOut:
     try:
-        return await service.patch_conversation(session, settings, conversation_id, patch)
-    except service.FieldError as exc:
+        return await service.patch_conversation(session, settings, conversation_id, patch, actor)
+    except FieldError as exc:
         raise _field_error(exc) from exc
 
 
@@ -143,10 +150,14 @@ async def post_manager_message(
     settings: SettingsDep,
     redis: RedisDep,
     background: BackgroundTasks,
+    actor: ActorDep,
     conversation_id: ConversationId,
     body: ManagerMessageIn,
 ) -> list[MessageOut]:
-    messages = await service.send_manager_message(session, settings, conversation_id, body.text)
+    try:
+        messages = await service.send_manager_message(session, settings, conversation_id, body.text, actor)
+    except FieldError as exc:
+        raise _field_error(exc) from exc
     # Background tasks run after the session dependency committed (SessionDep has function scope).
     background.add_task(service.schedule_delivery_after_commit, redis, conversation_id)
     return messages
@@ -168,9 +179,11 @@ async def list_products(
 
 
 @router.post("/products", summary="Create a product", status_code=status.HTTP_201_CREATED, responses=_errors(400, 409))
-async def create_product(session: SessionDep, settings: SettingsDep, body: ProductCreate) -> ProductOut:
+async def create_product(
+    session: SessionDep, settings: SettingsDep, actor: ActorDep, body: ProductCreate
+) -> ProductOut:
     currency = load_playbook(settings.conversation.playbook_path or None).currency
-    return await service.create_product(session, get_embedder(settings), body, default_currency=currency)
+    return await service.create_product(session, get_embedder(settings), body, default_currency=currency, actor=actor)
 
 
 @router.patch(
@@ -180,9 +193,9 @@ async def create_product(session: SessionDep, settings: SettingsDep, body: Produ
     responses=_errors(400, 404, 409),
 )
 async def update_product(
-    session: SessionDep, settings: SettingsDep, product_id: ProductId, body: ProductPatch
+    session: SessionDep, settings: SettingsDep, actor: ActorDep, product_id: ProductId, body: ProductPatch
 ) -> ProductOut:
-    return await service.update_product(session, get_embedder(settings), product_id, body)
+    return await service.update_product(session, get_embedder(settings), product_id, body, actor)
 
 
 @router.get("/products/{product_id:int}", summary="A product", responses=_errors(404))
@@ -212,8 +225,9 @@ async def get_quote_pdf(session: SessionDep, settings: SettingsDep, quote_id: Qu
     description="Deletes the customer, their conversations, messages, quotes and memory. Cannot be undone.",
     responses=_errors(404),
 )
-async def delete_customer(session: SessionDep, customer_id: CustomerId) -> ErasedCustomerOut:
+async def delete_customer(session: SessionDep, actor: ActorDep, customer_id: CustomerId) -> ErasedCustomerOut:
     erased = await erase_customer(session, customer_id)
+    await audit.record(session, actor, "erase_customer", details={"customer": customer_id})
     return ErasedCustomerOut(**vars(erased))
 
 

@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from salesbot.accounts.service import USERNAME_REGEX
+from salesbot.conversations.manager_actions import MAX_MANAGER_TEXT
 from salesbot.kit.phones import mask_phone, phone_from_chat_id
 from salesbot.kit.text import printable
 from salesbot.kit.urls import HTTP_URL_PATTERN, MAX_URL_LENGTH, http_url
@@ -112,8 +114,10 @@ ProductName = Annotated[
     str, StringConstraints(min_length=1, max_length=300), _printable, _non_blank_check, _strip, _NON_BLANK_SCHEMA
 ]
 ManagerText = Annotated[
-    str, StringConstraints(min_length=1, max_length=4096), _printable, _non_blank_check, _NON_BLANK_SCHEMA
+    str, StringConstraints(min_length=1, max_length=MAX_MANAGER_TEXT), _printable, _non_blank_check, _NON_BLANK_SCHEMA
 ]
+# A manager account's username (`salesbot users add`).
+Username = Annotated[str, StringConstraints(pattern=USERNAME_REGEX)]
 AttributeKey = Annotated[
     str, StringConstraints(min_length=1, max_length=100), _printable, _non_blank_check, _NON_BLANK_SCHEMA
 ]
@@ -224,6 +228,7 @@ class ConversationOut(BaseModel):
     stage: SalesStage
     owner: Owner
     owner_until: datetime | None
+    assignee: str | None = Field(description="Username of the manager the conversation is assigned to.")
     needs_attention: bool
     language: str | None
     message_count: int
@@ -245,6 +250,7 @@ class ConversationOut(BaseModel):
             stage=conversation.sales_stage,
             owner=conversation.owner,
             owner_until=conversation.owner_until,
+            assignee=conversation.assignee.username if conversation.assignee is not None else None,
             needs_attention=conversation.needs_attention,
             language=conversation.language,
             message_count=conversation.message_count,
@@ -305,10 +311,24 @@ class QuoteOut(BaseModel):
         return cls.model_validate(quote)
 
 
+class EventOut(BaseModel):
+    """One audited manager action."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    actor: str = Field(description="The username, or `api` for the shared API_TOKEN.")
+    action: str = Field(
+        description="take_over, hand_back, reply, close, reopen, change_stage, assign or rename_customer"
+    )
+    at: datetime
+    details: dict[str, Any]
+
+
 class ConversationDetail(ConversationOut):
     summary: str | None
     messages: list[MessageOut]
     quotes: list[QuoteOut]
+    events: list[EventOut] = Field(description="Manager actions on this conversation, oldest first.")
 
 
 T = TypeVar("T")
@@ -331,11 +351,12 @@ class ConversationPatch(BaseModel):
     stage: Patch[SalesStage] = None
     owner: Patch[Owner] = None
     customer_name: Patch[CustomerName] = None
+    assignee: Username | None = Field(default=None, description="A manager's username; null unassigns.")
 
     @model_validator(mode="after")
     def _something_to_change(self) -> Self:
         if not self.model_fields_set:
-            raise ValueError("give at least one of status, stage, owner, customer_name")
+            raise ValueError("give at least one of status, stage, owner, customer_name, assignee")
         return self
 
 

@@ -12,12 +12,12 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from salesbot.agent.stages import TRANSITIONS
 from salesbot.api.dependencies import PageParams
 from salesbot.api.schemas import (
     ConversationDetail,
     ConversationOut,
     ConversationPatch,
+    EventOut,
     MessageOut,
     Page,
     ProductCreate,
@@ -25,15 +25,16 @@ from salesbot.api.schemas import (
     ProductPatch,
     QuoteOut,
 )
-from salesbot.conversations import service as conversations
-from salesbot.kit.errors import AppError, ConflictError, NotFoundError
+from salesbot.audit import repository as audit
+from salesbot.audit.actor import Actor
+from salesbot.conversations import manager_actions
+from salesbot.kit.errors import ConflictError, NotFoundError
 from salesbot.kit.logging import get_logger
 from salesbot.kit.phones import phone_from_chat_id
 from salesbot.knowledge.editing import embedding_update, product_text
 from salesbot.knowledge.embeddings import Embedder
 from salesbot.knowledge.repository import lock_catalog
-from salesbot.models import Conversation, ConversationStatus, Customer, Owner, Product
-from salesbot.models._columns import utcnow
+from salesbot.models import Conversation, Customer, Product
 from salesbot.outbox.service import schedule_delivery
 from salesbot.reporting import repository
 from salesbot.reporting.repository import ConversationFilters, ConversationSort, ProductFilters
@@ -75,12 +76,14 @@ async def conversation_detail(session: AsyncSession, conversation_id: int) -> Co
     conversation = await get_conversation(session, conversation_id)
     messages = await repository.list_messages(session, conversation_id)
     quotes = await repository.list_quotes(session, conversation_id)
+    events = await audit.conversation_events(session, conversation_id)
     summary = ConversationOut.of(conversation, conversation.customer)
     return ConversationDetail(
         **summary.model_dump(),
         summary=conversation.summary,
         messages=[MessageOut.of(message) for message in messages],
         quotes=[QuoteOut.of(quote) for quote in quotes],
+        events=[EventOut.model_validate(event) for event in events],
     )
 
 
@@ -191,67 +194,28 @@ async def get_product(session: AsyncSession, product_id: int) -> ProductOut:
 # --- writes -------------------------------------------------------------------------------------------------------
 
 
-class FieldError(AppError):
-    """Input that is well-formed but not acceptable in the current state (rendered as a 422 naming the field)."""
-
-    status_code = 422
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
 async def patch_conversation(
-    session: AsyncSession, settings: Settings, conversation_id: int, patch: ConversationPatch
+    session: AsyncSession, settings: Settings, conversation_id: int, patch: ConversationPatch, actor: Actor
 ) -> ConversationOut:
-    """Apply a manager's changes; every field is validated before anything changes (one transaction)."""
+    """Apply a manager's changes through the conversations' manager actions (validated first, each audited)."""
     conversation = await get_conversation(session, conversation_id)
-    customer = conversation.customer
-    changes = patch.model_fields_set
-
-    if "stage" in changes and patch.stage is not None and patch.stage is not conversation.sales_stage:
-        allowed = TRANSITIONS[conversation.sales_stage]
-        if patch.stage not in allowed:
-            options = ", ".join(sorted(stage.value for stage in allowed)) or "none (final stage)"
-            raise FieldError(
-                "stage",
-                f"cannot move from '{conversation.sales_stage.value}' to '{patch.stage.value}'; "
-                f"allowed next stages: {options}",
-            )
-    reopen = patch.status is ConversationStatus.ACTIVE and conversation.status is ConversationStatus.CLOSED
-    if reopen and await repository.other_active_conversation(session, customer.id, conversation.id) is not None:
-        raise ConflictError("the customer already has another active conversation; close it first")
-
-    if patch.customer_name is not None:
-        customer.name = patch.customer_name
-    if patch.stage is not None:
-        conversation.sales_stage = patch.stage
-    if patch.owner is Owner.HUMAN:
-        await conversations.take_over(session, conversation_id, hours=settings.conversation.human_takeover_hours)
-    elif patch.owner is Owner.BOT and conversation.owner is not Owner.BOT:
-        await conversations.hand_back(session, conversation_id)
-    if patch.status is ConversationStatus.CLOSED and conversation.status is not ConversationStatus.CLOSED:
-        await conversations.close_conversation(session, conversation_id)
-    elif reopen:
-        conversation.status = ConversationStatus.ACTIVE
-    # Any change counts as activity for `updated_since` filters (a renamed customer too).
-    conversation.updated_at = utcnow()
-    await session.flush()
-    log.info("api.conversation_patched", conversation=conversation_id, fields=sorted(changes))
-    return ConversationOut.of(conversation, customer)
+    given = patch.model_dump(include=patch.model_fields_set)
+    await manager_actions.update(session, settings, conversation_id, manager_actions.Changes(**given), actor)
+    log.info("api.conversation_patched", conversation=conversation_id, fields=sorted(given))
+    return ConversationOut.of(conversation, conversation.customer)
 
 
 async def send_manager_message(
-    session: AsyncSession, settings: Settings, conversation_id: int, text: str
+    session: AsyncSession, settings: Settings, conversation_id: int, text: str, actor: Actor
 ) -> list[MessageOut]:
     """Queue the text through the outbox (the manager becomes the owner); deliver after the commit."""
     await get_conversation(session, conversation_id)
-    rows = await conversations.send_manager_message(session, conversation_id, text, settings=settings)
+    rows = await manager_actions.reply(session, settings, conversation_id, text, actor)
     return [MessageOut.of(row) for row in rows]
 
 
 async def create_product(
-    session: AsyncSession, embedder: Embedder, body: ProductCreate, *, default_currency: str
+    session: AsyncSession, embedder: Embedder, body: ProductCreate, *, default_currency: str, actor: Actor
 ) -> ProductOut:
     await lock_catalog(session)
     if await repository.product_id_by_sku(session, body.sku) is not None:
@@ -262,11 +226,14 @@ async def create_product(
     product = Product(**values, **(update.as_values() if update else {}))
     session.add(product)
     await session.flush()
+    await audit.record(session, actor, "create_product", details={"product": product.id, "sku": product.sku})
     log.info("api.product_created", sku=product.sku)
     return await get_product(session, product.id)
 
 
-async def update_product(session: AsyncSession, embedder: Embedder, product_id: int, patch: ProductPatch) -> ProductOut:
+async def update_product(
+    session: AsyncSession, embedder: Embedder, product_id: int, patch: ProductPatch, actor: Actor
+) -> ProductOut:
     await lock_catalog(session)
     product = await repository.get_product(session, product_id, for_update=True)
     if product is None:
@@ -288,6 +255,9 @@ async def update_product(session: AsyncSession, embedder: Embedder, product_id: 
         for name, value in update.as_values().items():
             setattr(product, name, value)
     await session.flush()
+    await audit.record(
+        session, actor, "edit_product", details={"product": product.id, "sku": product.sku, "fields": sorted(changes)}
+    )
     log.info("api.product_updated", sku=product.sku, fields=sorted(changes), reembedded=update is not None)
     return await get_product(session, product_id)
 

@@ -23,7 +23,8 @@ from salesbot.settings import Settings, get_settings
 
 log = get_logger(__name__)
 
-MAX_MANAGER_TEXT_LENGTH = 20_000
+# The one limit of a manager's message, for the admin and the REST API alike (split to the channel's limit).
+MAX_MANAGER_TEXT_LENGTH = 4096
 
 
 async def _conversation(session: AsyncSession, conversation_id: int, *, lock: bool = True) -> Conversation:

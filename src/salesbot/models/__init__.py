@@ -2,6 +2,7 @@
 session hooks that turn a rising `needs_attention` flag into a team alert (`salesbot.alerts.attention`)."""
 
 from salesbot.models.alert import Alert, AlertChannel, AlertDelivery, AlertDeliveryStatus, AlertKind
+from salesbot.models.audit_event import AuditEvent
 from salesbot.models.conversation import Conversation
 from salesbot.models.customer import Customer
 from salesbot.models.customer_memory import CustomerMemory
@@ -13,6 +14,7 @@ from salesbot.models.enums import (
     Direction,
     Owner,
     SalesStage,
+    UserRole,
 )
 from salesbot.models.follow_up import FollowUp, FollowUpStatus
 from salesbot.models.knowledge_chunk import KnowledgeChunk
@@ -21,6 +23,7 @@ from salesbot.models.message import Message
 from salesbot.models.message_media import MessageMedia
 from salesbot.models.product import EMBEDDING_DIM, Product
 from salesbot.models.quote import Quote
+from salesbot.models.user import ApiToken, User
 
 __all__ = [
     "EMBEDDING_DIM",
@@ -29,6 +32,8 @@ __all__ = [
     "AlertDelivery",
     "AlertDeliveryStatus",
     "AlertKind",
+    "ApiToken",
+    "AuditEvent",
     "Author",
     "Channel",
     "Conversation",
@@ -47,6 +52,8 @@ __all__ = [
     "Product",
     "Quote",
     "SalesStage",
+    "User",
+    "UserRole",
 ]
 
 # Last: the hooks use the models above.

@@ -12,6 +12,7 @@ from salesbot.db import Base
 from salesbot.models._columns import created_at_column, enum_column, updated_at_column
 from salesbot.models.customer import Customer
 from salesbot.models.enums import Channel, ConversationStatus, Owner, SalesStage
+from salesbot.models.user import User
 
 
 class Conversation(Base):
@@ -38,6 +39,8 @@ class Conversation(Base):
     sales_stage: Mapped[SalesStage] = mapped_column(enum_column(SalesStage, "sales_stage"), default=SalesStage.GREETING)
     owner: Mapped[Owner] = mapped_column(enum_column(Owner, "owner"), default=Owner.BOT)
     owner_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The manager responsible for the chat (set on assignment, and when a manager takes it over or replies).
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     # Set when the bot could not deliver (window closed, permanent failure) and a manager should look.
     needs_attention: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     language: Mapped[str | None] = mapped_column(String(8))
@@ -56,3 +59,4 @@ class Conversation(Base):
     updated_at: Mapped[datetime] = updated_at_column()
 
     customer: Mapped[Customer] = relationship(lazy="raise")
+    assignee: Mapped[User | None] = relationship(lazy="raise")

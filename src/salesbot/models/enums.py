@@ -53,3 +53,10 @@ class DeliveryStatus(StrEnum):
     CANCELLED = "cancelled"
     # A send that may have reached the provider, past its duplicate window: never resent, shown to a manager.
     UNCONFIRMED = "unconfirmed"
+
+
+class UserRole(StrEnum):
+    """What a manager account may do: admins also manage accounts and API tokens."""
+
+    ADMIN = "admin"
+    MANAGER = "manager"

@@ -21,7 +21,11 @@ from salesbot.models import (
     Product,
     Quote,
     SalesStage,
+    User,
 )
+
+# `ConversationFilters.assignee` value that selects conversations nobody is assigned to.
+UNASSIGNED = "none"
 
 # Any SELECT (of conversations, of a count, of conversation + customer rows): the helpers keep its type.
 AnySelect = TypeVar("AnySelect", bound=Select[*tuple[Any, ...]])
@@ -49,6 +53,8 @@ class ConversationFilters:
     search: str | None = None
     updated_since: datetime | None = None
     updated_until: datetime | None = None
+    # A username, or UNASSIGNED.
+    assignee: str | None = None
 
 
 class ConversationSort(StrEnum):
@@ -102,6 +108,11 @@ def apply_conversation_filters(stmt: AnySelect, filters: ConversationFilters) ->
         conditions.append(Conversation.updated_at >= filters.updated_since)
     if filters.updated_until is not None:
         conditions.append(Conversation.updated_at <= filters.updated_until)
+    if filters.assignee == UNASSIGNED:
+        conditions.append(Conversation.assignee_id.is_(None))
+    elif filters.assignee is not None:
+        assignee_id = select(User.id).where(User.username == filters.assignee).scalar_subquery()
+        conditions.append(Conversation.assignee_id == assignee_id)
     return stmt.where(*conditions)
 
 
@@ -134,7 +145,9 @@ async def list_conversations(
     offset: int = 0,
     limit: int = 50,
 ) -> Sequence[Conversation]:
-    stmt = apply_conversation_sort(_conversations_query(filters), sort).options(selectinload(Conversation.customer))
+    stmt = apply_conversation_sort(_conversations_query(filters), sort).options(
+        selectinload(Conversation.customer), selectinload(Conversation.assignee)
+    )
     result = await session.execute(stmt.offset(offset).limit(limit))
     return result.scalars().all()
 
@@ -158,7 +171,11 @@ async def stream_conversations(
 
 
 async def get_conversation(session: AsyncSession, conversation_id: int) -> Conversation | None:
-    stmt = select(Conversation).where(Conversation.id == conversation_id).options(selectinload(Conversation.customer))
+    stmt = (
+        select(Conversation)
+        .where(Conversation.id == conversation_id)
+        .options(selectinload(Conversation.customer), selectinload(Conversation.assignee))
+    )
     return (await session.execute(stmt)).scalar_one_or_none()
 
 

@@ -1,0 +1,1 @@
+"""Manager accounts: users, passwords, per-user API tokens."""
