@@ -2,20 +2,26 @@
 
 from salesbot.models.conversation import Conversation
 from salesbot.models.customer import Customer
+from salesbot.models.crm_link import CrmLink
 from salesbot.models.customer_memory import CustomerMemory
 from salesbot.models.enums import (
     Author,
     Channel,
     ConversationStatus,
+    CrmObject,
+    CrmSyncState,
     DeliveryStatus,
     Direction,
     Owner,
+    PaymentStatus,
     SalesStage,
 )
 from salesbot.models.knowledge_chunk import KnowledgeChunk
 from salesbot.models.llm_usage import LlmUsage
 from salesbot.models.message import Message
 from salesbot.models.message_media import MessageMedia
+from salesbot.models.payment_event import PaymentEvent
+from salesbot.models.payment_link import PaymentLink
 from salesbot.models.product import EMBEDDING_DIM, Product
 from salesbot.models.quote import Quote
 
@@ -25,6 +31,9 @@ __all__ = [
     "Channel",
     "Conversation",
     "ConversationStatus",
+    "CrmLink",
+    "CrmObject",
+    "CrmSyncState",
     "Customer",
     "CustomerMemory",
     "DeliveryStatus",
@@ -34,6 +43,9 @@ __all__ = [
     "Message",
     "MessageMedia",
     "Owner",
+    "PaymentEvent",
+    "PaymentLink",
+    "PaymentStatus",
     "Product",
     "Quote",
     "SalesStage",

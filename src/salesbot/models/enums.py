@@ -53,3 +53,24 @@ class DeliveryStatus(StrEnum):
     CANCELLED = "cancelled"
     # A send that may have reached the provider, past its duplicate window: never resent, shown to a manager.
     UNCONFIRMED = "unconfirmed"
+
+
+class PaymentStatus(StrEnum):
+    """A payment link's (and its quote's) state: created on acceptance, open once sent, then one outcome."""
+
+    PENDING = "pending"  # the quote was accepted; the link is being created
+    OPEN = "open"  # the customer has the link
+    PAID = "paid"
+    EXPIRED = "expired"  # the Checkout Session expired unpaid
+    FAILED = "failed"  # Stripe refused the session, or a delayed payment failed
+
+
+class CrmSyncState(StrEnum):
+    PENDING = "pending"
+    SYNCED = "synced"
+    FAILED = "failed"  # the CRM refused it, or retries ran out: shown in the admin
+
+
+class CrmObject(StrEnum):
+    CONTACT = "contact"
+    DEAL = "deal"
