@@ -18,6 +18,8 @@ from salesbot.inbox.router import router as inbox_router
 from salesbot.kit.body_timeout import BodyReadTimeoutMiddleware
 from salesbot.kit.errors import AppError
 from salesbot.kit.logging import configure_logging, get_logger
+from salesbot.payments.router import pages as payment_pages
+from salesbot.payments.router import router as payments_router
 from salesbot.resources import open_resources
 from salesbot.settings import Settings, get_settings
 from salesbot.simulator.router import router as simulator_router
@@ -59,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health_router)
     app.include_router(inbox_router)
+    app.include_router(payments_router)
+    app.include_router(payment_pages)
     app.include_router(api_router)
     app.include_router(documents_router)
     app.add_middleware(AllowHeaderMiddleware, routes=api_router.routes, prefix=api_router.prefix)

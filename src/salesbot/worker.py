@@ -25,6 +25,7 @@ from salesbot.kit.logging import configure_logging, get_logger
 from salesbot.knowledge.tasks import inventory_cron_jobs, prepare_knowledge
 from salesbot.messaging.registry import build_providers
 from salesbot.outbox.tasks import deliver_outbox, sweep_stalled_outbox
+from salesbot.payments.tasks import create_payment_link, sweep_payment_links
 from salesbot.resources import open_resources, redis_settings
 from salesbot.settings import Settings, get_settings
 from salesbot.worker_context import WorkerContext
@@ -81,6 +82,8 @@ class WorkerSettings:
         # OUTBOX_MAX_SEND_ATTEMPTS); the budget covers several messages of one conversation.
         func(cast(WorkerCoroutine, deliver_outbox), max_tries=50),
         func(cast(WorkerCoroutine, apply_takeover), max_tries=10),
+        # Transient Stripe failures retry with backoff (bounded per link by payments.service.MAX_LINK_ATTEMPTS).
+        func(cast(WorkerCoroutine, create_payment_link), max_tries=10),
     ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(
@@ -88,6 +91,7 @@ class WorkerSettings:
         ),
         cron(cast(WorkerCoroutine, sweep_stalled_turns), second={5, 20, 35, 50}, run_at_startup=True, timeout=30),
         cron(cast(WorkerCoroutine, sweep_stalled_outbox), second={10, 25, 40, 55}, run_at_startup=True, timeout=30),
+        cron(cast(WorkerCoroutine, sweep_payment_links), second={30}, run_at_startup=False, timeout=30),
         cron(
             cast(WorkerCoroutine, drain_inbox_spool),
             second=set(range(0, 60, DRAIN_EVERY_SECONDS)),

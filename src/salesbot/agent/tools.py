@@ -28,6 +28,7 @@ from salesbot.agent.stages import check_transition, tools_for_stage
 from salesbot.kit.logging import get_logger
 from salesbot.knowledge.types import KnowledgeHit, ProductFilters, ProductHit
 from salesbot.models import Owner, SalesStage
+from salesbot.payments import service as payment_service
 from salesbot.sales import financing as financing_service
 from salesbot.sales import quotes as quote_service
 from salesbot.sales.quotes import CENT, MAX_QTY, money
@@ -298,6 +299,12 @@ async def advance_stage(
                 changes["need"] = prospective.need
             deps.update_facts(**changes)
             conversation.sales_stage = to_stage
+            acceptance = None
+            if current is SalesStage.QUOTING and to_stage is SalesStage.CLOSING:
+                # Moving from quoting to closing is the customer's acceptance of the newest quote.
+                acceptance = await payment_service.accept_quote(
+                    deps.session, deps.settings, conversation_id=conversation.id, now=deps.now
+                )
             await deps.session.flush()
     except ModelRetry:
         raise
@@ -308,6 +315,11 @@ async def advance_stage(
     )
     chosen = ", ".join(f"{item['sku']} x {item['qty']}" for item in selected)
     text = f"Stage changed: {current.value} -> {to_stage.value}." + (f" Selected: {chosen}." if chosen else "")
+    if acceptance is not None and acceptance.link_id is not None:
+        text += (
+            f" A secure payment link for quote #{acceptance.quote_id} is being sent in this chat in a moment: tell "
+            "the customer they can pay with it; do not write a link yourself."
+        )
     return _reply(deps, text, {"status": "ok", "stage": to_stage.value, "selected": selected})
 
 

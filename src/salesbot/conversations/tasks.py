@@ -19,6 +19,7 @@ from salesbot.media import service as media
 from salesbot.models._columns import utcnow
 from salesbot.outbox.service import schedule_delivery
 from salesbot.outbox.tasks import providers
+from salesbot.payments.tasks import schedule_pending_links
 from salesbot.settings import Settings
 from salesbot.worker_context import WorkerContext
 
@@ -85,6 +86,9 @@ async def run_turn(ctx: WorkerContext, conversation_id: int) -> str:
     assert outcome is not None
     if outcome.outbound:
         await schedule_delivery(redis, conversation_id)
+    if outcome.agent_runs:
+        # Payment links the turn's acceptance of a quote created (committed now).
+        await schedule_pending_links(resources, conversation_id)
     if outcome.moved_to is not None:
         await burst.schedule_turn_now(redis, outcome.moved_to)
     return outcome.result
