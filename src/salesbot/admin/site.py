@@ -25,6 +25,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from salesbot.admin import charts
 from salesbot.admin.auth import CSRF_FIELD, AdminAuth, csrf_valid
+from salesbot.admin.commerce_views import COMMERCE_VIEWS
 from salesbot.admin.views import MODEL_VIEWS, DashboardView, _pk, index_redirect
 from salesbot.conversations import service as conversations
 from salesbot.customers.service import erase_customer
@@ -70,6 +71,8 @@ class SalesbotAdmin(Admin):
         self.templates.env.globals["csrf_field"] = CSRF_FIELD
         self.add_view(_bound(DashboardView))
         for view in MODEL_VIEWS:
+            self.add_view(_bound(view))
+        for view in COMMERCE_VIEWS:
             self.add_view(_bound(view))
 
     def bind(self, resources: Resources) -> None:
