@@ -19,6 +19,7 @@ from salesbot.conversations.tasks import (
     run_turn,
     sweep_stalled_turns,
 )
+from salesbot.crm.tasks import sweep_crm, sync_crm
 from salesbot.inbox.tasks import DRAIN_EVERY_SECONDS, DRAIN_TIMEOUT_SECONDS, drain_inbox_spool
 from salesbot.kit.language import load_model as load_language_model
 from salesbot.kit.logging import configure_logging, get_logger
@@ -84,6 +85,8 @@ class WorkerSettings:
         func(cast(WorkerCoroutine, apply_takeover), max_tries=10),
         # Transient Stripe failures retry with backoff (bounded per link by payments.service.MAX_LINK_ATTEMPTS).
         func(cast(WorkerCoroutine, create_payment_link), max_tries=10),
+        # CRM failures back off (crm.service.backoff) up to crm.service.MAX_ATTEMPTS; the sweep re-enqueues due links.
+        func(cast(WorkerCoroutine, sync_crm), max_tries=12),
     ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(
@@ -92,6 +95,7 @@ class WorkerSettings:
         cron(cast(WorkerCoroutine, sweep_stalled_turns), second={5, 20, 35, 50}, run_at_startup=True, timeout=30),
         cron(cast(WorkerCoroutine, sweep_stalled_outbox), second={10, 25, 40, 55}, run_at_startup=True, timeout=30),
         cron(cast(WorkerCoroutine, sweep_payment_links), second={30}, run_at_startup=False, timeout=30),
+        cron(cast(WorkerCoroutine, sweep_crm), second={15, 45}, run_at_startup=False, timeout=30),
         cron(
             cast(WorkerCoroutine, drain_inbox_spool),
             second=set(range(0, 60, DRAIN_EVERY_SECONDS)),

@@ -25,6 +25,7 @@ from salesbot.agent.deps import MAX_STAGE_HISTORY, AgentDeps, SelectedItem, Stag
 from salesbot.agent.grounding import DISCOUNT, STOCK, Evidence, canonical, catalog_evidence, evidence, policy_evidence
 from salesbot.agent.pii import PLACEHOLDER
 from salesbot.agent.stages import check_transition, tools_for_stage
+from salesbot.crm import service as crm_service
 from salesbot.kit.logging import get_logger
 from salesbot.knowledge.types import KnowledgeHit, ProductFilters, ProductHit
 from salesbot.models import Owner, SalesStage
@@ -362,6 +363,10 @@ async def save_customer_details(
                 customer.company = values["company"]
             if values["email"]:
                 customer.email = values["email"]
+            # The contact and the deal reach the CRM through a job after the turn's commit.
+            await crm_service.request_sync(
+                deps.session, deps.settings, customer_id=customer.id, conversation_id=deps.conversation_id, now=deps.now
+            )
             await deps.session.flush()
     except Exception:
         return await _failure(deps, "save_customer_details")
@@ -400,6 +405,14 @@ async def create_quote(ctx: RunContext[AgentDeps], items: list[QuoteLine], disco
             deps.update_facts(
                 last_quote_id=quote.id,
                 selected=[SelectedItem(sku=line.sku, qty=line.qty) for line in priced.lines],
+            )
+            await crm_service.request_sync(
+                deps.session,
+                deps.settings,
+                customer_id=deps.customer.id,
+                conversation_id=deps.conversation_id,
+                now=deps.now,
+                quote_id=quote.id,
             )
             await deps.session.flush()
     except quote_service.QuoteInputError as error:

@@ -10,6 +10,7 @@ from arq import Retry
 
 from salesbot.agent.reply import ReplyGenerator
 from salesbot.conversations import repository, service, turn
+from salesbot.crm.tasks import schedule_crm_sync
 from salesbot.db import unit_of_work
 from salesbot.inbox import burst
 from salesbot.kit.errors import NotFoundError
@@ -87,8 +88,9 @@ async def run_turn(ctx: WorkerContext, conversation_id: int) -> str:
     if outcome.outbound:
         await schedule_delivery(redis, conversation_id)
     if outcome.agent_runs:
-        # Payment links the turn's acceptance of a quote created (committed now).
+        # Payment links the turn's acceptance of a quote created, CRM records it changed (committed now).
         await schedule_pending_links(resources, conversation_id)
+        await schedule_crm_sync(resources, conversation_id)
     if outcome.moved_to is not None:
         await burst.schedule_turn_now(redis, outcome.moved_to)
     return outcome.result

@@ -1,8 +1,8 @@
 """ORM models, one file per table. Importing this package registers every table on `Base.metadata`."""
 
 from salesbot.models.conversation import Conversation
-from salesbot.models.customer import Customer
 from salesbot.models.crm_link import CrmLink
+from salesbot.models.customer import Customer
 from salesbot.models.customer_memory import CustomerMemory
 from salesbot.models.enums import (
     Author,

@@ -19,9 +19,7 @@ class PaymentEvent(Base):
     event_id: Mapped[str] = mapped_column(String(255), unique=True)
     type: Mapped[str] = mapped_column(String(100))
     checkout_session_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    payment_link_id: Mapped[int | None] = mapped_column(
-        ForeignKey("payment_links.id", ondelete="SET NULL"), index=True
-    )
+    payment_link_id: Mapped[int | None] = mapped_column(ForeignKey("payment_links.id", ondelete="SET NULL"), index=True)
     # What salesbot did with it: paid, expired, failed, not_paid_yet, unknown_session, amount_mismatch, ignored.
     outcome: Mapped[str] = mapped_column(String(40))
     received_at: Mapped[datetime] = created_at_column()

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesbot.agent.playbook import FixedMessages, LocalizedText, load_playbook
 from salesbot.agent.repository import quote_count
 from salesbot.agent.stages import FunnelState, check_transition
+from salesbot.crm import service as crm_service
 from salesbot.kit.currency import MinorUnitError, to_minor
 from salesbot.kit.logging import get_logger
 from salesbot.models import Author, Conversation, PaymentEvent, PaymentLink, PaymentStatus, Quote, SalesStage
@@ -247,6 +248,15 @@ async def _paid(
     link.paid_at = quote.paid_at = now
     link.error = None
     _move_to_closing(conversation, await quote_count(session, conversation.id))
+    # The deal is won: the CRM sweep pushes it (no CRM configured: nothing is recorded).
+    await crm_service.request_sync(
+        session,
+        settings,
+        customer_id=conversation.customer_id,
+        conversation_id=conversation.id,
+        now=now,
+        quote_id=quote.id,
+    )
     await write_outbound(
         session,
         conversation,
