@@ -248,7 +248,7 @@ class CrmSettings(BaseSettings):
 
     @property
     def provider(self) -> str:
-        """ "hubspot", "zoho" or "" (no CRM)."""
+        """The configured CRM: "hubspot", "zoho" or "" (none)."""
         if self.hubspot_token.get_secret_value():
             return "hubspot"
         if self.zoho_client_id and self.zoho_refresh_token.get_secret_value():
