@@ -448,6 +448,8 @@ class Settings(BaseSettings):
             problems.append("PLAYBOOK_PATH is required in production (the shipped playbook is a demo business)")
         if self.console_enabled:
             problems.append("CONSOLE_ENABLED must be off in production (the console webhook and simulator are open)")
+        if self.stripe.enabled and not self.stripe.webhook_secret.get_secret_value():
+            problems.append("STRIPE_API_KEY needs STRIPE_WEBHOOK_SECRET (without it no payment is ever recorded)")
         if self.llm.model.strip().lower() != "offline" and not (
             self.llm.base_url or self.llm.api_key.get_secret_value()
         ):
