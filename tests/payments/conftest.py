@@ -19,7 +19,10 @@ from salesbot.models import Channel, Conversation, Customer, Product, SalesStage
 from salesbot.sales import quotes as quote_service
 from salesbot.settings import Settings, StripeSettings
 from tests.conftest import make_settings
+from tests.fakes.pipeline import pipeline
 from tests.fakes.stripe_api import FakeStripe, serve_stripe
+
+__all__ = ["pipeline"]
 
 WEBHOOK_SECRET = "whsec_suite_3f9a1c7e5b2d4f60"
 API_TOKEN = "suite-api-token-7d1e4c9b2a"
