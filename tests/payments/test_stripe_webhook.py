@@ -59,7 +59,9 @@ async def state(sessionmaker: async_sessionmaker[AsyncSession], quoted: Quoted) 
     async with sessionmaker() as session:
         quote = await session.get_one(Quote, quoted.quote_id)
         conversation = await session.get_one(Conversation, quoted.conversation_id)
-        links = (await session.scalars(select(PaymentLink).where(PaymentLink.quote_id == quote.id))).all()
+        links = (
+            await session.scalars(select(PaymentLink).where(PaymentLink.quote_id == quote.id).order_by(PaymentLink.id))
+        ).all()
         thanks = await session.scalar(
             select(func.count()).where(
                 Message.conversation_id == conversation.id,
@@ -227,3 +229,27 @@ async def test_without_a_webhook_secret_the_endpoint_is_not_there(
     ):
         response = await http.post("/webhooks/stripe", content=b"{}", headers={"Stripe-Signature": "t=1,v1=00"})
     assert response.status_code == 404
+
+
+async def test_a_late_event_about_an_old_link_leaves_the_newer_link_in_charge(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, stripe: FakeStripe
+) -> None:
+    quoted, old = await open_link(sessionmaker, settings, stripe)
+    assert old.checkout_session_id is not None
+    assert (await post(client, stripe.event(old.checkout_session_id, "checkout.session.expired"))).status_code == 200
+    # The customer accepts again: a new link (a new idempotency key, a new session).
+    async with sessionmaker() as session:
+        again = await service.accept_quote(session, settings, conversation_id=quoted.conversation_id, now=utcnow())
+        assert again is not None
+        assert again.link_id not in (None, old.id)
+        async with httpx.AsyncClient() as http:
+            provider = StripeCheckout(http=http, api_key=settings.stripe.api_key.get_secret_value(), api_url=stripe.url)
+            assert (await service.create_link(session, settings, provider, again.link_id)).result == "sent"
+        await session.commit()
+    assert len(stripe.sessions) == 2
+
+    late = stripe.event(old.checkout_session_id, "checkout.session.async_payment_failed")
+    assert (await post(client, late)).json()["outcome"] == "failed"
+    after = await state(sessionmaker, quoted)
+    assert after["quote"] == (PaymentStatus.OPEN, False)
+    assert after["links"] == [PaymentStatus.FAILED, PaymentStatus.OPEN]

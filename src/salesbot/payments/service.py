@@ -275,7 +275,9 @@ async def _ended(session: AsyncSession, link: PaymentLink, status: PaymentStatus
     quote = await session.get_one(Quote, link.quote_id)
     link.status = status
     link.error = reason
-    if quote.payment_status is not PaymentStatus.PAID:
+    await session.flush()
+    # A late event about an old link leaves the quote's state to its newer, still payable link.
+    if quote.payment_status is not PaymentStatus.PAID and await repository.live_link(session, quote.id) is None:
         quote.payment_status = status
     return EventOutcome(status.value)
 
