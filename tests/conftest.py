@@ -14,7 +14,9 @@ import os
 # Before salesbot is imported: no developer .env may leak into tests (a real LLM key, say).
 os.environ["SALESBOT_ENV_FILE"] = ""
 for _name in list(os.environ):
-    if _name.startswith(("WAZZUP_", "TWILIO_", "LLM_", "EMBEDDING_", "INVENTORY_")) or _name in (
+    if _name.startswith(
+        ("WAZZUP_", "TWILIO_", "LLM_", "EMBEDDING_", "INVENTORY_", "STRIPE_", "HUBSPOT_", "ZOHO_")
+    ) or _name in (
         "DATABASE_URL",
         "REDIS_URL",
     ):

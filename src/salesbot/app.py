@@ -20,6 +20,8 @@ from salesbot.kit.body_timeout import BodyReadTimeoutMiddleware
 from salesbot.kit.errors import AppError
 from salesbot.kit.logging import configure_logging, get_logger
 from salesbot.observability.router import router as metrics_router
+from salesbot.payments.router import pages as payment_pages
+from salesbot.payments.router import router as payments_router
 from salesbot.resources import open_resources
 from salesbot.settings import Settings, get_settings
 from salesbot.simulator.router import router as simulator_router
@@ -61,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health_router)
     app.include_router(inbox_router)
+    app.include_router(payments_router)
+    app.include_router(payment_pages)
     app.include_router(api_router)
     app.include_router(documents_router)
     app.include_router(metrics_router)

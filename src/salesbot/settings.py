@@ -214,6 +214,61 @@ class InventorySettings(BaseSettings):
         return False
 
 
+class StripeSettings(BaseSettings):
+    """Payment links: a Stripe Checkout Session per accepted quote, and the webhook that reports its payment."""
+
+    model_config = _config("STRIPE_")
+
+    api_url: str = "https://api.stripe.com"
+    # A secret (sk_...) or restricted key allowed to write Checkout Sessions and coupons; empty = no payment links.
+    api_key: SecretStr = SecretStr("")
+    # The signing secret (whsec_...) of the `POST /webhooks/stripe` endpoint.
+    webhook_secret: SecretStr = SecretStr("")
+    # Signed events older (or newer) than this are refused, as Stripe's own libraries do.
+    webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_key.get_secret_value())
+
+
+class CrmSettings(BaseSettings):
+    """The CRM that receives contacts and deals: HubSpot (private-app token) or Zoho CRM (OAuth refresh token)."""
+
+    model_config = _config()
+
+    hubspot_api_url: str = "https://api.hubapi.com"
+    hubspot_token: SecretStr = SecretStr("")
+    # The deal pipeline new deals go into ("default" is HubSpot's built-in sales pipeline).
+    hubspot_pipeline: str = "default"
+    zoho_accounts_url: str = "https://accounts.zoho.com"
+    zoho_api_domain: str = "https://www.zohoapis.com"
+    zoho_client_id: str = ""
+    zoho_client_secret: SecretStr = SecretStr("")
+    zoho_refresh_token: SecretStr = SecretStr("")
+
+    @property
+    def provider(self) -> str:
+        """The configured CRM: "hubspot", "zoho" or "" (none)."""
+        if self.hubspot_token.get_secret_value():
+            return "hubspot"
+        if self.zoho_client_id and self.zoho_refresh_token.get_secret_value():
+            return "zoho"
+        return ""
+
+    @model_validator(mode="after")
+    def _one_crm(self) -> Self:
+        if self.hubspot_token.get_secret_value() and (
+            self.zoho_client_id or self.zoho_refresh_token.get_secret_value()
+        ):
+            raise ValueError("HUBSPOT_TOKEN and ZOHO_* are both set: configure one CRM")
+        if self.zoho_refresh_token.get_secret_value() and not (
+            self.zoho_client_id and self.zoho_client_secret.get_secret_value()
+        ):
+            raise ValueError("ZOHO_REFRESH_TOKEN needs ZOHO_CLIENT_ID and ZOHO_CLIENT_SECRET")
+        return self
+
+
 class ConversationSettings(BaseSettings):
     model_config = _config()
 
@@ -349,6 +404,8 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    stripe: StripeSettings = Field(default_factory=StripeSettings)
+    crm: CrmSettings = Field(default_factory=CrmSettings)
 
     @property
     def env(self) -> Environment:
@@ -446,6 +503,8 @@ class Settings(BaseSettings):
             problems.append("PLAYBOOK_PATH is required in production (the shipped playbook is a demo business)")
         if self.console_enabled:
             problems.append("CONSOLE_ENABLED must be off in production (the console webhook and simulator are open)")
+        if self.stripe.enabled and not self.stripe.webhook_secret.get_secret_value():
+            problems.append("STRIPE_API_KEY needs STRIPE_WEBHOOK_SECRET (without it no payment is ever recorded)")
         if self.llm.model.strip().lower() != "offline" and not (
             self.llm.base_url or self.llm.api_key.get_secret_value()
         ):

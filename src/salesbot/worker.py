@@ -20,6 +20,7 @@ from salesbot.conversations.tasks import (
     run_turn,
     sweep_stalled_turns,
 )
+from salesbot.crm.tasks import sweep_crm, sync_crm
 from salesbot.followups.tasks import RUN_AT_SECOND, follow_up_conversations
 from salesbot.inbox.tasks import DRAIN_EVERY_SECONDS, DRAIN_TIMEOUT_SECONDS, drain_inbox_spool
 from salesbot.kit import tracing
@@ -28,6 +29,7 @@ from salesbot.kit.logging import configure_logging, get_logger
 from salesbot.knowledge.tasks import inventory_cron_jobs, prepare_knowledge
 from salesbot.messaging.registry import build_providers
 from salesbot.outbox.tasks import deliver_outbox, sweep_stalled_outbox
+from salesbot.payments.tasks import create_payment_link, sweep_payment_links
 from salesbot.resources import open_resources, redis_settings
 from salesbot.settings import Settings, get_settings
 from salesbot.worker_context import WorkerContext
@@ -86,6 +88,10 @@ class WorkerSettings:
         func(cast(WorkerCoroutine, deliver_outbox), max_tries=50),
         func(cast(WorkerCoroutine, apply_takeover), max_tries=10),
         func(cast(WorkerCoroutine, send_alert), max_tries=5),
+        # Transient Stripe failures retry with backoff (bounded per link by payments.service.MAX_LINK_ATTEMPTS).
+        func(cast(WorkerCoroutine, create_payment_link), max_tries=10),
+        # CRM failures back off (crm.service.backoff) up to crm.service.MAX_ATTEMPTS; the sweep re-enqueues due links.
+        func(cast(WorkerCoroutine, sync_crm), max_tries=12),
     ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(
@@ -93,6 +99,8 @@ class WorkerSettings:
         ),
         cron(cast(WorkerCoroutine, sweep_stalled_turns), second={5, 20, 35, 50}, run_at_startup=True, timeout=30),
         cron(cast(WorkerCoroutine, sweep_stalled_outbox), second={10, 25, 40, 55}, run_at_startup=True, timeout=30),
+        cron(cast(WorkerCoroutine, sweep_payment_links), second={30}, run_at_startup=False, timeout=30),
+        cron(cast(WorkerCoroutine, sweep_crm), second={15, 45}, run_at_startup=False, timeout=30),
         cron(
             cast(WorkerCoroutine, drain_inbox_spool),
             second=set(range(0, 60, DRAIN_EVERY_SECONDS)),

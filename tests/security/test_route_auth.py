@@ -26,8 +26,18 @@ BASE = "http://testserver"
 # Public on purpose; everything else must refuse an anonymous caller.
 HEALTH = {"/healthz", "/readyz"}
 WEBHOOKS = re.compile(r"^/webhooks/")
-# Pages without data: the API documentation and its assets, the admin's login page, logout and its static files.
-PUBLIC_PAGES = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/admin/login", "/admin/logout"}
+# Pages without data: the API documentation and its assets, the admin's login page, logout and its static files,
+# and the pages Stripe's checkout sends a paying customer back to.
+PUBLIC_PAGES = {
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+    "/admin/login",
+    "/admin/logout",
+    "/payments/success",
+    "/payments/cancelled",
+}
 PUBLIC_PREFIXES = ("/admin/statics", "/static-offline-docs")
 # Development tooling that exists only while the console provider is on (never by default in production).
 CONSOLE_ONLY = re.compile(r"^/simulator")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,11 +21,13 @@ import pytest
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from salesbot.app import create_app
 from salesbot.messaging.meta import compute_signature as meta_signature
-from salesbot.models import Message
+from salesbot.models import Message, PaymentEvent
+from salesbot.settings import StripeSettings
 from tests.fakes.pipeline import (
     META_APP_SECRET,
     META_PHONE_NUMBER_ID,
@@ -38,6 +42,7 @@ from tests.fakes.pipeline import (
 from tests.security.test_route_auth import walk
 
 BODY = json.dumps({"messages": [wazzup_message("79990001122", "hello")]}).encode()
+STRIPE_BODY = (Path(__file__).parents[1] / "fixtures" / "stripe" / "checkout.session.completed.json").read_bytes()
 META_BODY = json.dumps(
     {
         "object": "whatsapp_business_account",
@@ -76,13 +81,17 @@ async def stored(pipeline: Pipeline) -> int:
         return int(await session.scalar(select(func.count()).select_from(Message)) or 0)
 
 
-@pytest.mark.parametrize("pipeline_overrides", [{"root": {"console_enabled": False}}])
+STRIPE = StripeSettings(webhook_secret=SecretStr("whsec_authenticity_suite_5c1e"))
+
+
+@pytest.mark.parametrize("pipeline_overrides", [{"root": {"console_enabled": False, "stripe": STRIPE}}])
 async def test_every_webhook_route_refuses_an_unauthenticated_caller(pipeline: Pipeline) -> None:
     routes = sorted({e.path for e in walk(create_app(pipeline.resources.settings).routes)})
     webhooks = [path for path in routes if path.startswith("/webhooks/")]
     assert webhooks == [
         "/webhooks/console",
         "/webhooks/meta",
+        "/webhooks/stripe",
         "/webhooks/twilio",
         "/webhooks/twilio/status",
         "/webhooks/wazzup/{secret}",
@@ -111,6 +120,11 @@ async def test_every_webhook_route_refuses_an_unauthenticated_caller(pipeline: P
             ("/webhooks/meta", {"x-hub-signature-256": meta_signature(META_VERIFY_TOKEN, META_BODY)}, META_BODY),
             ("/webhooks/meta", {"x-hub-signature-256": META_APP_SECRET}, META_BODY),
         ],
+        "/webhooks/stripe": [
+            ("/webhooks/stripe", {}, STRIPE_BODY),
+            ("/webhooks/stripe", {"stripe-signature": f"t={int(time.time())},v1={'0' * 64}"}, STRIPE_BODY),
+            ("/webhooks/stripe", {"stripe-signature": "whsec_authenticity_suite_5c1e"}, STRIPE_BODY),
+        ],
     }
     assert sorted(attempts) == webhooks
     statuses = []
@@ -119,9 +133,11 @@ async def test_every_webhook_route_refuses_an_unauthenticated_caller(pipeline: P
             headers = {"content-type": "application/x-www-form-urlencoded", **headers}
             response = await pipeline.client.post(path, content=body, headers=headers)
             statuses.append((path, response.status_code))
-    expected = {"/webhooks/twilio": 403, "/webhooks/twilio/status": 403, "/webhooks/meta": 403}
+    expected = {"/webhooks/twilio": 403, "/webhooks/twilio/status": 403, "/webhooks/meta": 403, "/webhooks/stripe": 400}
     assert statuses == [(path, expected.get(path, 404)) for path, _status in statuses]
     assert await stored(pipeline) == 0
+    async with pipeline.resources.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(PaymentEvent)) == 0
 
 
 @given(secret=st.text(min_size=0, max_size=80).filter(lambda s: s != WAZZUP_SECRET))

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from salesbot.admin.alerts_views import ALERT_VIEWS
 from salesbot.admin.auth import CSRF_FIELD, AdminAuth
+from salesbot.admin.commerce_views import COMMERCE_VIEWS
 from salesbot.admin.dashboard import DashboardView, index_redirect
 from salesbot.admin.views import MODEL_VIEWS
 from salesbot.resources import Resources
@@ -47,6 +48,8 @@ class SalesbotAdmin(Admin):
         self.templates.env.globals["csrf_field"] = CSRF_FIELD
         self.add_view(_bound(DashboardView))
         for view in (*MODEL_VIEWS, *ALERT_VIEWS):
+            self.add_view(_bound(view))
+        for view in COMMERCE_VIEWS:
             self.add_view(_bound(view))
 
     def bind(self, resources: Resources) -> None:

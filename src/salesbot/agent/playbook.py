@@ -193,6 +193,14 @@ class FixedMessages(_Strict):
     unavailable: LocalizedText
     # When the draft kept stating prices or stock that no tool returned, or quoted the instructions.
     safe_answer: LocalizedText
+    # The payment link of an accepted quote ({quote}: its number, {total}: amount and currency, {url}: the link).
+    payment_link: LocalizedText = Field(
+        default_factory=lambda: LocalizedText(en="To pay quote #{quote} ({total}) securely online: {url}")
+    )
+    # After the payment of quote #{quote} arrived.
+    payment_received: LocalizedText = Field(
+        default_factory=lambda: LocalizedText(en="Thank you! We received your payment for quote #{quote}.")
+    )
 
 
 class FollowUpRule(_Strict):

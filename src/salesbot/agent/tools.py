@@ -26,9 +26,11 @@ from salesbot.agent.grounding import DISCOUNT, STOCK, Evidence, canonical, catal
 from salesbot.agent.pii import PLACEHOLDER
 from salesbot.agent.stages import check_transition, tools_for_stage
 from salesbot.alerts import service as alerts
+from salesbot.crm import service as crm_service
 from salesbot.kit.logging import get_logger
 from salesbot.knowledge.types import KnowledgeHit, ProductFilters, ProductHit
 from salesbot.models import Owner, SalesStage
+from salesbot.payments import service as payment_service
 from salesbot.sales import financing as financing_service
 from salesbot.sales import quotes as quote_service
 from salesbot.sales.quotes import CENT, MAX_QTY, money
@@ -299,6 +301,12 @@ async def advance_stage(
                 changes["need"] = prospective.need
             deps.update_facts(**changes)
             conversation.sales_stage = to_stage
+            acceptance = None
+            if current is SalesStage.QUOTING and to_stage is SalesStage.CLOSING:
+                # Moving from quoting to closing is the customer's acceptance of the newest quote.
+                acceptance = await payment_service.accept_quote(
+                    deps.session, deps.settings, conversation_id=conversation.id, now=deps.now
+                )
             await deps.session.flush()
     except ModelRetry:
         raise
@@ -309,6 +317,11 @@ async def advance_stage(
     )
     chosen = ", ".join(f"{item['sku']} x {item['qty']}" for item in selected)
     text = f"Stage changed: {current.value} -> {to_stage.value}." + (f" Selected: {chosen}." if chosen else "")
+    if acceptance is not None and acceptance.link_id is not None:
+        text += (
+            f" A secure payment link for quote #{acceptance.quote_id} is being sent in this chat in a moment: tell "
+            "the customer they can pay with it; do not write a link yourself."
+        )
     return _reply(deps, text, {"status": "ok", "stage": to_stage.value, "selected": selected})
 
 
@@ -351,6 +364,10 @@ async def save_customer_details(
                 customer.company = values["company"]
             if values["email"]:
                 customer.email = values["email"]
+            # The contact and the deal reach the CRM through a job after the turn's commit.
+            await crm_service.request_sync(
+                deps.session, deps.settings, customer_id=customer.id, conversation_id=deps.conversation_id, now=deps.now
+            )
             await deps.session.flush()
     except Exception:
         return await _failure(deps, "save_customer_details")
@@ -390,6 +407,14 @@ async def create_quote(ctx: RunContext[AgentDeps], items: list[QuoteLine], disco
             deps.update_facts(
                 last_quote_id=quote.id,
                 selected=[SelectedItem(sku=line.sku, qty=line.qty) for line in priced.lines],
+            )
+            await crm_service.request_sync(
+                deps.session,
+                deps.settings,
+                customer_id=deps.customer.id,
+                conversation_id=deps.conversation_id,
+                now=deps.now,
+                quote_id=quote.id,
             )
             await deps.session.flush()
     except quote_service.QuoteInputError as error:

@@ -37,6 +37,7 @@ from salesbot.models import (
     Direction,
     Message,
     Owner,
+    PaymentStatus,
     Product,
     Quote,
     SalesStage,
@@ -305,6 +306,11 @@ class QuoteOut(BaseModel):
     total: Decimal
     currency: str
     created_at: datetime
+    accepted_at: datetime | None = Field(description="When the customer accepted the quote.")
+    payment_status: PaymentStatus | None = Field(
+        description="The payment link's state: pending, open, paid, expired, failed; null when none was asked for."
+    )
+    paid_at: datetime | None
 
     @classmethod
     def of(cls, quote: Quote) -> Self:

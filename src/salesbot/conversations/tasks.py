@@ -10,6 +10,7 @@ from arq import Retry
 
 from salesbot.agent.reply import ReplyGenerator
 from salesbot.conversations import repository, service, turn
+from salesbot.crm.tasks import schedule_crm_sync
 from salesbot.db import unit_of_work
 from salesbot.inbox import burst
 from salesbot.kit import tracing
@@ -21,6 +22,7 @@ from salesbot.models._columns import utcnow
 from salesbot.observability import metrics
 from salesbot.outbox.service import schedule_delivery
 from salesbot.outbox.tasks import providers
+from salesbot.payments.tasks import schedule_pending_links
 from salesbot.settings import Settings
 from salesbot.worker_context import WorkerContext
 
@@ -92,6 +94,10 @@ async def run_turn(ctx: WorkerContext, conversation_id: int) -> str:
     await metrics.record_turn(outcome, time.monotonic() - started)
     if outcome.outbound:
         await schedule_delivery(redis, conversation_id)
+    if outcome.agent_runs:
+        # Payment links the turn's acceptance of a quote created, CRM records it changed (committed now).
+        await schedule_pending_links(resources, conversation_id)
+        await schedule_crm_sync(resources, conversation_id)
     if outcome.moved_to is not None:
         await burst.schedule_turn_now(redis, outcome.moved_to)
     return outcome.result

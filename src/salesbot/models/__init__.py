@@ -4,15 +4,19 @@ session hooks that turn a rising `needs_attention` flag into a team alert (`sale
 from salesbot.models.alert import Alert, AlertChannel, AlertDelivery, AlertDeliveryStatus, AlertKind
 from salesbot.models.audit_event import AuditEvent
 from salesbot.models.conversation import Conversation
+from salesbot.models.crm_link import CrmLink
 from salesbot.models.customer import Customer
 from salesbot.models.customer_memory import CustomerMemory
 from salesbot.models.enums import (
     Author,
     Channel,
     ConversationStatus,
+    CrmObject,
+    CrmSyncState,
     DeliveryStatus,
     Direction,
     Owner,
+    PaymentStatus,
     SalesStage,
     UserRole,
 )
@@ -21,6 +25,8 @@ from salesbot.models.knowledge_chunk import KnowledgeChunk
 from salesbot.models.llm_usage import LlmUsage
 from salesbot.models.message import Message
 from salesbot.models.message_media import MessageMedia
+from salesbot.models.payment_event import PaymentEvent
+from salesbot.models.payment_link import PaymentLink
 from salesbot.models.product import EMBEDDING_DIM, Product
 from salesbot.models.quote import Quote
 from salesbot.models.user import ApiToken, User
@@ -38,6 +44,9 @@ __all__ = [
     "Channel",
     "Conversation",
     "ConversationStatus",
+    "CrmLink",
+    "CrmObject",
+    "CrmSyncState",
     "Customer",
     "CustomerMemory",
     "DeliveryStatus",
@@ -49,6 +58,9 @@ __all__ = [
     "Message",
     "MessageMedia",
     "Owner",
+    "PaymentEvent",
+    "PaymentLink",
+    "PaymentStatus",
     "Product",
     "Quote",
     "SalesStage",

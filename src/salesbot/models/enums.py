@@ -60,3 +60,24 @@ class UserRole(StrEnum):
 
     ADMIN = "admin"
     MANAGER = "manager"
+
+
+class PaymentStatus(StrEnum):
+    """A payment link's (and its quote's) state: created on acceptance, open once sent, then one outcome."""
+
+    PENDING = "pending"  # the quote was accepted; the link is being created
+    OPEN = "open"  # the customer has the link
+    PAID = "paid"
+    EXPIRED = "expired"  # the Checkout Session expired unpaid
+    FAILED = "failed"  # Stripe refused the session, or a delayed payment failed
+
+
+class CrmSyncState(StrEnum):
+    PENDING = "pending"
+    SYNCED = "synced"
+    FAILED = "failed"  # the CRM refused it, or retries ran out: shown in the admin
+
+
+class CrmObject(StrEnum):
+    CONTACT = "contact"
+    DEAL = "deal"

@@ -4,12 +4,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Numeric, String
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Numeric, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from salesbot.db import Base
-from salesbot.models._columns import created_at_column
+from salesbot.models._columns import created_at_column, enum_column
+from salesbot.models.enums import PaymentStatus
 
 
 class Quote(Base):
@@ -31,3 +32,8 @@ class Quote(Base):
     total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime] = created_at_column()
+    # When the customer accepted it (the move from quoting to closing), and its payment link's state (None: no
+    # link was asked for, e.g. Stripe is not configured).
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    payment_status: Mapped[PaymentStatus | None] = mapped_column(enum_column(PaymentStatus, "payment_status"))
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

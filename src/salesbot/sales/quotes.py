@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.agent.playbook import Playbook
+from salesbot.kit.currency import smallest_unit
 from salesbot.kit.errors import AppError
 from salesbot.models import Quote
 from salesbot.sales.repository import active_products
@@ -130,7 +131,10 @@ async def price_quote(
     allowed = playbook.allowed_discount(list(quantities.values()), subtotal, currency)
     if discount > allowed:
         raise QuoteRefused(_discount_refusal(playbook, discount, allowed))
-    discount_amount = (subtotal * discount / 100).quantize(CENT, rounding=ROUND_HALF_UP)
+    # Rounded to what the currency can be paid in (whole yen), at most to the cent the columns keep: the total
+    # is then an amount a payment link can charge exactly.
+    unit = max(smallest_unit(currency), CENT)
+    discount_amount = (subtotal * discount / 100).quantize(unit, rounding=ROUND_HALF_UP).quantize(CENT)
     return PricedQuote(lines, currency, subtotal, discount, discount_amount, subtotal - discount_amount, allowed)
 
 
