@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
@@ -105,6 +105,81 @@ async def find_or_create_active_conversation(session: AsyncSession, *, customer_
     if created is not None:
         return created
     return (await session.execute(query)).scalar_one()
+
+
+ChatKey = tuple[Channel, str]
+
+
+async def find_or_create_active_conversations(
+    session: AsyncSession, chats: dict[ChatKey, str | None], *, now: datetime
+) -> dict[ChatKey, tuple[int, int]]:
+    """(customer id, active conversation id) of each `(channel, chat_id)` (mapped to the contact name a new
+    customer gets), created on first contact: the set-at-a-time form of `find_customer_and_active_conversation`,
+    `find_or_create_customer` and `find_or_create_active_conversation`, in at most six statements for any number
+    of chats.
+
+    Reads first and inserts only what is missing, like the single-chat functions. Inserts go in key order, so two
+    transactions creating overlapping sets of customers or conversations lock them in the same order (no deadlock).
+    """
+    found: dict[ChatKey, tuple[int, int | None]] = {}
+
+    async def read(keys: Sequence[ChatKey]) -> None:
+        rows = await session.execute(
+            select(Customer.channel, Customer.chat_id, Customer.id, Conversation.id)
+            .outerjoin(
+                Conversation,
+                (Conversation.customer_id == Customer.id) & (Conversation.status == ConversationStatus.ACTIVE),
+            )
+            .where(tuple_(Customer.channel, Customer.chat_id).in_(keys))
+        )
+        for channel, chat_id, customer_id, conversation_id in rows:
+            found[(channel, chat_id)] = (customer_id, conversation_id)
+
+    await read(list(chats))
+    missing = sorted((key for key in chats if key not in found), key=lambda key: (key[0].value, key[1]))
+    if missing:
+        created = await session.execute(
+            insert(Customer)
+            .values(
+                [
+                    {"channel": channel, "chat_id": chat_id, "name": chats[(channel, chat_id)]}
+                    | {"first_inbound_at": now, "last_inbound_at": now}
+                    for channel, chat_id in missing
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=[Customer.channel, Customer.chat_id])
+            .returning(Customer.channel, Customer.chat_id, Customer.id)
+        )
+        for channel, chat_id, customer_id in created:
+            found[(channel, chat_id)] = (customer_id, None)
+        # Created by a concurrent request between our read and insert.
+        if raced := [key for key in missing if key not in found]:
+            await read(raced)
+    without = sorted(
+        (customer_id, key) for key, (customer_id, conversation_id) in found.items() if conversation_id is None
+    )
+    if without:
+        opened = await session.execute(
+            insert(Conversation)
+            .values([{"customer_id": customer_id, "channel": key[0]} for customer_id, key in without])
+            .on_conflict_do_nothing(index_elements=[Conversation.customer_id], index_where=ACTIVE_ONLY)
+            .returning(Conversation.customer_id, Conversation.id)
+        )
+        by_customer: dict[int, int] = dict(opened.all())
+        if raced_customers := [customer_id for customer_id, _key in without if customer_id not in by_customer]:
+            rows = await session.execute(
+                select(Conversation.customer_id, Conversation.id).where(
+                    Conversation.customer_id.in_(raced_customers), Conversation.status == ConversationStatus.ACTIVE
+                )
+            )
+            by_customer.update(rows.all())
+        for customer_id, key in without:
+            found[key] = (customer_id, by_customer[customer_id])
+    return {
+        key: (customer_id, conversation_id)
+        for key, (customer_id, conversation_id) in found.items()
+        if conversation_id is not None
+    }
 
 
 async def get_conversation(session: AsyncSession, conversation_id: int) -> Conversation | None:
