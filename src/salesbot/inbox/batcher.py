@@ -20,6 +20,7 @@ ends when the queue is empty.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,11 +56,14 @@ class InboxBatcher:
         self.max_webhooks = max_webhooks
         self._queue: deque[_Waiting] = deque()
         self._task: asyncio.Task[None] | None = None
+        self._full = asyncio.Event()  # a whole batch is waiting: stop waiting for company
 
     async def accept(self, events: Sequence[InboundEvent]) -> service.InboxResult:
         """What `service.accept(resources, events)` returns or raises, committed together with other webhooks."""
         answer: asyncio.Future[service.InboxResult] = asyncio.get_running_loop().create_future()
         self._queue.append(_Waiting(events, answer))
+        if len(self._queue) >= self.max_webhooks:
+            self._full.set()
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="inbox.batcher")
         # Cancelled (the spool's deadline): the batch may still commit these events; a spooled copy is then a
@@ -70,7 +74,10 @@ class InboxBatcher:
         try:
             while self._queue:
                 if len(self._queue) < self.max_webhooks and self.wait_seconds > 0:
-                    await asyncio.sleep(self.wait_seconds)
+                    self._full.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.wait_seconds):
+                            await self._full.wait()
                 batch: list[_Waiting] = []
                 while self._queue and len(batch) < self.max_webhooks:
                     waiting = self._queue.popleft()
