@@ -1,15 +1,22 @@
 """Webhook benchmark: the full inbox path against a bare FastAPI endpoint, same server settings, same run.
 
-    .venv/bin/python bench/bench_webhook.py                       # 4000 requests, 32 connections
-    .venv/bin/python bench/bench_webhook.py --requests 10000 --concurrency 64
+    .venv/bin/python bench/bench_webhook.py                       # 4000 requests, 32 connections, 300/s for 10 s
+    .venv/bin/python bench/bench_webhook.py --requests 10000 --concurrency 64 --rate 300 --rate-seconds 20
 
 Both apps are served by uvicorn in a child process with identical settings (one process, uvloop, httptools,
 no access log) and receive the same Wazzup webhook bodies (one text message each, unique `messageId`, spread
 over 1000 chats) through keep-alive connections from a small asyncio HTTP/1.1 client:
 
 - bare: `POST /webhooks/wazzup/{secret}` that reads the body and answers `{"ok": true}`;
-- full: salesbot's app: secret check, JSON parsing, Redis claim, one PostgreSQL transaction (customer,
-  conversation, message), burst signal in Redis, arq enqueue, `{"ok": true}`.
+- full: salesbot's app: secret check, JSON parsing, then the inbox's group commit (`inbox/batcher.py`): the
+  webhooks that arrive together share one Redis claim round trip, one PostgreSQL transaction (customers,
+  conversations, one multi-row message insert) and its commit, and pipelined burst signals and arq enqueues;
+  each request gets `{"ok": true}` only after that commit.
+
+Each server gets two runs: closed loop (`--concurrency` connections sending back to back: throughput), then open
+loop at a fixed rate (`--rate` webhooks/s for `--rate-seconds`, each request timed from its scheduled start, so a
+stall counts against every request it delays: latency at a realistic load). At the end the messages table must
+hold exactly one row per webhook sent to the full app (all have unique ids): every message stored once.
 
 PostgreSQL (embedded, durable: fsync and synchronous commit on) and Redis run on this machine too, as does the
 load generator, so absolute numbers are a lower bound; the ratio is the inbox's cost over a do-nothing

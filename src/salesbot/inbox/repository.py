@@ -39,11 +39,14 @@ async def insert_inbound_many(
     """
     if not rows:
         return {}
-    stored = await session.execute(
+    # Executemany, not a multi-row VALUES: the statement compiles once (cached) and SQLAlchemy expands the rows
+    # into one INSERT ... VALUES (...), (...) RETURNING, in the given order.
+    connection = await session.connection()
+    stored = await connection.execute(
         insert(Message)
-        .values([_inbound_values(conversation_id, event) for conversation_id, event in rows])
         .on_conflict_do_nothing(index_elements=[Message.channel, Message.provider_message_id])
-        .returning(Message.channel, Message.provider_message_id, Message.id)
+        .returning(Message.channel, Message.provider_message_id, Message.id),
+        [_inbound_values(conversation_id, event) for conversation_id, event in rows],
     )
     return {(channel, str(provider_id)): message_id for channel, provider_id, message_id in stored}
 
