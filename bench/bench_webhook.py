@@ -286,16 +286,26 @@ async def measure(kind: str, env: dict[str, str], args: argparse.Namespace, log:
         process.wait(timeout=30)
 
 
-async def stored_messages(database_url: str) -> int:
+async def stored_messages(database_url: str, redis_url: str) -> tuple[int, int]:
+    """(messages in PostgreSQL, webhooks in the inbox spool). A request that waited past the inbox's deadline
+    (`spool.ACCEPT_DEADLINE_SECONDS`, only when the server is overloaded) is acknowledged from the Redis spool,
+    which a worker drains into PostgreSQL later; no worker runs here."""
+    from redis.asyncio import Redis
     from sqlalchemy import text
 
     from salesbot.db import create_engine
+    from salesbot.inbox.spool import STREAM_KEY
 
     engine = create_engine(database_url)
     async with engine.connect() as connection:
         count = int(await connection.scalar(text("SELECT count(*) FROM messages")) or 0)
+        distinct = int(await connection.scalar(text("SELECT count(DISTINCT provider_message_id) FROM messages")) or 0)
     await engine.dispose()
-    return count
+    assert count == distinct, "a provider message id stored twice"
+    redis = Redis.from_url(redis_url)
+    spooled = int(await redis.xlen(STREAM_KEY))
+    await redis.aclose()
+    return count, spooled
 
 
 def main() -> int:
@@ -344,7 +354,7 @@ def main() -> int:
                     throughput, fixed = asyncio.run(measure(kind, env, args, log))
                     rounds[kind].append(throughput)
                     rate_rounds[kind].append(fixed)
-            stored = asyncio.run(stored_messages(database_url))
+            stored, spooled = asyncio.run(stored_messages(database_url, redis.url))
         finally:
             redis.stop()
             postgres.stop()
@@ -371,7 +381,8 @@ def main() -> int:
     print(f"median of {args.rounds} alternating rounds; load average before the run: {load_before[0]:.2f}")
     print(
         f"full/bare: throughput x{ratio['throughput_full_over_bare']}, p50 x{ratio['p50_full_over_bare']}, "
-        f"p99 x{ratio['p99_full_over_bare']}; stored {stored}/{expected} messages"
+        f"p99 x{ratio['p99_full_over_bare']}; stored {stored}/{expected} messages once each"
+        + (f" (+{spooled} webhooks spooled past the inbox's deadline: overloaded)" if spooled else "")
     )
     print(
         f"full at {args.rate:g} webhooks/s: p50 {full_rate.p50_ms} ms, p99 {full_rate.p99_ms} ms, "
@@ -406,6 +417,7 @@ def main() -> int:
                 },
                 "ratio": ratio,
                 "stored_messages": stored,
+                "spooled_webhooks": spooled,
                 "expected_messages": expected,
             },
             indent=2,
@@ -414,7 +426,7 @@ def main() -> int:
     )
     print(f"wrote {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
     errors = sum(result.errors for runs in (rounds, rate_rounds) for results in runs.values() for result in results)
-    return 0 if stored == expected and not errors else 1
+    return 0 if stored + spooled == expected and not errors else 1
 
 
 if __name__ == "__main__":

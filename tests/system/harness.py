@@ -656,7 +656,7 @@ class System:
     def workers(self) -> list[SalesbotProcess]:
         return [p for p in self.processes if p.kind == "worker"]
 
-    async def start(self, *, workers: int = 1, api: bool = True, apis: int = 1) -> None:
+    async def start(self, *, workers: int = 1, api: bool = True, apis: int = 1, ready_timeout: float = 60) -> None:
         env = self.env()
         if api:
             self.processes.append(SalesbotProcess("api", env, self.workdir / "api.log"))
@@ -667,7 +667,7 @@ class System:
             self.processes.append(SalesbotProcess("worker", env, self.workdir / f"worker-{index + 1}.log"))
         for process in self.processes:
             process.start()
-        await asyncio.gather(*(process.ready() for process in self.processes))
+        await asyncio.gather(*(process.ready(timeout=ready_timeout) for process in self.processes))
 
     def logs(self) -> str:
         return "\n".join(process.log_text() for process in self.processes)

@@ -42,7 +42,9 @@ from tests.system.harness import (
 pytestmark = pytest.mark.system
 
 DEBOUNCE = 1.0
-CUSTOMERS = 40
+# Five processes starting at once take over a minute on a loaded 2-core machine.
+READY_TIMEOUT = 240
+CUSTOMERS = 24
 BURSTS = (
     ("Hello! Do you have ergonomic office chairs?", "And standing desks?", "How fast is delivery to Dubai Marina?"),
     ("Thanks. Is there a warranty?", "Can we pay by invoice?"),
@@ -89,7 +91,7 @@ async def kill_loop(system: System, stop: asyncio.Event, rng: random.Random, *, 
         victim.kill()
         kills += 1
         victim.start()
-        await victim.ready()
+        await victim.ready(timeout=READY_TIMEOUT)
     return kills
 
 
@@ -99,16 +101,17 @@ async def test_two_apis_three_workers_duplicate_storm_and_worker_kills(
     config = SystemConfig(
         debounce_seconds=DEBOUNCE,
         debounce_max_seconds=4,
-        # A killed worker's job is re-run after arq's lease: job timeout + 10 s.
-        job_timeout_seconds=6,
+        # A killed worker's job is re-run after arq's lease: job timeout + 10 s. (6 s, as in the kill loop, is too
+        # short for a turn on a 2-core machine that also runs five salesbot processes and PostgreSQL.)
+        job_timeout_seconds=12,
         llm_model="scale-llm",
-        llm_timeout_seconds=3,
+        llm_timeout_seconds=4,
     )
     async with make_system(config) as system:
         system.llm.latency = 0.3
         # Accepted sends are answered late: some kills land after the provider took the message.
         system.provider.stall_after_accept = 0.2
-        await system.start(workers=3, apis=2)
+        await system.start(workers=3, apis=2, ready_timeout=READY_TIMEOUT)
         assert len(system.apis) == 2
         apis = [webhooks_to(api) for api in system.apis]
         # Wazzup echoes every bot send back (to the second API process) before answering the send call.
@@ -135,7 +138,7 @@ async def test_two_apis_three_workers_duplicate_storm_and_worker_kills(
                 await asyncio.sleep(rng.uniform(0.2, 1.0))
 
         stop = asyncio.Event()
-        killer = asyncio.create_task(kill_loop(system, stop, rng, every=4.0))
+        killer = asyncio.create_task(kill_loop(system, stop, rng, every=6.0))
         started = time.monotonic()
         try:
             await asyncio.gather(*(customer(i, chat, channel) for i, (chat, channel) in enumerate(chats)))
@@ -147,7 +150,7 @@ async def test_two_apis_three_workers_duplicate_storm_and_worker_kills(
                 await webhooks.close()
         load_seconds = time.monotonic() - started
         for worker in system.workers:
-            await worker.ready()
+            await worker.ready(timeout=READY_TIMEOUT)
         settle_seconds = await system.settled(timeout=120)
         # Anything a killed worker left half-done has been re-run by now; give a duplicate the chance to show up.
         await asyncio.sleep(2)
