@@ -39,7 +39,8 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,8 @@ class Result:
     p99_ms: float
     max_ms: float
     errors: int
+    # HTTP status -> count among the errors (0: no answer: connection refused or reset).
+    error_statuses: dict[int, int] = field(default_factory=dict)
 
 
 async def load(name: str, port: int, *, requests: int, concurrency: int, warmup: int) -> Result:
@@ -184,6 +187,7 @@ async def load(name: str, port: int, *, requests: int, concurrency: int, warmup:
         p99_ms=round(pct(0.99), 2),
         max_ms=round(ordered[-1] * 1000, 2),
         errors=len(errors),
+        error_statuses=dict(Counter(errors)),
     )
 
 
@@ -196,14 +200,25 @@ async def fixed_rate(name: str, port: int, *, rate: float, seconds: float) -> Re
     latencies: list[float] = []
     errors: list[int] = []
 
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        connection = await asyncio.open_connection("127.0.0.1", port)
+        opened.append(connection[1])
+        return connection
+
     async def one(scheduled: float) -> None:
-        if idle:
-            connection = idle.pop()
-        else:
-            connection = await asyncio.open_connection("127.0.0.1", port)
-            opened.append(connection[1])
+        payload = body(next(counter) % 1000)
+        reused = bool(idle)
         try:
-            status = await _request(*connection, body(next(counter) % 1000))
+            connection = idle.pop() if reused else await connect()
+            try:
+                status = await _request(*connection, payload)
+            except (OSError, asyncio.IncompleteReadError):
+                if not reused:
+                    raise
+                # uvicorn closes a keep-alive connection idle for 5 s (after a stall, the pool holds many): like
+                # any HTTP client, send again on a new connection (the webhook is idempotent by its message id).
+                connection = await connect()
+                status = await _request(*connection, payload)
         except (OSError, asyncio.IncompleteReadError):
             errors.append(0)
             return
@@ -240,6 +255,7 @@ async def fixed_rate(name: str, port: int, *, rate: float, seconds: float) -> Re
         p99_ms=round(pct(0.99), 2),
         max_ms=round(ordered[-1] * 1000, 2),
         errors=len(errors),
+        error_statuses=dict(Counter(errors)),
     )
 
 
@@ -388,6 +404,11 @@ def main() -> int:
         f"full at {args.rate:g} webhooks/s: p50 {full_rate.p50_ms} ms, p99 {full_rate.p99_ms} ms, "
         f"{full_rate.errors} errors (bare: p99 {bare_rate.p99_ms} ms)"
     )
+    for kind in ("bare", "full"):
+        failed = Counter[int]()
+        for result in rounds[kind] + rate_rounds[kind]:
+            failed.update(result.error_statuses)
+        print(f"{kind}: errors in all rounds {dict(failed) or 0} (status 0: no answer)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
