@@ -1,15 +1,22 @@
 """Webhook benchmark: the full inbox path against a bare FastAPI endpoint, same server settings, same run.
 
-    .venv/bin/python bench/bench_webhook.py                       # 4000 requests, 32 connections
-    .venv/bin/python bench/bench_webhook.py --requests 10000 --concurrency 64
+    .venv/bin/python bench/bench_webhook.py                       # 4000 requests, 32 connections, 300/s for 10 s
+    .venv/bin/python bench/bench_webhook.py --requests 10000 --concurrency 64 --rate 300 --rate-seconds 20
 
 Both apps are served by uvicorn in a child process with identical settings (one process, uvloop, httptools,
 no access log) and receive the same Wazzup webhook bodies (one text message each, unique `messageId`, spread
 over 1000 chats) through keep-alive connections from a small asyncio HTTP/1.1 client:
 
 - bare: `POST /webhooks/wazzup/{secret}` that reads the body and answers `{"ok": true}`;
-- full: salesbot's app: secret check, JSON parsing, Redis claim, one PostgreSQL transaction (customer,
-  conversation, message), burst signal in Redis, arq enqueue, `{"ok": true}`.
+- full: salesbot's app: secret check, JSON parsing, then the inbox's group commit (`inbox/batcher.py`): the
+  webhooks that arrive together share one Redis claim round trip, one PostgreSQL transaction (customers,
+  conversations, one multi-row message insert) and its commit, and pipelined burst signals and arq enqueues;
+  each request gets `{"ok": true}` only after that commit.
+
+Each server gets two runs: closed loop (`--concurrency` connections sending back to back: throughput), then open
+loop at a fixed rate (`--rate` webhooks/s for `--rate-seconds`, each request timed from its scheduled start, so a
+stall counts against every request it delays: latency at a realistic load). At the end the messages table must
+hold exactly one row per webhook sent to the full app (all have unique ids): every message stored once.
 
 PostgreSQL (embedded, durable: fsync and synchronous commit on) and Redis run on this machine too, as does the
 load generator, so absolute numbers are a lower bound; the ratio is the inbox's cost over a do-nothing
@@ -32,7 +39,8 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -131,6 +139,8 @@ class Result:
     p99_ms: float
     max_ms: float
     errors: int
+    # HTTP status -> count among the errors (0: no answer: connection refused or reset).
+    error_statuses: dict[int, int] = field(default_factory=dict)
 
 
 async def load(name: str, port: int, *, requests: int, concurrency: int, warmup: int) -> Result:
@@ -177,6 +187,75 @@ async def load(name: str, port: int, *, requests: int, concurrency: int, warmup:
         p99_ms=round(pct(0.99), 2),
         max_ms=round(ordered[-1] * 1000, 2),
         errors=len(errors),
+        error_statuses=dict(Counter(errors)),
+    )
+
+
+async def fixed_rate(name: str, port: int, *, rate: float, seconds: float) -> Result:
+    """Open loop: a request every 1/rate s whatever the answers do, each timed from its scheduled start (so a
+    stall counts against every request it delays), over as many keep-alive connections as are busy at once."""
+    counter = iter(range(10**9))
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    opened: list[asyncio.StreamWriter] = []
+    latencies: list[float] = []
+    errors: list[int] = []
+
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        connection = await asyncio.open_connection("127.0.0.1", port)
+        opened.append(connection[1])
+        return connection
+
+    async def one(scheduled: float) -> None:
+        payload = body(next(counter) % 1000)
+        reused = bool(idle)
+        try:
+            connection = idle.pop() if reused else await connect()
+            try:
+                status = await _request(*connection, payload)
+            except (OSError, asyncio.IncompleteReadError):
+                if not reused:
+                    raise
+                # uvicorn closes a keep-alive connection idle for 5 s (after a stall, the pool holds many): like
+                # any HTTP client, send again on a new connection (the webhook is idempotent by its message id).
+                connection = await connect()
+                status = await _request(*connection, payload)
+        except (OSError, asyncio.IncompleteReadError):
+            errors.append(0)
+            return
+        latencies.append(time.perf_counter() - scheduled)
+        idle.append(connection)
+        if status != 200:
+            errors.append(status)
+
+    total = int(rate * seconds)
+    started = time.perf_counter()
+    tasks = []
+    for index in range(total):
+        scheduled = started + index / rate
+        if (delay := scheduled - time.perf_counter()) > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(scheduled)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    for writer in opened:
+        writer.close()
+    ordered = sorted(latencies) or [0.0]
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+    return Result(
+        name=f"{name}@{rate:g}/s",
+        requests=total,
+        concurrency=len(opened),
+        seconds=round(elapsed, 3),
+        requests_per_second=round(total / elapsed, 1),
+        p50_ms=round(statistics.median(ordered) * 1000, 2),
+        p90_ms=round(pct(0.90), 2),
+        p99_ms=round(pct(0.99), 2),
+        max_ms=round(ordered[-1] * 1000, 2),
+        errors=len(errors),
+        error_statuses=dict(Counter(errors)),
     )
 
 
@@ -206,7 +285,8 @@ async def wait_ready(port: int, process: subprocess.Popen[bytes], *, within: flo
     raise RuntimeError("server did not become ready")
 
 
-async def measure(kind: str, env: dict[str, str], args: argparse.Namespace, log: Path) -> Result:
+async def measure(kind: str, env: dict[str, str], args: argparse.Namespace, log: Path) -> tuple[Result, Result]:
+    """The closed-loop throughput run, then the fixed-rate run, against one fresh server."""
     port = free_port()
     with log.open("ab") as output:
         # Started once per round, before any measurement: blocking here costs the event loop nothing measured.
@@ -215,22 +295,33 @@ async def measure(kind: str, env: dict[str, str], args: argparse.Namespace, log:
         )
     try:
         await wait_ready(port, process)
-        return await load(kind, port, requests=args.requests, concurrency=args.concurrency, warmup=args.warmup)
+        throughput = await load(kind, port, requests=args.requests, concurrency=args.concurrency, warmup=args.warmup)
+        return throughput, await fixed_rate(kind, port, rate=args.rate, seconds=args.rate_seconds)
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-async def stored_messages(database_url: str) -> int:
+async def stored_messages(database_url: str, redis_url: str) -> tuple[int, int]:
+    """(messages in PostgreSQL, webhooks in the inbox spool). A request that waited past the inbox's deadline
+    (`spool.ACCEPT_DEADLINE_SECONDS`, only when the server is overloaded) is acknowledged from the Redis spool,
+    which a worker drains into PostgreSQL later; no worker runs here."""
+    from redis.asyncio import Redis
     from sqlalchemy import text
 
     from salesbot.db import create_engine
+    from salesbot.inbox.spool import STREAM_KEY
 
     engine = create_engine(database_url)
     async with engine.connect() as connection:
         count = int(await connection.scalar(text("SELECT count(*) FROM messages")) or 0)
+        distinct = int(await connection.scalar(text("SELECT count(DISTINCT provider_message_id) FROM messages")) or 0)
     await engine.dispose()
-    return count
+    assert count == distinct, "a provider message id stored twice"
+    redis = Redis.from_url(redis_url)
+    spooled = int(await redis.xlen(STREAM_KEY))
+    await redis.aclose()
+    return count, spooled
 
 
 def main() -> int:
@@ -239,6 +330,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=300.0, help="webhooks/s of the fixed-rate run")
+    parser.add_argument("--rate-seconds", type=float, default=10.0, help="length of the fixed-rate run")
     parser.add_argument("--serve", choices=["bare", "full"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -271,10 +364,13 @@ def main() -> int:
             log = root / "servers.log"
             load_before = os.getloadavg()
             rounds: dict[str, list[Result]] = {"bare": [], "full": []}
+            rate_rounds: dict[str, list[Result]] = {"bare": [], "full": []}
             for _ in range(args.rounds):
                 for kind in ("bare", "full"):
-                    rounds[kind].append(asyncio.run(measure(kind, env, args, log)))
-            stored = asyncio.run(stored_messages(database_url))
+                    throughput, fixed = asyncio.run(measure(kind, env, args, log))
+                    rounds[kind].append(throughput)
+                    rate_rounds[kind].append(fixed)
+            stored, spooled = asyncio.run(stored_messages(database_url, redis.url))
         finally:
             redis.stop()
             postgres.stop()
@@ -282,23 +378,37 @@ def main() -> int:
     bare, full = (
         sorted(rounds[kind], key=lambda r: r.requests_per_second)[len(rounds[kind]) // 2] for kind in ("bare", "full")
     )
-    expected = (args.requests + args.warmup) * args.rounds
+    # At a fixed rate the throughput is the rate: each side is reported by its median round by p99.
+    bare_rate, full_rate = (
+        sorted(rate_rounds[kind], key=lambda r: r.p99_ms)[len(rate_rounds[kind]) // 2] for kind in ("bare", "full")
+    )
+    expected = (args.requests + args.warmup + int(args.rate * args.rate_seconds)) * args.rounds
     ratio = {
         "throughput_full_over_bare": round(full.requests_per_second / bare.requests_per_second, 3),
         "p50_full_over_bare": round(full.p50_ms / bare.p50_ms, 2),
         "p99_full_over_bare": round(full.p99_ms / bare.p99_ms, 2),
     }
-    print(f"{'endpoint':<8} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
-    for result in (bare, full):
+    print(f"{'endpoint':<14} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
+    for result in (bare, full, bare_rate, full_rate):
         print(
-            f"{result.name:<8} {result.requests_per_second:>9.1f} {result.p50_ms:>8.2f} {result.p90_ms:>8.2f} "
+            f"{result.name:<14} {result.requests_per_second:>9.1f} {result.p50_ms:>8.2f} {result.p90_ms:>8.2f} "
             f"{result.p99_ms:>8.2f} {result.max_ms:>8.2f} {result.errors:>7}"
         )
     print(f"median of {args.rounds} alternating rounds; load average before the run: {load_before[0]:.2f}")
     print(
         f"full/bare: throughput x{ratio['throughput_full_over_bare']}, p50 x{ratio['p50_full_over_bare']}, "
-        f"p99 x{ratio['p99_full_over_bare']}; stored {stored}/{expected} messages"
+        f"p99 x{ratio['p99_full_over_bare']}; stored {stored}/{expected} messages once each"
+        + (f" (+{spooled} webhooks spooled past the inbox's deadline: overloaded)" if spooled else "")
     )
+    print(
+        f"full at {args.rate:g} webhooks/s: p50 {full_rate.p50_ms} ms, p99 {full_rate.p99_ms} ms, "
+        f"{full_rate.errors} errors (bare: p99 {bare_rate.p99_ms} ms)"
+    )
+    for kind in ("bare", "full"):
+        failed = Counter[int]()
+        for result in rounds[kind] + rate_rounds[kind]:
+            failed.update(result.error_statuses)
+        print(f"{kind}: errors in all rounds {dict(failed) or 0} (status 0: no answer)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -317,11 +427,18 @@ def main() -> int:
                     "warmup": args.warmup,
                     "concurrency": args.concurrency,
                     "rounds": args.rounds,
+                    "rate": args.rate,
+                    "rate_seconds": args.rate_seconds,
                 },
                 "results": [asdict(bare), asdict(full)],
                 "rounds": {kind: [asdict(result) for result in results] for kind, results in rounds.items()},
+                "fixed_rate": [asdict(bare_rate), asdict(full_rate)],
+                "fixed_rate_rounds": {
+                    kind: [asdict(result) for result in results] for kind, results in rate_rounds.items()
+                },
                 "ratio": ratio,
                 "stored_messages": stored,
+                "spooled_webhooks": spooled,
                 "expected_messages": expected,
             },
             indent=2,
@@ -329,8 +446,8 @@ def main() -> int:
         + "\n"
     )
     print(f"wrote {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
-    errors = sum(result.errors for results in rounds.values() for result in results)
-    return 0 if stored == expected and not errors else 1
+    errors = sum(result.errors for runs in (rounds, rate_rounds) for results in runs.values() for result in results)
+    return 0 if stored + spooled == expected and not errors else 1
 
 
 if __name__ == "__main__":

@@ -40,12 +40,30 @@ def webhook(data: dict[str, Any]) -> Row:
     full, bare = results["full"], results["bare"]
     load = data["load"]
     ratio = full["requests_per_second"] / bare["requests_per_second"]
+    command = f"--requests {load['requests']} --concurrency {load['concurrency']}"
+    result = (
+        f"inbox {full['requests_per_second']:.0f} req/s, p50 {_ms(full['p50_ms'])}, p99 {_ms(full['p99_ms'])}; "
+        f"bare {bare['requests_per_second']:.0f} req/s, p50 {bare['p50_ms']:.1f} ms (ratio {ratio:.3f})"
+    )
+    fixed = {item["name"].split("@")[0]: item for item in data.get("fixed_rate", [])}
+    if {"full", "bare"} <= fixed.keys():
+        rate = f"{load['rate']:.0f}"
+        command += f" --rate {rate} --rate-seconds {load['rate_seconds']:.0f}"
+        errors = sum(item["errors"] for item in (*data["results"], *data["fixed_rate"]))
+        result += (
+            f"; at {rate}/s: inbox p50 {_ms(fixed['full']['p50_ms'])}, p99 {_ms(fixed['full']['p99_ms'])} "
+            f"(bare p99 {_ms(fixed['bare']['p99_ms'])}), {errors} errors"
+        )
+    if "stored_messages" in data:
+        result += f", {data['stored_messages']}/{data['expected_messages']} messages stored once"
+    load_average = data.get("machine", {}).get("load_average_before")
+    if load_average:
+        result += f" (load average {load_average[0]:.1f} on {data['machine']['cpus']} CPUs)"
     return (
         f"webhook ingest, full inbox path vs bare FastAPI ({load['requests']} requests, {load['concurrency']} "
         f"connections, median of {load['rounds']} rounds)",
-        f"`.venv/bin/python bench/bench_webhook.py --requests {load['requests']} --concurrency {load['concurrency']}`",
-        f"inbox {full['requests_per_second']:.0f} req/s, p50 {_ms(full['p50_ms'])}, p99 {_ms(full['p99_ms'])}; "
-        f"bare {bare['requests_per_second']:.0f} req/s, p50 {bare['p50_ms']:.1f} ms (ratio {ratio:.3f})",
+        f"`.venv/bin/python bench/bench_webhook.py {command}`",
+        result,
     )
 
 

@@ -1,3 +1,4 @@
 from tests.fakes.pipeline import pipeline, pipeline_overrides
+from tests.inbox.test_spool import outage
 
-__all__ = ["pipeline", "pipeline_overrides"]
+__all__ = ["outage", "pipeline", "pipeline_overrides"]

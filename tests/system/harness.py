@@ -649,18 +649,25 @@ class System:
         return next(p for p in self.processes if p.kind == "api")
 
     @property
+    def apis(self) -> list[SalesbotProcess]:
+        return [p for p in self.processes if p.kind == "api"]
+
+    @property
     def workers(self) -> list[SalesbotProcess]:
         return [p for p in self.processes if p.kind == "worker"]
 
-    async def start(self, *, workers: int = 1, api: bool = True) -> None:
+    async def start(self, *, workers: int = 1, api: bool = True, apis: int = 1, ready_timeout: float = 60) -> None:
         env = self.env()
         if api:
             self.processes.append(SalesbotProcess("api", env, self.workdir / "api.log"))
+            # Scale-out: more API processes behind the same PostgreSQL and Redis (`System.apis`).
+            for index in range(1, apis):
+                self.processes.append(SalesbotProcess("api", env, self.workdir / f"api-{index + 1}.log"))
         for index in range(workers):
             self.processes.append(SalesbotProcess("worker", env, self.workdir / f"worker-{index + 1}.log"))
         for process in self.processes:
             process.start()
-        await asyncio.gather(*(process.ready() for process in self.processes))
+        await asyncio.gather(*(process.ready(timeout=ready_timeout) for process in self.processes))
 
     def logs(self) -> str:
         return "\n".join(process.log_text() for process in self.processes)

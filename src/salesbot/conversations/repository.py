@@ -107,6 +107,88 @@ async def find_or_create_active_conversation(session: AsyncSession, *, customer_
     return (await session.execute(query)).scalar_one()
 
 
+ChatKey = tuple[Channel, str]
+
+
+async def find_or_create_active_conversations(
+    session: AsyncSession, chats: dict[ChatKey, str | None], *, now: datetime
+) -> dict[ChatKey, tuple[int, int]]:
+    """(customer id, active conversation id) of each `(channel, chat_id)` (mapped to the contact name a new
+    customer gets), created on first contact: the set-at-a-time form of `find_customer_and_active_conversation`,
+    `find_or_create_customer` and `find_or_create_active_conversation`, in at most six statements for any number
+    of chats.
+
+    Reads first and inserts only what is missing, like the single-chat functions. Inserts go in key order, so two
+    transactions creating overlapping sets of customers or conversations lock them in the same order (no deadlock).
+    """
+    found: dict[ChatKey, tuple[int, int | None]] = {}
+
+    async def read(keys: Sequence[ChatKey]) -> None:
+        rows = await session.execute(
+            select(Customer.channel, Customer.chat_id, Customer.id, Conversation.id)
+            .outerjoin(
+                Conversation,
+                (Conversation.customer_id == Customer.id) & (Conversation.status == ConversationStatus.ACTIVE),
+            )
+            # Two plain INs (on the unique index's two columns) render much faster than a tuple IN; the few rows of
+            # another channel's same chat id, if any, are dropped below.
+            .where(
+                Customer.channel.in_({channel for channel, _chat in keys}),
+                Customer.chat_id.in_({chat_id for _channel, chat_id in keys}),
+            )
+        )
+        wanted = set(keys)
+        for channel, chat_id, customer_id, conversation_id in rows:
+            if (channel, chat_id) in wanted:
+                found[(channel, chat_id)] = (customer_id, conversation_id)
+
+    await read(list(chats))
+    missing = sorted((key for key in chats if key not in found), key=lambda key: (key[0].value, key[1]))
+    # Executemany, not a multi-row VALUES: the statement compiles once (cached) and SQLAlchemy expands the rows.
+    connection = await session.connection()
+    if missing:
+        created = await connection.execute(
+            insert(Customer)
+            .on_conflict_do_nothing(index_elements=[Customer.channel, Customer.chat_id])
+            .returning(Customer.channel, Customer.chat_id, Customer.id),
+            [
+                {"channel": channel, "chat_id": chat_id, "name": chats[(channel, chat_id)]}
+                | {"first_inbound_at": now, "last_inbound_at": now}
+                for channel, chat_id in missing
+            ],
+        )
+        for channel, chat_id, customer_id in created:
+            found[(channel, chat_id)] = (customer_id, None)
+        # Created by a concurrent request between our read and insert.
+        if raced := [key for key in missing if key not in found]:
+            await read(raced)
+    without = sorted(
+        (customer_id, key) for key, (customer_id, conversation_id) in found.items() if conversation_id is None
+    )
+    if without:
+        opened = await connection.execute(
+            insert(Conversation)
+            .on_conflict_do_nothing(index_elements=[Conversation.customer_id], index_where=ACTIVE_ONLY)
+            .returning(Conversation.customer_id, Conversation.id),
+            [{"customer_id": customer_id, "channel": key[0]} for customer_id, key in without],
+        )
+        by_customer: dict[int, int] = dict(opened.all())
+        if raced_customers := [customer_id for customer_id, _key in without if customer_id not in by_customer]:
+            rows = await session.execute(
+                select(Conversation.customer_id, Conversation.id).where(
+                    Conversation.customer_id.in_(raced_customers), Conversation.status == ConversationStatus.ACTIVE
+                )
+            )
+            by_customer.update(rows.all())
+        for customer_id, key in without:
+            found[key] = (customer_id, by_customer[customer_id])
+    return {
+        key: (customer_id, conversation_id)
+        for key, (customer_id, conversation_id) in found.items()
+        if conversation_id is not None
+    }
+
+
 async def get_conversation(session: AsyncSession, conversation_id: int) -> Conversation | None:
     """The conversation with its customer loaded."""
     return await session.scalar(

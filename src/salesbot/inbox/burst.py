@@ -15,11 +15,14 @@ schedules their turns.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
 
 from salesbot.settings import ConversationSettings
 
@@ -86,15 +89,42 @@ async def signal_message(redis: ArqRedis, settings: ConversationSettings, conver
     Returns True when this call enqueued the job (False: the burst's job already exists and will see the new
     timing when it wakes).
     """
+    return conversation_id in await signal_messages(redis, settings, [conversation_id])
+
+
+async def signal_messages(redis: ArqRedis, settings: ConversationSettings, conversation_ids: Sequence[int]) -> set[int]:
+    """`signal_message` for several conversations in two round trips plus one enqueue per burst that starts.
+
+    Returns the conversations whose job this call enqueued. A job that already exists (queued, running or with a
+    kept result) is not enqueued again: `enqueue_job` would refuse it anyway, after three round trips.
+    """
+    if not conversation_ids:
+        return set()
     window, cap = _window_ms(settings)
-    gen, delay_ms, _due = await redis.eval(_TOUCH, 1, _key(conversation_id), str(window), str(cap), str(STATE_TTL_MS))  # type: ignore[misc]
-    job = await redis.enqueue_job(
-        TURN_JOB,
-        conversation_id,
-        _job_id=f"turn:{conversation_id}:{_text(gen)}",
-        _defer_by=timedelta(milliseconds=int(_text(delay_ms))),
+    async with redis.pipeline(transaction=False) as pipe:
+        for conversation_id in conversation_ids:
+            pipe.eval(_TOUCH, 1, _key(conversation_id), str(window), str(cap), str(STATE_TTL_MS))
+        touched = await pipe.execute()
+    jobs = [
+        (conversation_id, f"turn:{conversation_id}:{_text(gen)}", int(_text(delay_ms)))
+        for conversation_id, (gen, delay_ms, _due) in zip(conversation_ids, touched, strict=True)
+    ]
+    async with redis.pipeline(transaction=False) as pipe:
+        for _conversation_id, job_id, _delay in jobs:
+            pipe.exists(job_key_prefix + job_id, result_key_prefix + job_id)
+        known = await pipe.execute()
+    missing = [job for job, count in zip(jobs, known, strict=True) if not count]
+    enqueued = await asyncio.gather(
+        *(
+            redis.enqueue_job(TURN_JOB, conversation_id, _job_id=job_id, _defer_by=timedelta(milliseconds=delay_ms))
+            for conversation_id, job_id, delay_ms in missing
+        ),
+        return_exceptions=True,
     )
-    return job is not None
+    for outcome in enqueued:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return {conversation_id for (conversation_id, _job_id, _delay), job in zip(missing, enqueued, strict=True) if job}
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,29 @@ return 0
 """
 
 
+# Per key: 0 claimed now (NEW), 1 `pending` or gone (IN_FLIGHT), 2 anything else, i.e. `done` (DONE).
+_CLAIM = """
+local states = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    states[i] = 0
+  else
+    local state = redis.call('GET', key)
+    if (not state) or state == ARGV[1] then states[i] = 1 else states[i] = 2 end
+  end
+end
+return states
+"""
+
+
 class Claim(enum.Enum):
     NEW = "new"  # this request owns the event
     IN_FLIGHT = "in_flight"  # a concurrent copy is being persisted; the database decides
     DONE = "done"  # already persisted: a duplicate
     UNAVAILABLE = "unavailable"  # Redis is down; the database decides
+
+
+_STATES = (Claim.NEW, Claim.IN_FLIGHT, Claim.DONE)
 
 
 def claim_key(event: InboundEvent) -> str:
@@ -47,15 +65,16 @@ def claim_key(event: InboundEvent) -> str:
             return f"sb:inbox:status:{event.channel.value}:{ident}:{event.status.value}"
 
 
-async def claim(redis: Redis, key: str) -> Claim:
+async def claim_many(redis: Redis, keys: list[str]) -> list[Claim]:
+    """Claim each key, in order, in one round trip (a repeated key finds its first occurrence's `pending`)."""
+    if not keys:
+        return []
     try:
-        if await redis.set(key, _PENDING, nx=True, px=PENDING_TTL_MS):
-            return Claim.NEW
-        state = await redis.get(key)
+        states = await redis.eval(_CLAIM, len(keys), *keys, _PENDING.decode(), str(PENDING_TTL_MS))  # type: ignore[misc]
     except RedisError as exc:
         log.warning("inbox.claim_unavailable", error=type(exc).__name__)
-        return Claim.UNAVAILABLE
-    return Claim.IN_FLIGHT if state in (None, _PENDING) else Claim.DONE
+        return [Claim.UNAVAILABLE] * len(keys)
+    return [_STATES[int(state)] for state in states]
 
 
 async def mark_done(redis: Redis, keys: list[str]) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -13,24 +15,40 @@ from salesbot.messaging.base import EchoMessage, InboundMessage
 from salesbot.models import Author, Channel, Customer, DeliveryStatus, Direction, Message
 
 
-async def insert_inbound(session: AsyncSession, conversation_id: int, event: InboundMessage) -> int | None:
-    """Store a customer message; None when the provider id is already stored (a redelivery)."""
-    return await session.scalar(
+def _inbound_values(conversation_id: int, event: InboundMessage) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation_id,
+        "channel": event.channel,
+        "direction": Direction.INBOUND,
+        "author": Author.CUSTOMER,
+        "text": event.text,
+        "content_type": event.content_type,
+        "media": [asdict(item) for item in event.media],
+        "provider_message_id": event.provider_message_id,
+        "sent_at": event.sent_at,
+    }
+
+
+async def insert_inbound_many(
+    session: AsyncSession, rows: Sequence[tuple[int, InboundMessage]]
+) -> dict[tuple[Channel, str], int]:
+    """Store customer messages `(conversation id, event)` in one statement, in the given order (ids follow it).
+
+    Returns the new ids by `(channel, provider message id)`; ids already stored (redeliveries) are absent. The
+    provider ids must be distinct within `rows` (the caller drops repeats, so the first copy is the one stored).
+    """
+    if not rows:
+        return {}
+    # Executemany, not a multi-row VALUES: the statement compiles once (cached) and SQLAlchemy expands the rows
+    # into one INSERT ... VALUES (...), (...) RETURNING, in the given order.
+    connection = await session.connection()
+    stored = await connection.execute(
         insert(Message)
-        .values(
-            conversation_id=conversation_id,
-            channel=event.channel,
-            direction=Direction.INBOUND,
-            author=Author.CUSTOMER,
-            text=event.text,
-            content_type=event.content_type,
-            media=[asdict(item) for item in event.media],
-            provider_message_id=event.provider_message_id,
-            sent_at=event.sent_at,
-        )
         .on_conflict_do_nothing(index_elements=[Message.channel, Message.provider_message_id])
-        .returning(Message.id)
+        .returning(Message.channel, Message.provider_message_id, Message.id),
+        [_inbound_values(conversation_id, event) for conversation_id, event in rows],
     )
+    return {(channel, str(provider_id)): message_id for channel, provider_id, message_id in stored}
 
 
 async def insert_manager_echo(

@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 
 from salesbot.dependencies import ResourcesDep
 from salesbot.inbox import service, spool
+from salesbot.inbox.batcher import InboxBatcher
 from salesbot.kit import tracing
 from salesbot.kit.errors import AppError
 from salesbot.kit.logging import get_logger
@@ -16,6 +17,7 @@ from salesbot.messaging.base import InboundEvent, MessagingProvider, WebhookRequ
 from salesbot.messaging.registry import Providers, build_providers
 from salesbot.models import Channel
 from salesbot.observability import metrics
+from salesbot.resources import Resources
 
 log = get_logger(__name__)
 
@@ -36,6 +38,14 @@ async def get_providers(request: Request, resources: ResourcesDep) -> Providers:
 ProvidersDep = Annotated[Providers, Depends(get_providers)]
 
 
+def _batcher(request: Request, resources: Resources) -> InboxBatcher:
+    """The process's group commit (one per set of resources: every webhook of this process shares it)."""
+    batcher: InboxBatcher | None = getattr(request.app.state, "inbox_batcher", None)
+    if batcher is None or batcher.resources is not resources:
+        batcher = request.app.state.inbox_batcher = InboxBatcher(resources)
+    return batcher
+
+
 async def _read(request: Request) -> WebhookRequest:
     return WebhookRequest(
         path=request.url.path,
@@ -46,7 +56,7 @@ async def _read(request: Request) -> WebhookRequest:
     )
 
 
-async def _receive(request: Request, provider: MessagingProvider, resources: ResourcesDep) -> service.InboxResult:
+async def _receive(request: Request, provider: MessagingProvider, resources: Resources) -> service.InboxResult:
     try:
         result = await _accept(request, provider, resources)
     except Exception as exc:
@@ -59,13 +69,13 @@ async def _receive(request: Request, provider: MessagingProvider, resources: Res
     return result
 
 
-async def _accept(request: Request, provider: MessagingProvider, resources: ResourcesDep) -> service.InboxResult:
+async def _accept(request: Request, provider: MessagingProvider, resources: Resources) -> service.InboxResult:
     webhook = await _read(request)
     provider.verify(webhook)
     events: list[InboundEvent] = provider.parse(webhook)
     try:
         # Durable in PostgreSQL, or (database unreachable) in the Redis spool, before the provider gets its 200.
-        return await spool.accept(resources, provider.channel, events)
+        return await spool.accept(resources, provider.channel, events, batcher=_batcher(request, resources))
     except AppError:
         raise
     except Exception as exc:

@@ -32,6 +32,7 @@ from pydantic import TypeAdapter
 from redis.asyncio import Redis
 
 from salesbot.inbox import service
+from salesbot.inbox.batcher import InboxBatcher
 from salesbot.kit.db_errors import database_unreachable
 from salesbot.kit.logging import get_logger
 from salesbot.kit.redis_lock import FlaggingLock
@@ -122,8 +123,15 @@ async def append(redis: Redis, channel: Channel, events: Sequence[InboundEvent],
     return entry
 
 
-async def accept(resources: Resources, channel: Channel, events: Sequence[InboundEvent]) -> service.InboxResult:
-    """`service.accept`, or, when the database is unreachable, the events appended to the spool.
+async def accept(
+    resources: Resources,
+    channel: Channel,
+    events: Sequence[InboundEvent],
+    *,
+    batcher: InboxBatcher | None = None,
+) -> service.InboxResult:
+    """`service.accept` (through `batcher`, committed with concurrent webhooks, when given), or, when the database
+    is unreachable, the events appended to the spool.
 
     Returns normally only when the events are durable (in PostgreSQL or in the stream): the caller may then
     acknowledge them. Any other failure propagates, including a bug in the database path.
@@ -131,6 +139,8 @@ async def accept(resources: Resources, channel: Channel, events: Sequence[Inboun
     try:
         # A deadline that fires mid-commit is safe: the spooled copy is then dropped as a duplicate when drained.
         async with asyncio.timeout(ACCEPT_DEADLINE_SECONDS):
+            if batcher is not None:
+                return await batcher.accept(events)
             return await service.accept(resources, events)
     except Exception as exc:
         if not database_unreachable(exc):
