@@ -18,6 +18,7 @@ from salesbot.inbox.router import router as inbox_router
 from salesbot.kit import tracing
 from salesbot.kit.body_timeout import BodyReadTimeoutMiddleware
 from salesbot.kit.errors import AppError
+from salesbot.kit.heap import freeze_startup_heap
 from salesbot.kit.logging import configure_logging, get_logger
 from salesbot.observability.router import router as metrics_router
 from salesbot.payments.router import pages as payment_pages
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with open_resources(settings) as resources:
             app.state.resources = resources
             admin.bind(resources)
+            freeze_startup_heap()
             log.info("api.started", env=settings.env.value)
             yield
         log.info("api.stopped")

@@ -24,6 +24,7 @@ from salesbot.crm.tasks import sweep_crm, sync_crm
 from salesbot.followups.tasks import RUN_AT_SECOND, follow_up_conversations
 from salesbot.inbox.tasks import DRAIN_EVERY_SECONDS, DRAIN_TIMEOUT_SECONDS, drain_inbox_spool
 from salesbot.kit import tracing
+from salesbot.kit.heap import freeze_startup_heap
 from salesbot.kit.language import load_model as load_language_model
 from salesbot.kit.logging import configure_logging, get_logger
 from salesbot.knowledge.tasks import inventory_cron_jobs, prepare_knowledge
@@ -64,6 +65,7 @@ def build_startup(settings: Settings | None, *, generator: ReplyGenerator | None
             ctx["reply_generator"] = generator
         # Resolved at startup so a worker without a working agent fails now, not on the first customer message.
         reply_generator(ctx)
+        freeze_startup_heap()  # after the models are loaded: they are the bulk of what a full collection walks
         log.info("worker.started", env=resolved.env.value)
 
     return startup
