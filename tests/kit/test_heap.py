@@ -23,9 +23,13 @@ def unfrozen() -> Iterator[None]:
 
 
 def test_objects_alive_at_startup_are_frozen_and_later_cycles_still_collected(unfrozen: None) -> None:
-    survivor = _Node()
+    startup_object = _Node()
+    frozen = weakref.ref(startup_object)
     freeze_startup_heap()
     assert gc.get_freeze_count() > 0
+    del startup_object
+    gc.collect()
+    assert frozen() is not None  # out of the collector's reach: full passes no longer walk it
 
     later = _Node()
     probe = weakref.ref(later)
