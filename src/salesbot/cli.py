@@ -57,10 +57,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    from salesbot.worker import run_worker
+def _queue_names(value: str) -> list[str]:
+    from salesbot.queues import BY_NAME
 
-    run_worker(_with_service_urls(get_settings(), start_embedded=False), burst=args.burst)
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(BY_NAME))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown queue {', '.join(unknown) or value!r}; choose from {', '.join(BY_NAME)}"
+        )
+    return names
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from salesbot.worker import process_options, run_worker
+
+    settings = _with_service_urls(get_settings(), start_embedded=False)
+    if not process_options(settings, args.queues):
+        print(
+            "salesbot worker: nothing to run (the long queue has jobs only with INVENTORY_SOURCE set)", file=sys.stderr
+        )
+        return 2
+    run_worker(settings, queue_names=args.queues, burst=args.burst)
     return 0
 
 
@@ -237,7 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=cmd_serve)
 
     worker = commands.add_parser("worker", help="run a background worker (conversation turns, deliveries)")
-    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    worker.add_argument(
+        "--queues",
+        type=_queue_names,
+        default=None,
+        metavar="NAMES",
+        help="comma-separated queues to serve, to scale them out separately: turns, messaging, long "
+        "(default: all; long only with an inventory source)",
+    )
     worker.set_defaults(handler=cmd_worker)
 
     migrate = commands.add_parser("migrate", help="apply database migrations")

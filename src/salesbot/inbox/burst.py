@@ -21,6 +21,7 @@ from datetime import timedelta
 
 from arq.connections import ArqRedis
 
+from salesbot import queues
 from salesbot.settings import ConversationSettings
 
 TURN_JOB = "run_turn"
@@ -92,6 +93,7 @@ async def signal_message(redis: ArqRedis, settings: ConversationSettings, conver
         TURN_JOB,
         conversation_id,
         _job_id=f"turn:{conversation_id}:{_text(gen)}",
+        _queue_name=queues.TURNS,
         _defer_by=timedelta(milliseconds=int(_text(delay_ms))),
     )
     return job is not None
@@ -123,6 +125,7 @@ async def schedule_turn_at(
         TURN_JOB,
         conversation_id,
         _job_id=f"turn:{conversation_id}:{generation}:{due_ms}",
+        _queue_name=queues.TURNS,
         _defer_by=timedelta(milliseconds=wait_ms),
     )
 
@@ -138,5 +141,6 @@ async def schedule_turn_now(
         TURN_JOB,
         conversation_id,
         _job_id=f"turn:{conversation_id}:{job_suffix or uuid.uuid4().hex}",
+        _queue_name=queues.TURNS,
         _defer_by=timedelta(milliseconds=defer_ms) if defer_ms else None,
     )
