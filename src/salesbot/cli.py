@@ -63,9 +63,8 @@ def _queue_names(value: str) -> list[str]:
     names = [name.strip() for name in value.split(",") if name.strip()]
     unknown = sorted(set(names) - set(BY_NAME))
     if not names or unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown queue {', '.join(unknown) or value!r}; choose from {', '.join(BY_NAME)}"
-        )
+        named = ", ".join(unknown) or "none"
+        raise argparse.ArgumentTypeError(f"unknown queue {named}; choose from {', '.join(BY_NAME)}")
     return names
 
 

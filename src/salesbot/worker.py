@@ -122,13 +122,16 @@ def process_options(settings: Settings, names: Sequence[str] | None = None) -> l
 
 @asynccontextmanager
 async def worker_process(
-    settings: Settings, *, generator: ReplyGenerator | None = None
+    settings: Settings, *, slots: int, generator: ReplyGenerator | None = None
 ) -> AsyncIterator[WorkerContext]:
     """What a process's workers share, opened once: resources, providers, the loaded models and the agent.
 
+    `slots`: the jobs its workers run at once. A turn keeps its database transaction (and connection) open while
+    the agent runs, the model's think time included (`salesbot.conversations.turn`), so the pool has a connection
+    for every slot: a smaller pool would cap the turns at its size, whatever WORKER_MAX_JOBS says.
     `generator` replaces the production agent (`salesbot.agent.service.generate_reply`) in tests.
     """
-    async with open_resources(settings) as resources:
+    async with open_resources(settings, db_connections=slots) as resources:
         ctx: WorkerContext = {"resources": resources, "providers": build_providers(resources)}
         await prepare_knowledge(resources)  # loads the embedding model once, before the first turn
         await asyncio.to_thread(load_language_model)  # the language detector's model, off the event loop
@@ -151,7 +154,8 @@ async def serve(
     queue is empty). A worker that fails stops the others: the process exits and its supervisor restarts it."""
     if not options:
         raise RuntimeError("no queue with jobs to serve (the long queue has jobs only with INVENTORY_SOURCE set)")
-    async with worker_process(settings, generator=generator) as shared:
+    slots = sum(int(entry["max_jobs"]) for entry in options)
+    async with worker_process(settings, slots=slots, generator=generator) as shared:
         workers = [
             Worker(
                 **entry,

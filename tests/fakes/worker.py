@@ -2,7 +2,8 @@
 job functions and limits.
 
 Only the context differs from production: the test's resources, the providers built from them and a test
-double as the reply generator. Cron jobs are left out (tests call the sweeps directly, deterministically).
+double as the reply generator. Cron jobs are left out unless asked for (tests call the sweeps directly,
+deterministically), and with them the long queue's worker.
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ class DrainReport:
 
 
 class PipelineWorker:
-    def __init__(self, resources: Resources, generator: ReplyGenerator, **overrides: Any) -> None:
+    def __init__(
+        self, resources: Resources, generator: ReplyGenerator, *, cron: bool = False, **overrides: Any
+    ) -> None:
         self.resources = resources
         self.generator = generator
+        self.cron = cron
         # Worker options applied to every queue's worker (e.g. `max_jobs`).
         self.overrides = overrides
         self._workers: list[Worker] = []
@@ -48,7 +52,10 @@ class PipelineWorker:
         return [str(options["queue_name"]) for options in self._options()]
 
     def _options(self) -> list[dict[str, Any]]:
-        without_cron = ({**options, "cron_jobs": []} for options in process_options(self.resources.settings))
+        production = process_options(self.resources.settings)
+        if self.cron:
+            return production
+        without_cron = ({**options, "cron_jobs": []} for options in production)
         return [options for options in without_cron if has_jobs(options)]
 
     def _build(self, *, burst: bool) -> list[Worker]:
