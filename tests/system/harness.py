@@ -653,7 +653,9 @@ class System:
     def workers(self) -> list[SalesbotProcess]:
         return [p for p in self.processes if p.kind == "worker"]
 
-    async def start(self, *, workers: int = 1, api: bool = True, queues: Sequence[Sequence[str]] = ()) -> None:
+    async def start(
+        self, *, workers: int = 1, api: bool = True, queues: Sequence[Sequence[str]] = (), timeout: float = 60
+    ) -> None:
         """Start the API and `workers` worker processes; `queues[i]` limits worker i to those queues
         (`salesbot worker --queues`, for scale-out layouts)."""
         env = self.env()
@@ -665,7 +667,7 @@ class System:
             self.processes.append(SalesbotProcess("worker", env, log, queues=chosen))
         for process in self.processes:
             process.start()
-        await asyncio.gather(*(process.ready() for process in self.processes))
+        await asyncio.gather(*(process.ready(timeout) for process in self.processes))
 
     def logs(self) -> str:
         return "\n".join(process.log_text() for process in self.processes)
