@@ -96,6 +96,9 @@ async def test_deliveries_and_takeovers_run_while_every_turn_slot_waits_on_the_l
     assert (await pipeline.wazzup({"messages": [echo]})).status_code == 200
 
     async def delivered_and_taken_over() -> bool:
+        # Only while every turn still waits on the model: sharing their slots, the delivery and the takeover would
+        # run once the turns' budget (TURN_BUDGET_SECONDS) ended them.
+        assert llm.waiting == TURN_SLOTS, "the turns ended before the delivery and the takeover ran"
         sent = [message.text for message in pipeline.wazzup_api.sent]
         taken = (await conversation_of(pipeline, chat(1))).owner is Owner.HUMAN
         return sent == ["Anna here: yes, 40 in stock."] and taken
