@@ -18,7 +18,7 @@ from salesbot.models._columns import utcnow
 from salesbot.outbox import service as outbox
 from salesbot.resources import Resources
 from salesbot.settings import InventorySettings, Settings
-from salesbot.worker import process_options, queue_options
+from salesbot.worker import process_options, queue_options, serve
 from salesbot.worker_context import WorkerContext
 
 
@@ -111,3 +111,15 @@ def test_worker_queues_option(capsys: pytest.CaptureFixture[str]) -> None:
         parser.parse_args(["worker", "--queues", "turns,deliveries"])
     assert exited.value.code == 2
     assert "unknown queue deliveries" in capsys.readouterr().err
+
+
+async def test_the_worker_process_runs_every_queue_until_empty_in_burst_mode(
+    resources: Resources, redis: ArqRedis
+) -> None:
+    await burst.schedule_turn_now(redis, 404)
+    await outbox.schedule_delivery(redis, 404)
+    # `salesbot worker --burst`: one process, one arq worker per queue, one set of resources.
+    await serve(resources.settings, process_options(resources.settings), burst=True, handle_signals=False)
+    assert [await redis.zcard(queue) for queue in (queues.TURNS, queues.MESSAGING)] == [0, 0]
+    # A stopped worker takes its heartbeats away (readiness must not count a process that is gone).
+    assert await redis.exists(queues.heartbeat_key(queues.TURNS), queues.heartbeat_key(queues.MESSAGING)) == 0

@@ -654,7 +654,7 @@ class System:
         return [p for p in self.processes if p.kind == "worker"]
 
     async def start(
-        self, *, workers: int = 1, api: bool = True, queues: Sequence[Sequence[str]] = (), timeout: float = 60
+        self, *, workers: int = 1, api: bool = True, queues: Sequence[Sequence[str]] = (), timeout: float = 180
     ) -> None:
         """Start the API and `workers` worker processes; `queues[i]` limits worker i to those queues
         (`salesbot worker --queues`, for scale-out layouts)."""
