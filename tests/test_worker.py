@@ -55,35 +55,31 @@ def names(options: dict[str, Any]) -> set[str]:
 
 def test_each_queue_has_a_worker_with_its_own_jobs_slots_and_timeouts(settings: Settings, tmp_path: Path) -> None:
     settings = settings.model_copy(update={"worker_max_jobs": 64, "worker_messaging_max_jobs": 12})
-    turns, messaging = process_options(settings)
+    turns, messaging, scheduled = process_options(settings)
     assert (turns["queue_name"], names(turns), turns["max_jobs"]) == (queues.TURNS, {"run_turn"}, 64)
     assert messaging["queue_name"] == queues.MESSAGING
-    assert names(messaging) == {
-        "deliver_outbox",
-        "apply_takeover",
-        "release_expired_takeovers",
-        "sweep_stalled_turns",
-        "sweep_stalled_outbox",
-        "drain_inbox_spool",
-    }
+    assert names(messaging) == {"deliver_outbox", "apply_takeover"}
     assert messaging["max_jobs"] == 12
     # Due jobs start within 50 ms, not arq's default 0.5 s (paid twice per reply: turn wake-up, delivery).
     assert turns["poll_delay"] == messaging["poll_delay"] == 0.05
-    # Short jobs only: a worker's crash lease is its longest timeout + 10 s (arq), so it stays near a minute.
+    # No function of their own allows itself more than the job timeout: arq leases a running job for its worker's
+    # longest timeout + 10 s, so a killed turn or delivery is re-run after WORKER_JOB_TIMEOUT_SECONDS + 10 s.
     for options in (turns, messaging):
-        timeouts = [job.timeout_s for job in [*options["functions"], *options["cron_jobs"]] if job.timeout_s]
-        assert max([settings.worker_job_timeout_seconds, *timeouts]) <= 60
+        assert options["cron_jobs"] == []
+        assert all(job.timeout_s is None for job in options["functions"])
+    assert scheduled["queue_name"] == queues.SCHEDULED
+    sweeps = {"release_expired_takeovers", "sweep_stalled_turns", "sweep_stalled_outbox", "drain_inbox_spool"}
+    assert names(scheduled) == sweeps
 
     configured = settings.model_copy(
         update={"inventory": InventorySettings(source="file", file_path=str(tmp_path / "stock.csv"))}
     )
-    assert [options["queue_name"] for options in process_options(configured)] == [*queues.BY_NAME.values()]
-    long = queue_options(configured, queues.LONG)
-    assert names(long) == {"sync_inventory"}
-    assert [job.timeout_s for job in long["cron_jobs"]] == [INVENTORY_JOB_TIMEOUT_SECONDS]
-    # `salesbot worker --queues ...` serves only those (scale-out); the long queue only with a source.
+    scheduled = queue_options(configured, queues.SCHEDULED)
+    assert names(scheduled) == {*sweeps, "sync_inventory"}
+    assert max(job.timeout_s for job in scheduled["cron_jobs"]) == INVENTORY_JOB_TIMEOUT_SECONDS
+    assert names(queue_options(configured, queues.TURNS)) == {"run_turn"}
+    # `salesbot worker --queues ...` serves only those (scale-out).
     assert [options["queue_name"] for options in process_options(settings, ["messaging"])] == [queues.MESSAGING]
-    assert process_options(settings, ["long"]) == []
 
 
 async def test_every_job_is_enqueued_on_the_queue_whose_worker_runs_it(redis: ArqRedis, settings: Settings) -> None:
@@ -120,6 +116,6 @@ async def test_the_worker_process_runs_every_queue_until_empty_in_burst_mode(
     await outbox.schedule_delivery(redis, 404)
     # `salesbot worker --burst`: one process, one arq worker per queue, one set of resources.
     await serve(resources.settings, process_options(resources.settings), burst=True, handle_signals=False)
-    assert [await redis.zcard(queue) for queue in (queues.TURNS, queues.MESSAGING)] == [0, 0]
+    assert [await redis.zcard(queue) for queue in queues.BY_NAME.values()] == [0, 0, 0]
     # A stopped worker takes its heartbeats away (readiness must not count a process that is gone).
-    assert await redis.exists(queues.heartbeat_key(queues.TURNS), queues.heartbeat_key(queues.MESSAGING)) == 0
+    assert await redis.exists(*[queues.heartbeat_key(queue) for queue in queues.BY_NAME.values()]) == 0

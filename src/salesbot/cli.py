@@ -69,14 +69,9 @@ def _queue_names(value: str) -> list[str]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from salesbot.worker import process_options, run_worker
+    from salesbot.worker import run_worker
 
     settings = _with_service_urls(get_settings(), start_embedded=False)
-    if not process_options(settings, args.queues):
-        print(
-            "salesbot worker: nothing to run (the long queue has jobs only with INVENTORY_SOURCE set)", file=sys.stderr
-        )
-        return 2
     run_worker(settings, queue_names=args.queues, burst=args.burst)
     return 0
 
@@ -260,8 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_queue_names,
         default=None,
         metavar="NAMES",
-        help="comma-separated queues to serve, to scale them out separately: turns, messaging, long "
-        "(default: all; long only with an inventory source)",
+        help="comma-separated queues to serve, to scale them out separately: turns, messaging, scheduled "
+        "(default: all)",
     )
     worker.set_defaults(handler=cmd_worker)
 

@@ -4,13 +4,14 @@
 set of resources (database pool, HTTP client, the loaded embedding and language models):
 
 - turns: `WORKER_MAX_JOBS` slots (default 100). A turn mostly waits on the LLM, so a process holds many at once.
-- messaging: deliveries, takeovers and the short cron jobs in `WORKER_MESSAGING_MAX_JOBS` slots of their own, so
-  a reply is sent, and a manager's takeover applied, while every turn slot waits on a slow model.
-- long: the inventory sync with its own 300 s timeout (only when a source is configured).
+- messaging: deliveries and takeovers in `WORKER_MESSAGING_MAX_JOBS` slots of their own, so a reply is sent, and
+  a manager's takeover applied, while every turn slot waits on a slow model.
+- scheduled: the cron jobs (sweeps, the inbox spool drain, expiring takeovers, the inventory sync with its 300 s).
 
 arq leases a running job for the longest timeout among its worker's functions + 10 s; a job whose worker was
-SIGKILLed is run again when the lease expires. One worker per queue keeps each lease honest: a killed turn is
-re-run after `WORKER_JOB_TIMEOUT_SECONDS` + 10 s whatever the inventory sync allows itself.
+SIGKILLed is run again when the lease expires. One worker per queue keeps each lease honest: a killed turn or
+delivery is re-run after `WORKER_JOB_TIMEOUT_SECONDS` + 10 s whatever the cron jobs allow themselves (a killed
+cron run waits out the long lease, but its next scheduled run comes sooner).
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ HEALTH_CHECK_INTERVAL_SECONDS = 10
 # (bench/bench_turn.py). Polling every 50 ms costs a few cheap Redis commands a second.
 POLL_DELAY_SECONDS = 0.05
 MAX_TRIES = 8
-# The inventory sync is unique and serialised by the catalog lock: two slots leave room for a late run.
-LONG_MAX_JOBS = 2
+# Five cron jobs, each unique per scheduled time; the spool drain (every 5 s) may overlap a slow run of itself.
+SCHEDULED_MAX_JOBS = 10
 
 TURN_FUNCTIONS: list[WorkerCoroutine | Function] = [
     # Retries: crash re-runs (SIGKILL), agent errors (TURN_ATTEMPTS) and not-yet-due wake-ups re-enqueue
@@ -71,7 +72,7 @@ MESSAGING_FUNCTIONS: list[WorkerCoroutine | Function] = [
     func(cast(WorkerCoroutine, deliver_outbox), max_tries=50),
     func(cast(WorkerCoroutine, apply_takeover), max_tries=10),
 ]
-MESSAGING_CRON_JOBS: list[CronJob] = [
+SCHEDULED_CRON_JOBS: list[CronJob] = [
     cron(cast(WorkerCoroutine, release_expired_takeovers), second={0}, run_at_startup=False, unique=True, timeout=30),
     cron(cast(WorkerCoroutine, sweep_stalled_turns), second={5, 20, 35, 50}, run_at_startup=True, timeout=30),
     cron(cast(WorkerCoroutine, sweep_stalled_outbox), second={10, 25, 40, 55}, run_at_startup=True, timeout=30),
@@ -101,16 +102,17 @@ def queue_options(settings: Settings, queue: str) -> dict[str, Any]:
         return {
             **options,
             "functions": MESSAGING_FUNCTIONS,
-            "cron_jobs": MESSAGING_CRON_JOBS,
+            "cron_jobs": [],
             "max_jobs": settings.worker_messaging_max_jobs,
         }
-    if queue == queues.LONG:
-        return {**options, "functions": [], "cron_jobs": inventory_cron_jobs(settings), "max_jobs": LONG_MAX_JOBS}
+    if queue == queues.SCHEDULED:
+        cron_jobs = [*SCHEDULED_CRON_JOBS, *inventory_cron_jobs(settings)]
+        return {**options, "functions": [], "cron_jobs": cron_jobs, "max_jobs": SCHEDULED_MAX_JOBS}
     raise ValueError(f"unknown queue {queue!r}")
 
 
 def has_jobs(options: dict[str, Any]) -> bool:
-    """arq refuses a worker without functions or cron jobs (the long queue without an inventory source)."""
+    """arq refuses a worker without functions or cron jobs (tests that leave the cron jobs out)."""
     return bool(options["functions"] or options["cron_jobs"])
 
 
@@ -153,7 +155,7 @@ async def serve(
     """Run one arq worker per entry of `options` in this event loop until a signal (or, in burst mode, until every
     queue is empty). A worker that fails stops the others: the process exits and its supervisor restarts it."""
     if not options:
-        raise RuntimeError("no queue with jobs to serve (the long queue has jobs only with INVENTORY_SOURCE set)")
+        raise RuntimeError("no queue with jobs to serve")
     slots = sum(int(entry["max_jobs"]) for entry in options)
     async with worker_process(settings, slots=slots, generator=generator) as shared:
         workers = [

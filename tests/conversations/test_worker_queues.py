@@ -1,6 +1,6 @@
 """The worker's queues: turns wait on the LLM in WORKER_MAX_JOBS slots of their own, while deliveries and takeovers
 run in theirs; no database transaction or row lock is held while the model thinks; a running turn's crash lease is
-its own job timeout + 10 s, whatever the inventory sync (on the long queue) allows itself."""
+its own job timeout + 10 s, whatever the cron jobs (the inventory sync: 300 s) allow themselves."""
 
 from __future__ import annotations
 
@@ -187,7 +187,7 @@ async def test_a_running_turn_is_leased_for_its_own_job_timeout_with_the_invento
     )
     llm = HeldLLM()
     worker = PipelineWorker(dataclasses.replace(pipeline.resources, settings=settings), llm.service(), cron=True)
-    assert worker.queue_names == [queues.TURNS, queues.MESSAGING, queues.LONG]
+    assert worker.queue_names == [queues.TURNS, queues.MESSAGING, queues.SCHEDULED]
     await worker.start()
     try:
         await pipeline.wazzup_text(chat(8), "Do you have office chairs?")

@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from salesbot import queues
 from salesbot.agent.reply import AgentReply, ReplyRequest
 from salesbot.kit.logging import configure_logging
 from salesbot.settings import get_settings
-from salesbot.worker import process_options, serve
+from salesbot.worker import has_jobs, process_options, serve
 
 HANGING_KEY = "test:crash:hanging"
 
@@ -29,12 +28,13 @@ async def scripted_reply(request: ReplyRequest) -> AgentReply:
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
-    # Sweeps stay out of the way: recovery here must come from arq re-running the killed worker's jobs. The long
-    # queue keeps its job (the inventory sync, when the test configures one) and with it its 300 s timeout.
+    # Sweeps stay out of the way: recovery here must come from arq re-running the killed worker's jobs. The
+    # scheduled queue keeps the inventory sync (when the test configures one) and with it its 300 s timeout.
     options = [
-        {**entry, "cron_jobs": []} if entry["queue_name"] == queues.MESSAGING else entry
+        {**entry, "cron_jobs": [job for job in entry["cron_jobs"] if job.name == "sync_inventory"]}
         for entry in process_options(settings)
     ]
+    options = [entry for entry in options if has_jobs(entry)]
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(serve(settings, options, generator=scripted_reply))
 

@@ -3,7 +3,7 @@ job functions and limits.
 
 Only the context differs from production: the test's resources, the providers built from them and a test
 double as the reply generator. Cron jobs are left out unless asked for (tests call the sweeps directly,
-deterministically), and with them the long queue's worker.
+deterministically), and with them the scheduled queue's worker.
 """
 
 from __future__ import annotations

@@ -272,10 +272,9 @@ def test_cron_job_is_registered_only_when_configured(settings: Settings, tmp_pat
     [job] = inventory_cron_jobs(configured)
     assert job.name == "sync_inventory"
     assert job.minute == {0, 20, 40}
-    # The long queue's worker runs it, with its own timeout; without a source that worker has nothing to do.
-    assert [cron.name for cron in queue_options(configured, queues.LONG)["cron_jobs"]] == ["sync_inventory"]
-    assert queue_options(settings, queues.LONG)["cron_jobs"] == []
-    assert not any(cron.name == "sync_inventory" for cron in queue_options(configured, queues.MESSAGING)["cron_jobs"])
+    # The scheduled queue's worker runs it, with its own timeout, beside the other cron jobs.
+    assert "sync_inventory" in [cron.name for cron in queue_options(configured, queues.SCHEDULED)["cron_jobs"]]
+    assert "sync_inventory" not in [cron.name for cron in queue_options(settings, queues.SCHEDULED)["cron_jobs"]]
     hourly = _with_inventory(settings, source="file", file_path="x.csv", sync_minutes=180)
     assert inventory_cron_jobs(hourly)[0].hour == {0, 3, 6, 9, 12, 15, 18, 21}
     with pytest.raises(ValueError, match="INVENTORY_SOURCE"):

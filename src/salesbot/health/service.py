@@ -15,10 +15,11 @@ from salesbot.inbox import spool
 from salesbot.resources import Resources
 from salesbot.settings import Settings
 
-# arq writes these keys (with a TTL) on every health check of a running worker: one per queue that always has jobs
-# (a worker process serves them all unless started with `--queues`).
+# arq writes these keys (with a TTL) on every health check of a running worker: one per queue (a worker process
+# serves them all unless started with `--queues`).
 WORKER_HEARTBEAT_KEY = queues.heartbeat_key(queues.TURNS)
 MESSAGING_HEARTBEAT_KEY = queues.heartbeat_key(queues.MESSAGING)
+SCHEDULED_HEARTBEAT_KEY = queues.heartbeat_key(queues.SCHEDULED)
 CHECK_TIMEOUT_SECONDS = 2.0
 
 
@@ -49,8 +50,8 @@ async def _redis(resources: Resources) -> str:
 
 
 async def _worker(resources: Resources) -> str:
-    found = await resources.redis.mget(WORKER_HEARTBEAT_KEY, MESSAGING_HEARTBEAT_KEY)
-    beats = dict(zip(("turns", "messaging"), found, strict=True))
+    found = await resources.redis.mget(WORKER_HEARTBEAT_KEY, MESSAGING_HEARTBEAT_KEY, SCHEDULED_HEARTBEAT_KEY)
+    beats = dict(zip(("turns", "messaging", "scheduled"), found, strict=True))
     missing = [queue for queue, beat in beats.items() if beat is None]
     if missing:
         raise RuntimeError(
