@@ -50,8 +50,6 @@ from salesbot.worker_context import WorkerContext
 
 log = get_logger(__name__)
 
-# A job whose worker was SIGKILLed is re-run after job_timeout (+ ~10 s arq overhead): keep recovery near a minute.
-JOB_TIMEOUT_SECONDS = 45
 HEALTH_CHECK_INTERVAL_SECONDS = 10
 # How often an idle worker looks for due jobs. arq's default (0.5 s) is paid twice per reply (the turn's wake-up at
 # the end of the debounce window, then the delivery job): about 0.5 s of the bot's own latency on average
@@ -198,8 +196,3 @@ def run_worker(settings: Settings, *, queue_names: Sequence[str] | None = None, 
     configure_logging(settings.log_level, phone_region=settings.phone_default_region)
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(serve(settings, process_options(settings, queue_names), burst=burst))
-
-
-def crash_recovery_seconds(settings: Settings) -> float:
-    """How long arq leaves the turn of a SIGKILLed worker alone before another worker runs it again."""
-    return settings.worker_job_timeout_seconds + 10
