@@ -3,7 +3,7 @@
 A conversation is a new customer who writes two messages a moment apart (one burst) and gets one reply. Arrivals
 are Poisson at the offered rate. Its reply overhead is the bot's own time: from the end of the debounce window
 after the customer's last message (webhook acknowledged + DEBOUNCE_SECONDS) to the reply's send call at the
-fake provider.
+fake provider, minus the LLM's own time when the fake LLM is given a latency (`llm_seconds` per turn).
 """
 
 from __future__ import annotations
@@ -67,9 +67,11 @@ class StepResult:
 class Conversations:
     """Runs conversations against a started `System`; chat numbers never repeat across steps."""
 
-    def __init__(self, system: System, debounce_seconds: float, *, seed: int = 1) -> None:
+    def __init__(self, system: System, debounce_seconds: float, *, seed: int = 1, llm_seconds: float = 0.0) -> None:
         self.system = system
         self.debounce = debounce_seconds
+        # The fake LLM's own time per turn (its latency x the turn's requests): not the bot's overhead.
+        self.llm_seconds = llm_seconds
         self.rng = random.Random(seed)
         self.next_chat = 0
 
@@ -89,7 +91,7 @@ class Conversations:
             sent = self.system.sent.refresh().get(chat)
             if sent:
                 result.answered += 1
-                result.overheads.append(sent[0].at - (ack2.acked_at + self.debounce))
+                result.overheads.append(sent[0].at - (ack2.acked_at + self.debounce) - self.llm_seconds)
                 return
             if time.monotonic() > grace_deadline[0]:
                 result.unanswered += 1

@@ -82,7 +82,62 @@ def turn(data: dict[str, Any]) -> Row:
     )
 
 
-def load(data: dict[str, Any]) -> Row:
+def _load_steps(case: dict[str, Any]) -> str:
+    steps = case["steps"]
+    parts = []
+    for step in steps:
+        unanswered = step.get("unanswered_after_grace", 0)
+        parts.append(
+            f"{step['offered_conversations_per_minute']:.0f}/min offered: {step['answered_per_minute']:.0f}/min "
+            f"answered, p95 overhead {_ms(step['reply_overhead_p95_ms'])}"
+            + (f", {unanswered} unanswered" if unanswered else "")
+        )
+    return "; ".join(parts)
+
+
+def load(data: dict[str, Any]) -> list[Row]:
+    if "cases" not in data:
+        return [_load_single(data)]
+    processes = data.get("processes", {"api": 1, "worker": 1})
+    cases = data["cases"]
+    pairs: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, case in cases.items():
+        kind, _, variant = name.rpartition("_")
+        pairs.setdefault(kind, {})[variant] = case
+    found: list[Row] = []
+    for variants in pairs.values():
+        sample = next(iter(variants.values()))
+        latency = sample["llm_latency_seconds"]
+        llm = (
+            "LLM at zero latency"
+            if not latency
+            else f"LLM {latency:g} s a request, {sample['llm_requests_per_turn']} requests a turn"
+        )
+        rates = " ".join(f"{step['offered_conversations_per_minute']:.0f}" for step in sample["steps"])
+        option = "--llm-rates" if latency else "--rates"
+        details = []
+        for variant in ("baseline", "default"):
+            case = variants.get(variant)
+            if case is None:
+                continue
+            sustained = case["sustained_conversations_per_minute"]
+            details.append(
+                f"WORKER_MAX_JOBS={case['worker_max_jobs']}: "
+                + (f"**{sustained:.0f} conversations/minute** sustained; " if sustained else "no step sustained; ")
+                + _load_steps(case)
+            )
+        found.append(
+            (
+                f"sustained load, {processes['api']} API + {processes['worker']} worker, {llm}, a conversation = "
+                "2 messages and 1 reply (sustained: all answered, p95 overhead under 1 s)",
+                f"`.venv/bin/python bench/bench_load.py {option} {rates}`",
+                " / ".join(details),
+            )
+        )
+    return found
+
+
+def _load_single(data: dict[str, Any]) -> Row:
     steps = data["steps"]
     rates = " ".join(f"{step['offered_conversations_per_minute']:.0f}" for step in steps)
     # Recorded since the report existed; older files only have each step's measured length (a little longer).
@@ -203,7 +258,7 @@ def metrics(data: dict[str, Any]) -> Row:
     )
 
 
-RENDERERS: dict[str, Callable[[dict[str, Any]], Row]] = {
+RENDERERS: dict[str, Callable[[dict[str, Any]], Row | list[Row]]] = {
     "webhook.json": webhook,
     "turn.json": turn,
     "load.json": load,
@@ -223,7 +278,7 @@ def rows(results: Path = RESULTS) -> list[Row]:
         path = results / name
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            benchmark, command, result = render(data)
+            rendered = render(data)
         except FileNotFoundError:
             print(f"bench/report.py: {path} missing, row left out", file=sys.stderr)
             continue
@@ -231,7 +286,8 @@ def rows(results: Path = RESULTS) -> list[Row]:
             print(f"bench/report.py: {path} unreadable ({type(exc).__name__}: {exc}), row left out", file=sys.stderr)
             continue
         measured = _date(data)
-        found.append((benchmark, command, f"{result} ({measured})" if measured else result))
+        for benchmark, command, result in rendered if isinstance(rendered, list) else [rendered]:
+            found.append((benchmark, command, f"{result} ({measured})" if measured else result))
     return found
 
 

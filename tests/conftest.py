@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 # Before salesbot is imported: no developer .env may leak into tests (a real LLM key, say).
@@ -159,35 +160,27 @@ async def resources(settings: Settings, redis: ArqRedis, clean_db: None) -> Asyn
         yield opened
 
 
-WorkerRunner = Callable[..., Awaitable[Worker]]
+WorkerRunner = Callable[..., Awaitable[list[Worker]]]
 
 
 @pytest.fixture
 async def run_worker(resources: Resources) -> AsyncIterator[WorkerRunner]:
-    """Run an in-process arq worker in burst mode until the queue is empty; returns the finished worker."""
-    from salesbot.worker import worker_options
+    """Run the in-process arq workers of every queue in burst mode until their queues are empty."""
+    from salesbot.worker import process_options
 
-    async def run(**overrides: Any) -> Worker:
-        options = worker_options(resources.settings)
-        options.pop("redis_settings")
-        options.pop("on_startup")
-        options.pop("on_shutdown")
-
-        async def startup(ctx: dict[str, Any]) -> None:
-            ctx["resources"] = resources
-
-        options.update(overrides)
-        worker = Worker(
-            **options,
-            on_startup=startup,
-            redis_pool=resources.redis,
-            burst=True,
-            poll_delay=0.01,
-            handle_signals=False,
-        )
-        await worker.main()
-        # Worker.close() would also close the shared pool; only release the worker's own state.
-        worker._pool = None  # type: ignore[assignment]
-        return worker
+    async def run(**overrides: Any) -> list[Worker]:
+        workers = [
+            Worker(
+                **{**options, "poll_delay": 0.01, **overrides},
+                ctx={"resources": resources},
+                # Not closed afterwards: Worker.close() would also close the shared pool.
+                redis_pool=resources.redis,
+                burst=True,
+                handle_signals=False,
+            )
+            for options in process_options(resources.settings)
+        ]
+        await asyncio.gather(*(worker.main() for worker in workers))
+        return workers
 
     return run

@@ -1,7 +1,7 @@
 """The real product on a real port, for clients that are not in-process (Chromium, schemathesis over HTTP).
 
 `LiveStack` runs uvicorn with `create_app(settings)` and, optionally, an arq worker with the production
-`worker_options`, both on one event loop in a background thread. `ThreadedFakeWazzup` stands in for the
+`salesbot.worker.serve`, both on one event loop in a background thread. `ThreadedFakeWazzup` stands in for the
 provider's API at `WAZZUP_API_URL` and records every message the outbox sends.
 """
 
@@ -18,11 +18,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import uvicorn
-from arq.worker import Worker
 
 from salesbot.app import create_app
 from salesbot.settings import Settings
-from salesbot.worker import worker_options
+from salesbot.worker import process_options
+from salesbot.worker import serve as serve_workers
 from tests.fakes.provider_api import FakeWazzupApi, Sent
 
 
@@ -72,18 +72,15 @@ class LiveStack:
             create_app(self.settings), log_level="warning", lifespan="on", access_log=False, log_config=None
         )
         self._server = uvicorn.Server(config)
-        worker: Worker | None = None
         tasks = [asyncio.create_task(self._server.serve(sockets=[self._socket]))]
         if self.with_worker:
-            worker = Worker(**worker_options(self.settings), handle_signals=False, poll_delay=0.05)
-            tasks.append(asyncio.create_task(worker.main()))
+            # The production worker process (one arq worker per queue); cancelled, it closes its workers itself.
+            options = process_options(self.settings)
+            tasks.append(asyncio.create_task(serve_workers(self.settings, options, handle_signals=False)))
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in tasks:
             if task not in done:
                 task.cancel()
-        if worker is not None:
-            with contextlib.suppress(Exception):
-                await worker.close()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task

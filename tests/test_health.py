@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from salesbot.app import create_app
 from salesbot.devstack import EmbeddedRedis
-from salesbot.health.service import WORKER_HEARTBEAT_KEY
+from salesbot.health.service import MESSAGING_HEARTBEAT_KEY, SCHEDULED_HEARTBEAT_KEY, WORKER_HEARTBEAT_KEY
 from salesbot.settings import Settings
 from tests.conftest import WorkerRunner, make_settings
 
@@ -35,8 +35,8 @@ async def test_healthz_answers_without_dependencies(settings: Settings) -> None:
 async def test_readyz_is_ready_with_a_live_worker(
     settings: Settings, redis: ArqRedis, run_worker: WorkerRunner
 ) -> None:
-    await run_worker()  # a real arq worker records its heartbeat
-    assert await redis.exists(WORKER_HEARTBEAT_KEY)
+    await run_worker()  # real arq workers, one per queue, record their heartbeats
+    assert await redis.exists(WORKER_HEARTBEAT_KEY, MESSAGING_HEARTBEAT_KEY, SCHEDULED_HEARTBEAT_KEY) == 3
     async with running_app(settings) as client:
         response = await client.get("/readyz")
     body = response.json()
@@ -55,6 +55,18 @@ async def test_readyz_reports_missing_worker(settings: Settings, redis: ArqRedis
     assert body["checks"]["database"]["ok"] is True
 
 
+async def test_readyz_reports_a_queue_without_a_worker(settings: Settings, redis: ArqRedis) -> None:
+    # Workers started with `--queues turns` only: replies would be written and never sent, sweeps never run.
+    await redis.set(WORKER_HEARTBEAT_KEY, "alive", px=30_000)
+    async with running_app(settings) as client:
+        response = await client.get("/readyz")
+    body = response.json()
+    assert response.status_code == 503
+    assert body["checks"]["worker"]["ok"] is False
+    assert "messaging and scheduled" in body["checks"]["worker"]["detail"]
+    assert "turns" not in body["checks"]["worker"]["detail"]
+
+
 async def test_readyz_reports_a_dead_redis(database_url: str, tmp_path: Path) -> None:
     doomed = EmbeddedRedis(tmp_path, persistent=False)
     doomed.start()
@@ -62,7 +74,8 @@ async def test_readyz_reports_a_dead_redis(database_url: str, tmp_path: Path) ->
     try:
         async with running_app(settings) as client:
             async with Redis.from_url(doomed.url) as direct:
-                await direct.set(WORKER_HEARTBEAT_KEY, "alive")
+                beats = (WORKER_HEARTBEAT_KEY, MESSAGING_HEARTBEAT_KEY, SCHEDULED_HEARTBEAT_KEY)
+                await direct.mset(dict.fromkeys(beats, "alive"))
             assert (await client.get("/readyz")).status_code == 200
             doomed.stop()
             response = await client.get("/readyz")

@@ -57,10 +57,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _queue_names(value: str) -> list[str]:
+    from salesbot.queues import BY_NAME
+
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(BY_NAME))
+    if not names or unknown:
+        named = ", ".join(unknown) or "none"
+        raise argparse.ArgumentTypeError(f"unknown queue {named}; choose from {', '.join(BY_NAME)}")
+    return names
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from salesbot.worker import run_worker
 
-    run_worker(_with_service_urls(get_settings(), start_embedded=False), burst=args.burst)
+    settings = _with_service_urls(get_settings(), start_embedded=False)
+    run_worker(settings, queue_names=args.queues, burst=args.burst)
     return 0
 
 
@@ -254,7 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=cmd_serve)
 
     worker = commands.add_parser("worker", help="run a background worker (conversation turns, deliveries)")
-    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    worker.add_argument(
+        "--queues",
+        type=_queue_names,
+        default=None,
+        metavar="NAMES",
+        help="comma-separated queues to serve, to scale them out separately: turns, messaging, scheduled "
+        "(default: all)",
+    )
     worker.set_defaults(handler=cmd_worker)
 
     migrate = commands.add_parser("migrate", help="apply database migrations")

@@ -17,6 +17,8 @@ from salesbot.kit.hashing import use_secret_key
 from salesbot.settings import Settings
 
 HTTP_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=10.0, pool=5.0)
+# Connections beyond a sized pool (`db_connections`), for a job that briefly needs a second session.
+DB_OVERFLOW = 10
 
 
 def redis_settings(url: str) -> RedisSettings:
@@ -39,13 +41,21 @@ class Resources:
 
 
 @asynccontextmanager
-async def open_resources(settings: Settings, *, redis: ArqRedis | None = None) -> AsyncIterator[Resources]:
-    """Open everything a process needs; `redis` reuses a pool the caller already has (the arq worker's)."""
+async def open_resources(
+    settings: Settings, *, redis: ArqRedis | None = None, db_connections: int | None = None
+) -> AsyncIterator[Resources]:
+    """Open everything a process needs; `redis` reuses a pool the caller already has (the arq worker's).
+
+    `db_connections`: the database connections the process keeps (default: 10, and as many again under bursts)."""
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set (or run `salesbot dev` for embedded services)")
     # Redis keys and logs hash phone numbers with SECRET_KEY: the API and the worker must agree on it.
     use_secret_key(settings.auth.secret_key.get_secret_value())
-    engine = create_engine(settings.database_url)
+    engine = (
+        create_engine(settings.database_url)
+        if db_connections is None
+        else create_engine(settings.database_url, pool_size=db_connections, max_overflow=DB_OVERFLOW)
+    )
     own_redis = redis is None
     pool = redis if redis is not None else await create_pool(redis_settings(settings.redis_url))
     http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False)

@@ -381,6 +381,11 @@ class Settings(BaseSettings):
     phone_default_region: str = "AE"
     # arq's job timeout; a SIGKILLed worker's job is re-run after this + 10 s, so it bounds crash recovery.
     worker_job_timeout_seconds: float = Field(default=45.0, ge=1, le=600)
+    # Conversation turns one worker process holds at once. A turn mostly waits on the LLM (I/O, not CPU), so one
+    # process serves many: capacity is about this divided by the turn time (100 at 4 s a turn: 1,500 a minute).
+    worker_max_jobs: int = Field(default=100, ge=1, le=1000)
+    # Deliveries, takeovers and short cron jobs run in their own slots, never behind the turns' LLM calls.
+    worker_messaging_max_jobs: int = Field(default=20, ge=1, le=1000)
     # How long a signed document link (a quotation PDF sent to a customer) stays valid.
     document_link_days: float = Field(default=7.0, gt=0, le=365)
     # Photos of the products a reply names, sent after its text (0: none).

@@ -1,15 +1,34 @@
-"""arq composition root: the jobs, cron jobs and the worker context's lifecycle."""
+"""arq composition root: the jobs and cron jobs of each queue, the process's shared context, and its workers.
+
+`salesbot worker` runs one arq `Worker` per queue (`salesbot.queues`) in one process and event loop, sharing one
+set of resources (database pool, HTTP client, the loaded embedding and language models):
+
+- turns: `WORKER_MAX_JOBS` slots (default 100). A turn mostly waits on the LLM, so a process holds many at once.
+- messaging: deliveries and takeovers in `WORKER_MESSAGING_MAX_JOBS` slots of their own, so a reply is sent, and
+  a manager's takeover applied, while every turn slot waits on a slow model.
+- scheduled: the cron jobs (sweeps, the inbox spool drain, expiring takeovers, the inventory sync with its 300 s).
+
+arq leases a running job for the longest timeout among its worker's functions + 10 s; a job whose worker was
+SIGKILLed is run again when the lease expires. One worker per queue keeps each lease honest: a killed turn or
+delivery is re-run after `WORKER_JOB_TIMEOUT_SECONDS` + 10 s whatever the cron jobs allow themselves (a killed
+cron run waits out the long lease, but its next scheduled run comes sooner).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from contextlib import AsyncExitStack
-from typing import Any, ClassVar, cast
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, cast
 
 from arq import cron
+from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
-from arq.worker import Function, func
+from arq.worker import Function, Worker, func
 
+from salesbot import queues
 from salesbot.agent.reply import ReplyGenerator
 from salesbot.alerts.tasks import DISPATCH_EVERY_SECONDS, dispatch_alerts, send_alert
 from salesbot.conversations.tasks import (
@@ -32,132 +51,166 @@ from salesbot.messaging.registry import build_providers
 from salesbot.outbox.tasks import deliver_outbox, sweep_stalled_outbox
 from salesbot.payments.tasks import create_payment_link, sweep_payment_links
 from salesbot.resources import open_resources, redis_settings
-from salesbot.settings import Settings, get_settings
+from salesbot.settings import Settings
 from salesbot.worker_context import WorkerContext
 
 log = get_logger(__name__)
 
-# A job whose worker was SIGKILLed is re-run after job_timeout (+ ~10 s arq overhead): keep recovery near a minute.
-JOB_TIMEOUT_SECONDS = 45
 HEALTH_CHECK_INTERVAL_SECONDS = 10
 # How often an idle worker looks for due jobs. arq's default (0.5 s) is paid twice per reply (the turn's wake-up at
 # the end of the debounce window, then the delivery job): about 0.5 s of the bot's own latency on average
 # (bench/bench_turn.py). Polling every 50 ms costs a few cheap Redis commands a second.
 POLL_DELAY_SECONDS = 0.05
+MAX_TRIES = 8
+# Five cron jobs, each unique per scheduled time; the spool drain (every 5 s) may overlap a slow run of itself.
+SCHEDULED_MAX_JOBS = 10
+
+TURN_FUNCTIONS: list[WorkerCoroutine | Function] = [
+    # Retries: crash re-runs (SIGKILL), agent errors (TURN_ATTEMPTS) and not-yet-due wake-ups re-enqueue
+    # themselves under new ids, so a small budget suffices.
+    func(cast(WorkerCoroutine, run_turn), max_tries=TURN_ATTEMPTS + 5),
+]
+MESSAGING_FUNCTIONS: list[WorkerCoroutine | Function] = [
+    # Each transient send failure is an arq Retry of the same job (bounded per message by
+    # OUTBOX_MAX_SEND_ATTEMPTS); the budget covers several messages of one conversation.
+    func(cast(WorkerCoroutine, deliver_outbox), max_tries=50),
+    func(cast(WorkerCoroutine, apply_takeover), max_tries=10),
+    # Team alerts, payment links and CRM sync call third parties: like deliveries, never behind LLM turns.
+    func(cast(WorkerCoroutine, send_alert), max_tries=5),
+    # Transient Stripe failures retry with backoff (bounded per link by payments.service.MAX_LINK_ATTEMPTS).
+    func(cast(WorkerCoroutine, create_payment_link), max_tries=10),
+    # CRM failures back off (crm.service.backoff) up to crm.service.MAX_ATTEMPTS; the sweep re-enqueues due links.
+    func(cast(WorkerCoroutine, sync_crm), max_tries=12),
+]
+SCHEDULED_CRON_JOBS: list[CronJob] = [
+    cron(cast(WorkerCoroutine, release_expired_takeovers), second={0}, run_at_startup=False, unique=True, timeout=30),
+    cron(cast(WorkerCoroutine, sweep_stalled_turns), second={5, 20, 35, 50}, run_at_startup=True, timeout=30),
+    cron(cast(WorkerCoroutine, sweep_stalled_outbox), second={10, 25, 40, 55}, run_at_startup=True, timeout=30),
+    cron(
+        cast(WorkerCoroutine, drain_inbox_spool),
+        second=set(range(0, 60, DRAIN_EVERY_SECONDS)),
+        run_at_startup=True,
+        timeout=DRAIN_TIMEOUT_SECONDS,
+    ),
+    cron(cast(WorkerCoroutine, sweep_payment_links), second={30}, run_at_startup=False, timeout=30),
+    cron(cast(WorkerCoroutine, sweep_crm), second={15, 45}, run_at_startup=False, timeout=30),
+    cron(cast(WorkerCoroutine, dispatch_alerts), second=set(range(0, 60, DISPATCH_EVERY_SECONDS)), timeout=30),
+    cron(cast(WorkerCoroutine, follow_up_conversations), second={RUN_AT_SECOND}, unique=True, timeout=40),
+]
 
 
-def build_startup(settings: Settings | None, *, generator: ReplyGenerator | None = None) -> Any:
-    """The worker's on_startup; `None` reads the settings from the environment when the worker starts.
+def queue_options(settings: Settings, queue: str) -> dict[str, Any]:
+    """Keyword arguments for the arq `Worker` serving `queue`: its jobs, slots and timeouts (no context, no Redis)."""
+    options: dict[str, Any] = {
+        "queue_name": queue,
+        "job_timeout": settings.worker_job_timeout_seconds,
+        "max_tries": MAX_TRIES,
+        "keep_result": 0,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_SECONDS,
+        "allow_abort_jobs": True,
+        "poll_delay": POLL_DELAY_SECONDS,
+    }
+    if queue == queues.TURNS:
+        return {**options, "functions": TURN_FUNCTIONS, "cron_jobs": [], "max_jobs": settings.worker_max_jobs}
+    if queue == queues.MESSAGING:
+        return {
+            **options,
+            "functions": MESSAGING_FUNCTIONS,
+            "cron_jobs": [],
+            "max_jobs": settings.worker_messaging_max_jobs,
+        }
+    if queue == queues.SCHEDULED:
+        cron_jobs = [*SCHEDULED_CRON_JOBS, *inventory_cron_jobs(settings)]
+        return {**options, "functions": [], "cron_jobs": cron_jobs, "max_jobs": SCHEDULED_MAX_JOBS}
+    raise ValueError(f"unknown queue {queue!r}")
 
+
+def has_jobs(options: dict[str, Any]) -> bool:
+    """arq refuses a worker without functions or cron jobs (tests that leave the cron jobs out)."""
+    return bool(options["functions"] or options["cron_jobs"])
+
+
+def process_options(settings: Settings, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The workers of one process: the named queues (`salesbot worker --queues`), or every queue with jobs."""
+    chosen = [queues.BY_NAME[name] for name in names] if names else list(queues.BY_NAME.values())
+    return [options for options in (queue_options(settings, queue) for queue in chosen) if has_jobs(options)]
+
+
+@asynccontextmanager
+async def worker_process(
+    settings: Settings, *, slots: int, generator: ReplyGenerator | None = None
+) -> AsyncIterator[WorkerContext]:
+    """What a process's workers share, opened once: resources, providers, the loaded models and the agent.
+
+    `slots`: the jobs its workers run at once. A turn keeps its database transaction (and connection) open while
+    the agent runs, the model's think time included (`salesbot.conversations.turn`), so the pool has a connection
+    for every slot: a smaller pool would cap the turns at its size, whatever WORKER_MAX_JOBS says.
     `generator` replaces the production agent (`salesbot.agent.service.generate_reply`) in tests.
     """
-
-    async def startup(ctx: WorkerContext) -> None:
-        resolved = settings or get_settings()
-        tracing.setup(resolved.otel_exporter_otlp_endpoint, service="salesbot-worker", agent=True)
-        stack = AsyncExitStack()
-        ctx["exit_stack"] = stack
-        ctx["resources"] = await stack.enter_async_context(open_resources(resolved, redis=ctx["redis"]))
-        ctx["providers"] = build_providers(ctx["resources"])
-        await prepare_knowledge(ctx["resources"])  # loads the embedding model once, before the first turn
+    tracing.setup(settings.otel_exporter_otlp_endpoint, service="salesbot-worker", agent=True)
+    async with open_resources(settings, db_connections=slots) as resources:
+        ctx: WorkerContext = {"resources": resources, "providers": build_providers(resources)}
+        await prepare_knowledge(resources)  # loads the embedding model once, before the first turn
         await asyncio.to_thread(load_language_model)  # the language detector's model, off the event loop
         if generator is not None:
             ctx["reply_generator"] = generator
         # Resolved at startup so a worker without a working agent fails now, not on the first customer message.
         reply_generator(ctx)
         freeze_startup_heap()  # after the models are loaded: they are the bulk of what a full collection walks
-        log.info("worker.started", env=resolved.env.value)
-
-    return startup
+        yield ctx
 
 
-async def shutdown(ctx: WorkerContext) -> None:
-    stack = ctx.get("exit_stack")
-    if stack is not None:
-        await stack.aclose()
+async def serve(
+    settings: Settings,
+    options: Sequence[dict[str, Any]],
+    *,
+    burst: bool = False,
+    generator: ReplyGenerator | None = None,
+    handle_signals: bool = True,
+) -> None:
+    """Run one arq worker per entry of `options` in this event loop until a signal (or, in burst mode, until every
+    queue is empty). A worker that fails stops the others: the process exits and its supervisor restarts it."""
+    if not options:
+        raise RuntimeError("no queue with jobs to serve")
+    slots = sum(int(entry["max_jobs"]) for entry in options)
+    async with worker_process(settings, slots=slots, generator=generator) as shared:
+        workers = [
+            Worker(
+                **entry,
+                ctx={**shared},
+                redis_settings=redis_settings(settings.redis_url),
+                burst=burst,
+                handle_signals=False,  # one event loop has one handler per signal: installed below for all
+            )
+            for entry in options
+        ]
+
+        def stop(signum: signal.Signals) -> None:
+            for worker in workers:
+                worker.handle_sig(signum)  # arq's own shutdown: running jobs are cancelled and queued again
+
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop, signum)
+        log.info("worker.started", env=settings.env.value, queues=[worker.queue_name for worker in workers])
+        runs = [asyncio.ensure_future(worker.async_run()) for worker in workers]
+        try:
+            if burst:
+                await asyncio.gather(*runs)
+            else:
+                done, _ = await asyncio.wait(runs, return_when=asyncio.FIRST_COMPLETED)
+                for run in done:
+                    if not run.cancelled() and run.exception() is not None:
+                        raise cast(BaseException, run.exception())
+        finally:
+            for worker in workers:
+                await worker.close()  # cancels what still runs (a crash re-run recovers it), drops the heartbeat
+            await asyncio.gather(*runs, return_exceptions=True)
     log.info("worker.stopped")
 
 
-class WorkerSettings:
-    """The worker's jobs and limits; `salesbot worker` runs it with the configured Redis URL."""
-
-    functions: ClassVar[list[WorkerCoroutine | Function]] = [
-        # Retries: crash re-runs (SIGKILL), agent errors (TURN_ATTEMPTS) and not-yet-due wake-ups re-enqueue
-        # themselves under new ids, so a small budget suffices.
-        func(cast(WorkerCoroutine, run_turn), max_tries=TURN_ATTEMPTS + 5),
-        # Each transient send failure is an arq Retry of the same job (bounded per message by
-        # OUTBOX_MAX_SEND_ATTEMPTS); the budget covers several messages of one conversation.
-        func(cast(WorkerCoroutine, deliver_outbox), max_tries=50),
-        func(cast(WorkerCoroutine, apply_takeover), max_tries=10),
-        func(cast(WorkerCoroutine, send_alert), max_tries=5),
-        # Transient Stripe failures retry with backoff (bounded per link by payments.service.MAX_LINK_ATTEMPTS).
-        func(cast(WorkerCoroutine, create_payment_link), max_tries=10),
-        # CRM failures back off (crm.service.backoff) up to crm.service.MAX_ATTEMPTS; the sweep re-enqueues due links.
-        func(cast(WorkerCoroutine, sync_crm), max_tries=12),
-    ]
-    cron_jobs: ClassVar[list[Any]] = [
-        cron(
-            cast(WorkerCoroutine, release_expired_takeovers), second={0}, run_at_startup=False, unique=True, timeout=30
-        ),
-        cron(cast(WorkerCoroutine, sweep_stalled_turns), second={5, 20, 35, 50}, run_at_startup=True, timeout=30),
-        cron(cast(WorkerCoroutine, sweep_stalled_outbox), second={10, 25, 40, 55}, run_at_startup=True, timeout=30),
-        cron(cast(WorkerCoroutine, sweep_payment_links), second={30}, run_at_startup=False, timeout=30),
-        cron(cast(WorkerCoroutine, sweep_crm), second={15, 45}, run_at_startup=False, timeout=30),
-        cron(
-            cast(WorkerCoroutine, drain_inbox_spool),
-            second=set(range(0, 60, DRAIN_EVERY_SECONDS)),
-            run_at_startup=True,
-            timeout=DRAIN_TIMEOUT_SECONDS,
-        ),
-    ]
-    cron_jobs.append(cron(cast(WorkerCoroutine, dispatch_alerts), second=set(range(0, 60, DISPATCH_EVERY_SECONDS))))
-    cron_jobs.append(
-        cron(cast(WorkerCoroutine, follow_up_conversations), second={RUN_AT_SECOND}, unique=True, timeout=40)
-    )
-    on_startup = staticmethod(build_startup(None))
-    on_shutdown = staticmethod(shutdown)
-    job_timeout = JOB_TIMEOUT_SECONDS
-    max_tries = 8
-    keep_result = 0
-    health_check_interval = HEALTH_CHECK_INTERVAL_SECONDS
-    allow_abort_jobs = True
-    poll_delay = POLL_DELAY_SECONDS
-
-
-def worker_options(settings: Settings, *, generator: ReplyGenerator | None = None) -> dict[str, Any]:
-    """Keyword arguments for `arq.worker.Worker` (used by the CLI and by tests with their own settings)."""
-    return {
-        "functions": WorkerSettings.functions,
-        "cron_jobs": [*WorkerSettings.cron_jobs, *inventory_cron_jobs(settings)],
-        "on_startup": build_startup(settings, generator=generator),
-        "on_shutdown": shutdown,
-        "job_timeout": settings.worker_job_timeout_seconds,
-        "max_tries": WorkerSettings.max_tries,
-        "keep_result": WorkerSettings.keep_result,
-        "health_check_interval": WorkerSettings.health_check_interval,
-        "allow_abort_jobs": WorkerSettings.allow_abort_jobs,
-        "redis_settings": redis_settings(settings.redis_url),
-    }
-
-
-def crash_recovery_seconds(settings: Settings) -> float:
-    """How long arq leaves the job of a SIGKILLed worker alone before another worker runs it again."""
-    return settings.worker_job_timeout_seconds + 10
-
-
-def build_worker(settings: Settings, *, burst: bool = False) -> Any:
-    """The production worker (`salesbot worker`)."""
-    from arq.worker import Worker
-
-    worker = Worker(**worker_options(settings), burst=burst, poll_delay=WorkerSettings.poll_delay)
-    # arq leases every job for the longest timeout of ANY function + 10 s, cron jobs included: with the inventory
-    # sync (300 s) configured, a crashed worker's conversation turn would wait over five minutes. Lease by the job
-    # timeout instead. A longer job (the inventory sync) that outlives its lease may be started a second time,
-    # which is harmless: it is idempotent and serialised by the catalog lock.
-    worker.in_progress_timeout_s = crash_recovery_seconds(settings)
-    return worker
-
-
-def run_worker(settings: Settings, *, burst: bool = False) -> None:
+def run_worker(settings: Settings, *, queue_names: Sequence[str] | None = None, burst: bool = False) -> None:
     configure_logging(settings.log_level, phone_region=settings.phone_default_region)
-    build_worker(settings, burst=burst).run()
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(serve(settings, process_options(settings, queue_names), burst=burst))

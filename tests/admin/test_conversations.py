@@ -12,6 +12,7 @@ from arq.connections import ArqRedis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salesbot import queues
 from salesbot.models import (
     Author,
     Channel,
@@ -280,7 +281,7 @@ async def test_a_manager_message_goes_to_the_outbox_and_its_delivery_is_schedule
     ]
     assert rows[0].idempotency_key
     assert (await reload(sessionmaker, conversation_id)).owner is Owner.HUMAN
-    queued = await redis.queued_jobs()
+    queued = await redis.queued_jobs(queue_name=queues.MESSAGING)
     assert [(job.function, job.args) for job in queued] == [("deliver_outbox", (conversation_id,))]
     page = await manager.get(f"/admin/conversation/details/{conversation_id}")
     assert "Message queued for delivery." in page.text
@@ -300,7 +301,7 @@ async def test_an_invalid_manager_message_changes_nothing(
     async with sessionmaker() as session:
         assert (await session.scalars(select(Message))).all() == []
     assert (await reload(sessionmaker, chat.conversation.id)).owner is Owner.BOT
-    assert await redis.queued_jobs() == []
+    assert await redis.queued_jobs(queue_name=queues.MESSAGING) == []
     page = await manager.get(f"/admin/conversation/details/{chat.conversation.id}")
     assert "Write a message of 1 to 4096 characters." in page.text
 

@@ -169,7 +169,8 @@ async def test_a_handoff_without_a_request_is_a_handoff_alert(pipeline: Pipeline
 async def test_the_dispatcher_and_the_job_deliver_committed_alerts_once(alert_resources: AlertResources) -> None:
     from arq.worker import Worker
 
-    from salesbot.worker import WorkerSettings
+    from salesbot import queues
+    from salesbot.worker import MESSAGING_FUNCTIONS
 
     async with (
         telegram_server() as api,
@@ -189,7 +190,8 @@ async def test_the_dispatcher_and_the_job_deliver_committed_alerts_once(alert_re
             worker_ctx["resources"] = resources
 
         worker = Worker(
-            functions=WorkerSettings.functions,
+            functions=MESSAGING_FUNCTIONS,
+            queue_name=queues.MESSAGING,
             redis_pool=resources.redis,
             on_startup=startup,
             burst=True,

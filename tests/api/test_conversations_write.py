@@ -10,6 +10,7 @@ from arq.connections import ArqRedis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salesbot import queues
 from salesbot.models import (
     Author,
     Conversation,
@@ -204,7 +205,9 @@ async def test_a_manager_message_is_queued_through_the_outbox(
     assert conversation.owner is Owner.HUMAN
     assert conversation.owner_until is not None
     assert conversation.owner_until - datetime.now(UTC) > timedelta(hours=11)
-    assert [(job.function, job.args) for job in await redis.queued_jobs()] == [("deliver_outbox", (conversation_id,))]
+    assert [(job.function, job.args) for job in await redis.queued_jobs(queue_name=queues.MESSAGING)] == [
+        ("deliver_outbox", (conversation_id,))
+    ]
 
 
 async def test_a_long_manager_message_is_split_in_order(api: httpx.AsyncClient, sessionmaker: Sessionmaker) -> None:
@@ -234,4 +237,4 @@ async def test_bad_manager_messages_are_422_and_queue_nothing(
     assert any(error["loc"][0] == "body" for error in response.json()["detail"])
     async with sessionmaker() as session:
         assert (await session.scalars(select(Message))).all() == []
-    assert await redis.queued_jobs() == []
+    assert await redis.queued_jobs(queue_name=queues.MESSAGING) == []

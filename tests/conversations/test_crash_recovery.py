@@ -99,8 +99,10 @@ async def test_sigkill_mid_generation_and_after_provider_accepted_yields_exactly
             "DEBOUNCE_MAX_SECONDS": "1",
             "OUTBOX_PACING_SECONDS": "0",
             "WORKER_JOB_TIMEOUT_SECONDS": str(JOB_TIMEOUT_SECONDS),
-            # Above the per-chat lock TTL (job timeout + 2 s), as arq's own job timeout + 10 s is in production.
-            "CRASH_TEST_LEASE_SECONDS": str(JOB_TIMEOUT_SECONDS + 3),
+            # The inventory sync allows itself 300 s; the killed turns and deliveries must still be re-run after
+            # their own job timeout + 10 s (within `eventually`'s minute), not after the sync's 310 s.
+            "INVENTORY_SOURCE": "file",
+            "INVENTORY_FILE_PATH": str(tmp_path / "no-stock-file-yet.csv"),
         }
         worker = WorkerProcess(env, tmp_path / "worker.log")
         worker.start()

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesbot import queues
 from salesbot.agent.eval.runner import ChatDriver
 from salesbot.agent.service import SalesAgentService
 from salesbot.crm import service as crm_service
@@ -18,7 +19,7 @@ from salesbot.crm.tasks import schedule_crm_sync
 from salesbot.models import CrmLink, CrmObject, CrmSyncState, Product, SalesStage
 from salesbot.resources import Resources
 from salesbot.settings import CrmSettings, Settings
-from salesbot.worker import WorkerSettings
+from salesbot.worker import MESSAGING_FUNCTIONS
 from tests.agent.scripted import Script, call
 from tests.crm.conftest import ResourcesFor, hubspot_settings
 from tests.fakes.crm_api import FakeHubSpot
@@ -107,7 +108,8 @@ async def run_jobs(resources: Resources) -> None:
         ctx["resources"] = resources
 
     worker = Worker(
-        functions=WorkerSettings.functions,
+        functions=MESSAGING_FUNCTIONS,
+        queue_name=queues.MESSAGING,
         on_startup=startup,
         redis_pool=resources.redis,
         burst=True,

@@ -1,19 +1,17 @@
-"""A worker process for crash tests: the production worker (settings from the environment, real job functions and
-providers) with a scripted agent that hangs on its first call per conversation, so the test can SIGKILL it
-mid-generation. Run as `python -m tests.fakes.crash_worker`.
+"""A worker process for crash tests: the production worker process (settings from the environment, one arq worker
+per queue, real job functions and providers) with a scripted agent that hangs on its first call per conversation,
+so the test can SIGKILL it mid-generation. Run as `python -m tests.fakes.crash_worker`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-
-from arq.worker import Worker
+import contextlib
 
 from salesbot.agent.reply import AgentReply, ReplyRequest
 from salesbot.kit.logging import configure_logging
 from salesbot.settings import get_settings
-from salesbot.worker import worker_options
+from salesbot.worker import has_jobs, process_options, serve
 
 HANGING_KEY = "test:crash:hanging"
 
@@ -30,16 +28,15 @@ async def scripted_reply(request: ReplyRequest) -> AgentReply:
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
-    options = worker_options(settings, generator=scripted_reply)
-    # Sweeps stay out of the way: recovery here must come from arq re-running the killed worker's jobs.
-    options["cron_jobs"] = []
-    worker = Worker(**options, poll_delay=0.05)
-    # arq re-runs a dead worker's job when its in-progress key expires (job timeout + 10 s). The test shortens
-    # that lease, keeping it above the per-chat lock's TTL (job timeout + 2 s) exactly as in production.
-    lease = os.environ.get("CRASH_TEST_LEASE_SECONDS")
-    if lease:
-        worker.in_progress_timeout_s = float(lease)
-    worker.run()
+    # Sweeps stay out of the way: recovery here must come from arq re-running the killed worker's jobs. The
+    # scheduled queue keeps the inventory sync (when the test configures one) and with it its 300 s timeout.
+    options = [
+        {**entry, "cron_jobs": [job for job in entry["cron_jobs"] if job.name == "sync_inventory"]}
+        for entry in process_options(settings)
+    ]
+    options = [entry for entry in options if has_jobs(entry)]
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(serve(settings, options, generator=scripted_reply))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from arq.connections import ArqRedis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from salesbot import queues
 from salesbot.devstack import EmbeddedRedis
 from salesbot.inbox import burst
 from salesbot.resources import redis_settings
@@ -79,7 +80,7 @@ async def play(url: str, steps: list[tuple[str, int]]) -> None:
                 assert enqueued is (model.enqueued == 0)
                 model.enqueued += 1
                 model.first, model.last = first, last
-                assert await redis.zscore("arq:queue", f"turn:{conversation}:{model.generation}") is not None
+                assert await redis.zscore(queues.TURNS, f"turn:{conversation}:{model.generation}") is not None
             else:
                 due = model.due()
                 take = await burst.take_burst(redis, SETTINGS, conversation)
@@ -100,7 +101,7 @@ async def play(url: str, steps: list[tuple[str, int]]) -> None:
         keys = [f"sb:burst:{conversation}"]
         keys += [f"arq:job:turn:{conversation}:{generation}" for generation in range(model.generation + 1)]
         await redis.delete(*keys)
-        await redis.zrem("arq:queue", *[f"turn:{conversation}:{g}" for g in range(model.generation + 1)])
+        await redis.zrem(queues.TURNS, *[f"turn:{conversation}:{g}" for g in range(model.generation + 1)])
         await redis.aclose()
 
 

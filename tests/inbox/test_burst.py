@@ -6,13 +6,14 @@ import asyncio
 
 from arq.connections import ArqRedis
 
+from salesbot import queues
 from salesbot.inbox.burst import signal_message, take_burst
 from salesbot.kit.redis_lock import FlaggingLock
 from salesbot.settings import ConversationSettings
 
 
 async def queued(redis: ArqRedis) -> list[str]:
-    return [job_id.decode() for job_id in await redis.zrange("arq:queue", 0, -1)]
+    return [job_id.decode() for job_id in await redis.zrange(queues.TURNS, 0, -1)]
 
 
 async def test_a_burst_coalesces_into_one_job_and_a_new_generation_after_the_take(redis: ArqRedis) -> None:

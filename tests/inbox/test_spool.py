@@ -33,7 +33,7 @@ from salesbot.messaging.base import InboundEvent, InboundMessage, WebhookRequest
 from salesbot.messaging.registry import build_providers
 from salesbot.models import Author, Channel, DeliveryStatus, Direction
 from salesbot.resources import Resources
-from salesbot.worker import WorkerSettings
+from salesbot.worker import SCHEDULED_CRON_JOBS
 from tests.fakes.pipeline import PUBLIC_BASE_URL, WAZZUP_SECRET, Pipeline, twilio_params, wazzup_message
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -326,7 +326,7 @@ async def test_readyz_reports_the_backlog(outage: Outage) -> None:
 async def test_the_worker_drains_the_spool_from_a_cron_job_that_also_runs_at_startup(
     outage: Outage, pipeline: Pipeline
 ) -> None:
-    [job] = [job for job in WorkerSettings.cron_jobs if job.name == "cron:drain_inbox_spool"]
+    [job] = [job for job in SCHEDULED_CRON_JOBS if job.name == "cron:drain_inbox_spool"]
     assert job.run_at_startup
     assert job.second is not None
     assert len(job.second) >= 6  # noticed within seconds of the database coming back

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 import pytest
 from sqlalchemy import func, select
 
+from salesbot import queues
 from salesbot.inbox.router import EMPTY_TWIML
 from salesbot.messaging.twilio import compute_signature
 from salesbot.models import Author, Channel, DeliveryStatus, Direction, Message
@@ -30,7 +31,7 @@ async def count_messages(pipeline: Pipeline) -> int:
 
 
 async def turn_jobs(pipeline: Pipeline) -> list[str]:
-    ids = await pipeline.redis.zrange("arq:queue", 0, -1)
+    ids = await pipeline.redis.zrange(queues.TURNS, 0, -1)
     return [job_id.decode() for job_id in ids if job_id.startswith(b"turn:")]
 
 

@@ -14,6 +14,7 @@ import respx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesbot import queues
 from salesbot.db import unit_of_work
 from salesbot.knowledge.ingest import ingest_product_file
 from salesbot.knowledge.inventory.base import (
@@ -29,7 +30,7 @@ from salesbot.knowledge.tasks import inventory_cron_jobs, run_inventory_sync, sy
 from salesbot.models import Product
 from salesbot.resources import Resources
 from salesbot.settings import InventorySettings, Settings
-from salesbot.worker import worker_options
+from salesbot.worker import queue_options
 from tests.fakes.embedder import RecordingEmbedder
 from tests.knowledge.test_ingest_products import write_csv
 
@@ -278,8 +279,9 @@ def test_cron_job_is_registered_only_when_configured(settings: Settings, tmp_pat
     [job] = inventory_cron_jobs(configured)
     assert job.name == "sync_inventory"
     assert job.minute == {0, 20, 40}
-    assert any(getattr(cron, "name", "") == "sync_inventory" for cron in worker_options(configured)["cron_jobs"])
-    assert not any(getattr(cron, "name", "") == "sync_inventory" for cron in worker_options(settings)["cron_jobs"])
+    # The scheduled queue's worker runs it, with its own timeout, beside the other cron jobs.
+    assert "sync_inventory" in [cron.name for cron in queue_options(configured, queues.SCHEDULED)["cron_jobs"]]
+    assert "sync_inventory" not in [cron.name for cron in queue_options(settings, queues.SCHEDULED)["cron_jobs"]]
     hourly = _with_inventory(settings, source="file", file_path="x.csv", sync_minutes=180)
     assert inventory_cron_jobs(hourly)[0].hour == {0, 3, 6, 9, 12, 15, 18, 21}
     with pytest.raises(ValueError, match="INVENTORY_SOURCE"):

@@ -18,6 +18,7 @@ from prometheus_client.samples import Sample
 from pydantic import ValidationError
 from sqlalchemy import make_url
 
+from salesbot import queues
 from salesbot.agent.reply import LLMUsage
 from salesbot.app import create_app
 from salesbot.conversations.repository import add_llm_usage
@@ -55,7 +56,7 @@ async def test_a_conversation_is_counted_from_the_webhook_to_the_delivery(pipeli
     assert value(before, "salesbot_metrics_source_up", source="redis") == 1
     assert value(before, "salesbot_metrics_source_up", source="database") == 1
     assert value(before, "salesbot_webhooks_total", provider="wazzup", outcome="accepted") == 0
-    assert value(before, "salesbot_queue_jobs", queue="arq:queue", state="ready") == 0
+    assert value(before, "salesbot_queue_jobs", queue=queues.TURNS, state="ready") == 0
 
     body = json.dumps({"messages": [wazzup_message(CHAT, "Do you have red chairs?")]}).encode()
     assert (await pipeline.wazzup(body)).status_code == 200
@@ -66,7 +67,7 @@ async def test_a_conversation_is_counted_from_the_webhook_to_the_delivery(pipeli
 
     queued = await scrape(pipeline.client)
     # The burst's turn waits in the queue for the end of the debounce window.
-    assert value(queued, "salesbot_queue_jobs", queue="arq:queue", state="deferred") == 1
+    assert value(queued, "salesbot_queue_jobs", queue=queues.TURNS, state="deferred") == 1
 
     await pipeline.worker.drain()
     after = await scrape(pipeline.client)
@@ -81,8 +82,8 @@ async def test_a_conversation_is_counted_from_the_webhook_to_the_delivery(pipeli
     assert value(after, "salesbot_delivery_attempts_total", provider="wazzup", outcome="sent") == 1
     assert value(after, "salesbot_outbound_messages", status="sent") == 1
     assert value(after, "salesbot_conversations", status="active", owner="bot") == 1
-    assert value(after, "salesbot_queue_jobs", queue="arq:queue", state="ready") == 0
-    assert value(after, "salesbot_queue_jobs", queue="arq:queue", state="deferred") == 0
+    assert value(after, "salesbot_queue_jobs", queue=queues.TURNS, state="ready") == 0
+    assert value(after, "salesbot_queue_jobs", queue=queues.TURNS, state="deferred") == 0
     assert value(after, "salesbot_inbox_spool_entries", state="pending") == 0
 
     # One observation per histogram; the buckets are cumulative and end in +Inf = count.

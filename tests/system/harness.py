@@ -146,12 +146,13 @@ async def _seed_demo(database_url: str) -> None:
 
 
 class SalesbotProcess:
-    """One `salesbot serve` or `salesbot worker` subprocess."""
+    """One `salesbot serve` or `salesbot worker` subprocess (a worker serves `queues`, default all)."""
 
-    def __init__(self, kind: str, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, kind: str, env: dict[str, str], log_path: Path, *, queues: Sequence[str] = ()) -> None:
         if kind not in ("api", "worker"):
             raise ValueError(kind)
         self.kind = kind
+        self.queues = list(queues)
         self.env = env
         self.log_path = log_path
         self.port = free_port() if kind == "api" else 0
@@ -177,7 +178,7 @@ class SalesbotProcess:
             return
         command = [str(SALESBOT), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         if self.kind == "worker":
-            command = [str(SALESBOT), "worker"]
+            command = [str(SALESBOT), "worker", *(["--queues", ",".join(self.queues)] if self.queues else [])]
         with self.log_path.open("ab") as log:
             log.write(f"\n=== start #{self.starts + 1} at {datetime.now(UTC).isoformat()} ===\n".encode())
             self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log)
@@ -656,7 +657,17 @@ class System:
     def workers(self) -> list[SalesbotProcess]:
         return [p for p in self.processes if p.kind == "worker"]
 
-    async def start(self, *, workers: int = 1, api: bool = True, apis: int = 1, ready_timeout: float = 60) -> None:
+    async def start(
+        self,
+        *,
+        workers: int = 1,
+        api: bool = True,
+        apis: int = 1,
+        queues: Sequence[Sequence[str]] = (),
+        timeout: float = 180,
+    ) -> None:
+        """Start `apis` API processes (scale-out: all behind the same PostgreSQL and Redis) and `workers` worker
+        processes; `queues[i]` limits worker i to those queues (`salesbot worker --queues`, for scale-out layouts)."""
         env = self.env()
         if api:
             self.processes.append(SalesbotProcess("api", env, self.workdir / "api.log"))
@@ -664,10 +675,12 @@ class System:
             for index in range(1, apis):
                 self.processes.append(SalesbotProcess("api", env, self.workdir / f"api-{index + 1}.log"))
         for index in range(workers):
-            self.processes.append(SalesbotProcess("worker", env, self.workdir / f"worker-{index + 1}.log"))
+            chosen = queues[index] if index < len(queues) else ()
+            log = self.workdir / f"worker-{index + 1}.log"
+            self.processes.append(SalesbotProcess("worker", env, log, queues=chosen))
         for process in self.processes:
             process.start()
-        await asyncio.gather(*(process.ready(timeout=ready_timeout) for process in self.processes))
+        await asyncio.gather(*(process.ready(timeout) for process in self.processes))
 
     def logs(self) -> str:
         return "\n".join(process.log_text() for process in self.processes)

@@ -118,7 +118,7 @@ async def test_two_apis_three_workers_duplicate_storm_and_worker_kills(
         system.llm.latency = 0.3
         # Accepted sends are answered late: some kills land after the provider took the message.
         system.provider.stall_after_accept = 0.2
-        await system.start(workers=3, apis=2, ready_timeout=READY_TIMEOUT)
+        await system.start(workers=3, apis=2, timeout=READY_TIMEOUT)
         assert len(system.apis) == 2
         apis = [webhooks_to(api) for api in system.apis]
         # Wazzup echoes every bot send back (to the second API process) before answering the send call.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from salesbot import queues
 from salesbot.alerts import delivery, repository
 from salesbot.alerts.base import AlertSender
 from salesbot.db import unit_of_work
@@ -35,6 +36,7 @@ async def send_alert(ctx: WorkerContext, alert_id: int) -> str:
             SEND_ALERT_JOB,
             alert_id,
             _job_id=f"alert:{alert_id}:at:{int(report.retry_at.timestamp() * 1000)}",
+            _queue_name=queues.MESSAGING,
             _defer_until=report.retry_at,
         )
     return f"sent={report.sent} failed={report.failed} retry={report.retry_at is not None}"
@@ -52,7 +54,9 @@ async def dispatch_alerts(ctx: WorkerContext) -> int:
         )
     tick = int(now.timestamp()) // DISPATCH_EVERY_SECONDS
     for alert_id in due:
-        await resources.redis.enqueue_job(SEND_ALERT_JOB, alert_id, _job_id=f"alert:{alert_id}:tick:{tick}")
+        await resources.redis.enqueue_job(
+            SEND_ALERT_JOB, alert_id, _job_id=f"alert:{alert_id}:tick:{tick}", _queue_name=queues.MESSAGING
+        )
     if due:
         log.info("alerts.dispatched", count=len(due))
     return len(due)

@@ -8,6 +8,7 @@ import uuid
 from arq import Retry
 from arq.connections import ArqRedis
 
+from salesbot import queues
 from salesbot.crm import repository, service
 from salesbot.crm.base import CrmProvider
 from salesbot.crm.hubspot import HubSpotCrm
@@ -48,7 +49,9 @@ def crm_provider(resources: Resources) -> CrmProvider | None:
 
 async def _enqueue(redis: ArqRedis, conversation_ids: list[int], *, suffix: str) -> None:
     for conversation_id in conversation_ids:
-        await redis.enqueue_job(SYNC_JOB, conversation_id, _job_id=f"crm:{conversation_id}:{suffix}")
+        await redis.enqueue_job(
+            SYNC_JOB, conversation_id, _job_id=f"crm:{conversation_id}:{suffix}", _queue_name=queues.MESSAGING
+        )
 
 
 async def schedule_crm_sync(resources: Resources, conversation_id: int) -> None:

@@ -9,13 +9,17 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
+from salesbot import queues
 from salesbot.agent.playbook import load_playbook
 from salesbot.inbox import spool
 from salesbot.resources import Resources
 from salesbot.settings import Settings
 
-# arq writes this key (with a TTL) on every health check of a running worker.
-WORKER_HEARTBEAT_KEY = "arq:queue:health-check"
+# arq writes these keys (with a TTL) on every health check of a running worker: one per queue (a worker process
+# serves them all unless started with `--queues`).
+WORKER_HEARTBEAT_KEY = queues.heartbeat_key(queues.TURNS)
+MESSAGING_HEARTBEAT_KEY = queues.heartbeat_key(queues.MESSAGING)
+SCHEDULED_HEARTBEAT_KEY = queues.heartbeat_key(queues.SCHEDULED)
 CHECK_TIMEOUT_SECONDS = 2.0
 
 
@@ -46,10 +50,15 @@ async def _redis(resources: Resources) -> str:
 
 
 async def _worker(resources: Resources) -> str:
-    heartbeat = await resources.redis.get(WORKER_HEARTBEAT_KEY)
-    if heartbeat is None:
-        raise RuntimeError("no worker heartbeat in the last interval (is `salesbot worker` running?)")
-    return heartbeat.decode() if isinstance(heartbeat, bytes) else str(heartbeat)
+    found = await resources.redis.mget(WORKER_HEARTBEAT_KEY, MESSAGING_HEARTBEAT_KEY, SCHEDULED_HEARTBEAT_KEY)
+    beats = dict(zip(("turns", "messaging", "scheduled"), found, strict=True))
+    missing = [queue for queue, beat in beats.items() if beat is None]
+    if missing:
+        raise RuntimeError(
+            f"no worker heartbeat for the {' and '.join(missing)} queue in the last interval"
+            " (is `salesbot worker` running?)"
+        )
+    return "; ".join(f"{queue}: {beat.decode() if isinstance(beat, bytes) else beat}" for queue, beat in beats.items())
 
 
 def describe_playbook(settings: Settings) -> str:

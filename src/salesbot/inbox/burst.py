@@ -24,6 +24,7 @@ from datetime import timedelta
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, result_key_prefix
 
+from salesbot import queues
 from salesbot.settings import ConversationSettings
 
 TURN_JOB = "run_turn"
@@ -116,7 +117,13 @@ async def signal_messages(redis: ArqRedis, settings: ConversationSettings, conve
     missing = [job for job, count in zip(jobs, known, strict=True) if not count]
     enqueued = await asyncio.gather(
         *(
-            redis.enqueue_job(TURN_JOB, conversation_id, _job_id=job_id, _defer_by=timedelta(milliseconds=delay_ms))
+            redis.enqueue_job(
+                TURN_JOB,
+                conversation_id,
+                _job_id=job_id,
+                _queue_name=queues.TURNS,
+                _defer_by=timedelta(milliseconds=delay_ms),
+            )
             for conversation_id, job_id, delay_ms in missing
         ),
         return_exceptions=True,
@@ -153,6 +160,7 @@ async def schedule_turn_at(
         TURN_JOB,
         conversation_id,
         _job_id=f"turn:{conversation_id}:{generation}:{due_ms}",
+        _queue_name=queues.TURNS,
         _defer_by=timedelta(milliseconds=wait_ms),
     )
 
@@ -168,5 +176,6 @@ async def schedule_turn_now(
         TURN_JOB,
         conversation_id,
         _job_id=f"turn:{conversation_id}:{job_suffix or uuid.uuid4().hex}",
+        _queue_name=queues.TURNS,
         _defer_by=timedelta(milliseconds=defer_ms) if defer_ms else None,
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesbot import queues
 from salesbot.conversations import consent
 from salesbot.conversations import repository as conversations
 from salesbot.db import unit_of_work
@@ -275,7 +276,13 @@ async def _after_commit(resources: Resources, pending: _Pending) -> None:
         log.warning("inbox.turn_signal_failed", conversations=len(pending.turns), error=type(exc).__name__)
     for conversation_id, message_id in pending.takeovers:
         try:
-            await redis.enqueue_job(TAKEOVER_JOB, conversation_id, message_id, _job_id=f"takeover:{message_id}")
+            await redis.enqueue_job(
+                TAKEOVER_JOB,
+                conversation_id,
+                message_id,
+                _job_id=f"takeover:{message_id}",
+                _queue_name=queues.MESSAGING,
+            )
         except RedisError as exc:
             # The delivery gate still holds back bot replies older than the manager's message.
             log.warning("inbox.takeover_signal_failed", conversation=conversation_id, error=type(exc).__name__)

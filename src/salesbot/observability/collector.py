@@ -17,12 +17,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from arq.constants import default_queue_name
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
+from salesbot import queues
 from salesbot.inbox import spool
 from salesbot.kit import metrics as fleet
 from salesbot.kit.logging import get_logger
@@ -33,7 +33,7 @@ from salesbot.resources import Resources
 log = get_logger(__name__)
 
 # The arq queues the workers consume (a worker started with another queue name adds it here).
-QUEUE_NAMES: tuple[str, ...] = (default_queue_name,)
+QUEUE_NAMES: tuple[str, ...] = tuple(queues.BY_NAME.values())
 
 
 @dataclass

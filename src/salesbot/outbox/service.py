@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesbot import queues
 from salesbot.alerts import service as alerts
 from salesbot.kit.hashing import short_hash
 from salesbot.kit.logging import get_logger
@@ -132,7 +133,9 @@ async def schedule_delivery(redis: ArqRedis, conversation_id: int) -> None:
     """
     generation = await redis.get(_generation_key(conversation_id))
     suffix = generation.decode() if isinstance(generation, bytes) else "0"
-    await redis.enqueue_job(DELIVER_JOB, conversation_id, _job_id=f"deliver:{conversation_id}:{suffix}")
+    await redis.enqueue_job(
+        DELIVER_JOB, conversation_id, _job_id=f"deliver:{conversation_id}:{suffix}", _queue_name=queues.MESSAGING
+    )
 
 
 async def start_generation(redis: Redis, conversation_id: int) -> None:
@@ -145,6 +148,7 @@ async def schedule_delivery_extra(redis: ArqRedis, conversation_id: int, *, defe
         DELIVER_JOB,
         conversation_id,
         _job_id=f"deliver:{conversation_id}:extra:{uuid.uuid4().hex}",
+        _queue_name=queues.MESSAGING,
         _defer_by=defer_seconds or None,
     )
 

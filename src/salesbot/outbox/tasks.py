@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from arq import Retry
 
+from salesbot import queues
 from salesbot.db import unit_of_work
 from salesbot.kit import tracing
 from salesbot.kit.logging import get_logger
@@ -67,6 +68,7 @@ async def deliver_outbox(ctx: WorkerContext, conversation_id: int) -> str:
             service.DELIVER_JOB,
             conversation_id,
             _job_id=f"deliver:{conversation_id}:due:{due_ms}",
+            _queue_name=queues.MESSAGING,
             _defer_until=report.waiting_until,
         )
         return "waiting"

@@ -8,6 +8,7 @@ from datetime import timedelta
 from arq import Retry
 from arq.connections import ArqRedis
 
+from salesbot import queues
 from salesbot.db import unit_of_work
 from salesbot.kit.logging import get_logger
 from salesbot.models._columns import utcnow
@@ -33,7 +34,9 @@ def checkout_provider(resources: Resources) -> CheckoutProvider:
 
 async def schedule_links(redis: ArqRedis, link_ids: list[int] | tuple[int, ...], *, suffix: str = "") -> None:
     for link_id in link_ids:
-        await redis.enqueue_job(CREATE_LINK_JOB, link_id, _job_id=f"payment-link:{link_id}{suffix}")
+        await redis.enqueue_job(
+            CREATE_LINK_JOB, link_id, _job_id=f"payment-link:{link_id}{suffix}", _queue_name=queues.MESSAGING
+        )
 
 
 async def schedule_pending_links(resources: Resources, conversation_id: int) -> None:
