@@ -55,6 +55,10 @@ MIN_CANDIDATES = 20
 DESCRIPTION_CHARS = 280
 # hnsw.ef_search is capped at 1000 by pgvector.
 EF_SEARCH_MAX = 1000
+# The smallest candidate list the HNSW scan keeps. With the default embedder (USE, 512 dims) on 24,576 products
+# (bench/bench_search.py, two runs), recall@10 against exact search is 0.80-0.84 at 100, 0.93-0.94 at 400 and
+# 0.96-0.97 at 800, for a p95 of 1.5, 2.8 and 4.8-6 ms: 800 buys the last misses for about 3 ms.
+EF_SEARCH_MIN = 800
 # Category consensus in the vector branch (tuned on bench/data/search_quality.json): a candidate's score is its
 # cosine similarity + CONSENSUS_WEIGHT x the mean similarity of its category's best CONSENSUS_TOP candidates.
 CONSENSUS_WEIGHT = 0.25
@@ -70,12 +74,13 @@ class ScanPlan:
 
 def plan_vector_scan(version: tuple[int, ...], *, filtered: bool, fetch: int) -> ScanPlan:
     """How to scan the HNSW index for `fetch` rows; filtered scans on pgvector < 0.8 over-fetch."""
-    ef_search = min(EF_SEARCH_MAX, max(100, 2 * fetch))
+    ef_search = min(EF_SEARCH_MAX, max(EF_SEARCH_MIN, 2 * fetch))
     if not filtered:
         return ScanPlan((("hnsw.ef_search", str(ef_search)),))
     if supports_iterative_scan(version):
         return ScanPlan((("hnsw.ef_search", str(ef_search)), ("hnsw.iterative_scan", "strict_order")))
-    return ScanPlan((("hnsw.ef_search", str(min(EF_SEARCH_MAX, max(400, 10 * fetch)))),))
+    # No iterative scan: the filter drops candidates after the scan, so keep as many as pgvector allows.
+    return ScanPlan((("hnsw.ef_search", str(EF_SEARCH_MAX)),))
 
 
 def reciprocal_rank_fusion(*rankings: Sequence[int], k: int = RRF_K) -> list[tuple[int, float]]:
