@@ -16,7 +16,7 @@ from wtforms.validators import Length, Optional, Regexp
 from salesbot.accounts import service as accounts
 from salesbot.accounts.service import EMAIL_REGEX
 from salesbot.admin.auth import csrf_token, current_actor
-from salesbot.admin.context import SalesbotModelView, _pk, _when, checked_form
+from salesbot.admin.context import ReadOnlyModelView, SalesbotModelView, _pk, _when, checked_form
 from salesbot.admin.filters import DistinctValuesFilter
 from salesbot.audit import repository as audit
 from salesbot.audit.actor import Actor
@@ -137,15 +137,10 @@ class ApiTokenAdmin(AdminOnlyView, model=ApiToken):
         return RedirectResponse(request.url_for("admin:details", identity=self.identity, pk=str(pk)), status_code=303)
 
 
-class AuditLogAdmin(SalesbotModelView, model=AuditEvent):
+class AuditLogAdmin(ReadOnlyModelView, model=AuditEvent):
     name = "Audit log"
     name_plural = "Audit log"
     icon = "fa-solid fa-clipboard-list"
-    can_create = False
-    can_edit = False
-    can_delete = False
-    can_export = False
-    page_size = 50
     column_list: ClassVar[Any] = [
         AuditEvent.at,
         AuditEvent.actor,

@@ -13,8 +13,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from salesbot.admin.context import ReadOnlyModelView, SalesbotModelView, SiteView
 from salesbot.admin.filters import EnumFilter
-from salesbot.admin.views import SalesbotModelView, SiteView
 from salesbot.models import Alert, AlertDelivery, AlertKind, FollowUp, FollowUpStatus, Message
 
 
@@ -43,15 +43,10 @@ def deliveries_text(alert: Alert) -> str:
 DELIVERY = "delivery"
 
 
-class AlertAdmin(SalesbotModelView, model=Alert):
+class AlertAdmin(ReadOnlyModelView, model=Alert):
     name = "Alert"
     name_plural = "Alerts"
     icon = "fa-solid fa-bell"
-    can_create = False
-    can_edit = False
-    can_delete = False
-    can_export = False
-    page_size = 50
     column_list: ClassVar[Any] = [
         Alert.id,
         Alert.kind,
@@ -84,15 +79,10 @@ class AlertAdmin(SalesbotModelView, model=Alert):
         return super().details_query(request).options(selectinload(Alert.deliveries))
 
 
-class FollowUpAdmin(SalesbotModelView, model=FollowUp):
+class FollowUpAdmin(ReadOnlyModelView, model=FollowUp):
     name = "Follow-up"
     name_plural = "Follow-ups"
     icon = "fa-solid fa-clock-rotate-left"
-    can_create = False
-    can_edit = False
-    can_delete = False
-    can_export = False
-    page_size = 50
     column_list: ClassVar[Any] = [
         FollowUp.id,
         FollowUp.conversation_id,

@@ -13,8 +13,8 @@ from sqlalchemy import Select, select
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from salesbot.admin.context import ReadOnlyModelView, _when
 from salesbot.admin.filters import EnumFilter
-from salesbot.admin.views import SalesbotModelView, _when
 from salesbot.kit.currency import from_minor
 from salesbot.models import Conversation, CrmLink, CrmObject, CrmSyncState, PaymentLink, PaymentStatus
 
@@ -35,14 +35,11 @@ def _short(text: str | None, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class PaymentLinkAdmin(SalesbotModelView, model=PaymentLink):
+class PaymentLinkAdmin(ReadOnlyModelView, model=PaymentLink):
     name = "Payment"
     name_plural = "Payments"
     identity = "payment-link"
     icon = "fa-solid fa-credit-card"
-    can_create = False
-    can_edit = False
-    can_delete = False
     column_list: ClassVar[Any] = [
         PaymentLink.id,
         PaymentLink.conversation_id,
@@ -80,14 +77,11 @@ class PaymentLinkAdmin(SalesbotModelView, model=PaymentLink):
         return stmt if conversation_id is None else stmt.where(PaymentLink.conversation_id == conversation_id)
 
 
-class CrmLinkAdmin(SalesbotModelView, model=CrmLink):
+class CrmLinkAdmin(ReadOnlyModelView, model=CrmLink):
     name = "CRM sync"
     name_plural = "CRM sync"
     identity = "crm-link"
     icon = "fa-solid fa-arrows-rotate"
-    can_create = False
-    can_edit = False
-    can_delete = False
     column_list: ClassVar[Any] = [
         CrmLink.id,
         CrmLink.provider,

@@ -82,3 +82,14 @@ class SalesbotModelView(SiteView, ModelView):
 
     def search_query(self, stmt: Select[Any], term: str) -> Select[Any]:
         return super().search_query(stmt, _search_term(term))
+
+
+class ReadOnlyModelView(SalesbotModelView):
+    """A list of what the bot, jobs and managers' actions wrote (messages, alerts, payments, the audit log):
+    managers read it here; nothing is created, edited or deleted through the form."""
+
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_export = False
+    page_size = 50

@@ -22,6 +22,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Regexp, Valida
 from salesbot.admin.accounts_views import ACCOUNT_VIEWS
 from salesbot.admin.auth import csrf_token, current_actor
 from salesbot.admin.context import (
+    ReadOnlyModelView,
     SalesbotModelView,
     SiteView,
     _money,
@@ -364,15 +365,10 @@ class QuoteAdmin(SalesbotModelView, model=Quote):
         return pdf_response(document.filename, content)
 
 
-class MessageAdmin(SalesbotModelView, model=Message):
+class MessageAdmin(ReadOnlyModelView, model=Message):
     name = "Message"
     name_plural = "Messages"
     icon = "fa-solid fa-envelope"
-    can_create = False
-    can_edit = False
-    can_delete = False
-    can_export = False
-    page_size = 50
     column_list: ClassVar[Any] = [
         Message.id,
         Message.conversation_id,
