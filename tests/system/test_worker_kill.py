@@ -103,6 +103,11 @@ async def run_kill_loop(
         job_timeout_seconds=6,
         llm_model="kill-llm",
         llm_timeout_seconds=2,
+        # A SIGKILL loses every turn its worker holds. With the default 100 turn slots a kill every ~3 s takes
+        # dozens of turns at once, and a message hit by three kills is handed to a manager by design (a turn
+        # started three times is given up: TURN_ATTEMPTS), which this scenario (every burst answered by the bot)
+        # does not expect. Ten slots per worker keep the scenario about recovery, not about the give-up rule.
+        extra_env={"WORKER_MAX_JOBS": "10"},
     )
     async with make_system(config) as system:
         system.llm.latency = 0.4
