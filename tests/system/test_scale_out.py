@@ -112,7 +112,9 @@ async def test_two_apis_three_workers_duplicate_storm_and_worker_kills(
         job_timeout_seconds=15,
         llm_model="scale-llm",
         llm_timeout_seconds=4,
-        extra_env={"TURN_BUDGET_SECONDS": "12"},
+        # Ten turn slots per worker, as in the kill loop: a kill loses every turn its worker holds, and a message
+        # whose turn is started three times is handed to a manager by design (TURN_ATTEMPTS).
+        extra_env={"TURN_BUDGET_SECONDS": "12", "WORKER_MAX_JOBS": "10"},
     )
     async with make_system(config) as system:
         system.llm.latency = 0.3
