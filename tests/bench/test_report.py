@@ -49,7 +49,8 @@ def test_rows_come_from_the_files_that_exist_and_readable(tmp_path: Path, capsys
     assert rows == [
         "| webhook ingest, full inbox path vs bare FastAPI (1000 requests, 8 connections, median of 3 rounds) "
         "| `.venv/bin/python bench/bench_webhook.py --requests 1000 --concurrency 8` "
-        f"| inbox 400 req/s, p50 30 ms, p99 1.2 s; bare 8000 req/s, p50 1.2 ms (ratio 0.050) ({MEASURED.date().isoformat()}) |"
+        "| inbox 400 req/s, p50 30 ms, p99 1.2 s; bare 8000 req/s, p50 1.2 ms (ratio 0.050) "
+        f"({MEASURED.date().isoformat()}) |"
     ]
     errors = capsys.readouterr().err
     assert "turn.json unreadable" in errors
