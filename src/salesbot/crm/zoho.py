@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from salesbot.crm.base import CrmContact, CrmDeal, CrmRejectedError, CrmUnavailableError
 from salesbot.kit.hashing import short_hash
 from salesbot.kit.logging import get_logger
+from salesbot.kit.zoho_oauth import ZohoTokenRefusedError, ZohoTokenUnavailableError, exchange_refresh_token
 from salesbot.models import SalesStage
 
 log = get_logger(__name__)
@@ -61,26 +62,18 @@ class ZohoCrm:
 
     async def _refresh(self) -> str:
         try:
-            response = await self.http.post(
-                f"{self.accounts_url.rstrip('/')}/oauth/v2/token",
-                data={
-                    "grant_type": "refresh_token",
-                    "client_id": self.client_id,
-                    "client_secret": self.client_secret,
-                    "refresh_token": self.refresh_token,
-                },
+            issued = await exchange_refresh_token(
+                self.http,
+                accounts_url=self.accounts_url,
+                client_id=self.client_id,
+                client_secret=self.client_secret,
+                refresh_token=self.refresh_token,
             )
-        except httpx.HTTPError as exc:
-            raise CrmUnavailableError(f"Zoho accounts unreachable: {type(exc).__name__}") from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise CrmUnavailableError(f"Zoho accounts answered {response.status_code}")
-        payload = _json(response)
-        token = payload.get("access_token")
-        # A bad refresh token or client is HTTP 200 with {"error": "invalid_code"}.
-        if response.status_code != 200 or not isinstance(token, str) or not token:
-            raise CrmRejectedError(f"Zoho refused the refresh token: {payload.get('error') or response.status_code}")
-        expires_in = payload.get("expires_in")
-        lifetime = int(expires_in) if isinstance(expires_in, int) and expires_in > 0 else 3600
+        except ZohoTokenUnavailableError as exc:
+            raise CrmUnavailableError(str(exc)) from exc
+        except ZohoTokenRefusedError as exc:
+            raise CrmRejectedError(str(exc)) from exc
+        token, lifetime = issued.access_token, issued.lifetime_seconds
         try:
             await self.redis.set(self._token_key, token, ex=max(lifetime - TOKEN_MARGIN_SECONDS, 60))
         except RedisError:

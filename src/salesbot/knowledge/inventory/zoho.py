@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from salesbot.kit.logging import get_logger
+from salesbot.kit.zoho_oauth import ZohoTokenRefusedError, ZohoTokenUnavailableError, exchange_refresh_token
 from salesbot.knowledge.catalog_files import RowError
 from salesbot.knowledge.inventory.base import (
     InventoryRejectedError,
@@ -56,27 +57,18 @@ class ZohoInventorySource:
 
     async def _refresh(self) -> str:
         try:
-            response = await self.http.post(
-                f"{self.accounts_url.rstrip('/')}/oauth/v2/token",
-                data={
-                    "grant_type": "refresh_token",
-                    "client_id": self.client_id,
-                    "client_secret": self.client_secret,
-                    "refresh_token": self.refresh_token,
-                },
+            issued = await exchange_refresh_token(
+                self.http,
+                accounts_url=self.accounts_url,
+                client_id=self.client_id,
+                client_secret=self.client_secret,
+                refresh_token=self.refresh_token,
             )
-        except httpx.HTTPError as exc:
-            raise InventoryUnavailableError(f"Zoho accounts unreachable: {type(exc).__name__}") from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise InventoryUnavailableError(f"Zoho accounts answered {response.status_code}")
-        payload = _json(response)
-        token = payload.get("access_token")
-        # Zoho reports a bad refresh token or client as HTTP 200 with {"error": "invalid_code"}.
-        if response.status_code != 200 or not isinstance(token, str) or not token:
-            error = payload.get("error") or f"HTTP {response.status_code}"
-            raise InventoryRejectedError(f"Zoho refused the refresh token: {error}")
-        expires_in = payload.get("expires_in")
-        lifetime = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else 3600.0
+        except ZohoTokenUnavailableError as exc:
+            raise InventoryUnavailableError(str(exc)) from exc
+        except ZohoTokenRefusedError as exc:
+            raise InventoryRejectedError(str(exc)) from exc
+        token, lifetime = issued.access_token, issued.lifetime_seconds
         self._access_token = token
         self._expires_at = time.monotonic() + lifetime - TOKEN_MARGIN_SECONDS
         log.info("inventory.zoho_token_refreshed")
