@@ -5,6 +5,7 @@ pydantic-ai `FunctionModel`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 import pytest
@@ -17,7 +18,8 @@ from salesbot.agent.models import model_chain
 from salesbot.agent.offline import OFFLINE_MODEL_NAME
 from salesbot.agent.playbook import load_playbook
 from salesbot.agent.service import SalesAgentService
-from salesbot.conversations import service
+from salesbot.conversations import service, turn
+from salesbot.conversations.tasks import TURN_ATTEMPTS
 from salesbot.conversations.turn import MAX_TURN_ATTEMPTS
 from salesbot.db import unit_of_work
 from salesbot.models import Author, DeliveryStatus, Direction, LlmUsage, Owner
@@ -140,11 +142,11 @@ async def test_a_turn_that_keeps_failing_tells_the_customer_and_hands_over(pipel
     await pipeline.wazzup_text(CHAT, "Привет! Есть ли у вас офисные кресла?")
     await pipeline.worker.drain()
 
-    # Never a third generation; the customer is told, in their language, that a manager takes over.
-    assert len(pipeline.generator.calls) == MAX_TURN_ATTEMPTS
+    # The job's tries and no more; the customer is told, in their language, that a manager takes over.
+    assert len(pipeline.generator.calls) == TURN_ATTEMPTS
     assert [s.text for s in pipeline.wazzup_api.sent] == [load_playbook().messages.handoff.get("ru")]
     [message] = await pipeline.messages(direction=Direction.INBOUND)
-    assert (message.turn_attempts, message.processed_at is not None) == (MAX_TURN_ATTEMPTS + 1, True)
+    assert (message.turn_attempts, message.processed_at is not None) == (TURN_ATTEMPTS, True)
     [conversation] = await pipeline.conversations()
     assert (conversation.owner, conversation.needs_attention) == (Owner.HUMAN, True)
 
@@ -176,3 +178,46 @@ async def test_a_discarded_draft_is_counted_in_the_dashboard(pipeline: Pipeline)
     )
     [conversation] = await pipeline.conversations()
     assert (conversation.tokens_in_total, conversation.tokens_out_total) == (2 * llm.tokens_in, 2 * llm.tokens_out)
+
+
+async def die_mid_generation(pipeline: Pipeline, conversation_id: int) -> None:
+    """A worker killed while the model thinks: only the turn's start was committed (the generation's transaction
+    dies with the connection, as cancelling it here rolls it back)."""
+    pipeline.generator.hold()
+    started = asyncio.create_task(turn.run_turn(pipeline.resources, pipeline.generator, conversation_id))
+    await asyncio.wait_for(pipeline.generator.entered.wait(), timeout=30)
+    started.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await started
+    pipeline.generator.release()
+
+
+async def test_a_chat_whose_worker_died_twice_during_its_turn_still_gets_the_agents_answer(pipeline: Pipeline) -> None:
+    await pipeline.wazzup_text(CHAT, "Hello, do you sell office chairs?")
+    [conversation] = await pipeline.conversations()
+    for _ in range(2):
+        await die_mid_generation(pipeline, conversation.id)
+
+    await pipeline.worker.drain()
+
+    [sent] = pipeline.wazzup_api.sent
+    assert sent.text == "Answer to: Hello, do you sell office chairs?"
+    [message] = await pipeline.messages(direction=Direction.INBOUND)
+    assert (message.turn_attempts, message.processed_at is not None) == (3, True)
+    [conversation] = await pipeline.conversations()
+    assert (conversation.owner, conversation.needs_attention) == (Owner.BOT, False)
+
+
+async def test_a_message_that_kills_its_worker_every_time_is_handed_over(pipeline: Pipeline) -> None:
+    await pipeline.wazzup_text(CHAT, "Привет! Есть ли у вас офисные кресла?")
+    [conversation] = await pipeline.conversations()
+    for _ in range(MAX_TURN_ATTEMPTS):
+        await die_mid_generation(pipeline, conversation.id)
+    generations = len(pipeline.generator.calls)
+
+    await pipeline.worker.drain()
+
+    assert (generations, len(pipeline.generator.calls)) == (MAX_TURN_ATTEMPTS, MAX_TURN_ATTEMPTS)
+    assert [s.text for s in pipeline.wazzup_api.sent] == [load_playbook().messages.handoff.get("ru")]
+    [conversation] = await pipeline.conversations()
+    assert (conversation.owner, conversation.needs_attention) == (Owner.HUMAN, True)

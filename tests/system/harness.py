@@ -56,6 +56,19 @@ WAZZUP_CHANNEL = "c0ffee00-06f5-4cac-8413-ba999993f981"
 TWILIO_SID = "AC11111111111111111111111111111111"
 TWILIO_TOKEN = "twilio-system-auth-token-9876543210"
 TWILIO_FROM = "whatsapp:+14155238886"
+# Log events that explain a customer left without the agent's answer (printed when a wait for replies times out).
+DIAGNOSTIC_EVENTS = (
+    "turn.attempts_exhausted",
+    "turn.budget_exhausted",
+    "turn.failed",
+    "turn.error_retrying",
+    "outbox.retry_scheduled",
+    "outbox.unconfirmed",
+    "outbox.failed",
+    "Traceback",
+    "cancelled, will be run again",
+    "max retries",
+)
 API_TOKEN = "system-api-token-4f3e2d1c0b9a8877"
 SECRET_KEY = "system-secret-key-a1b2c3d4e5f60718293a"
 ADMIN_PASSWORD = "system-admin-password-1234"
@@ -704,7 +717,20 @@ class System:
             by_chat = self.sent.refresh()
             return all(len(by_chat.get(chat, [])) >= count for chat, count in expected.items())
 
-        return await eventually(reached, what="replies at the providers", timeout=timeout, every=0.1)
+        try:
+            return await eventually(reached, what="replies at the providers", timeout=timeout, every=0.1)
+        except AssertionError as error:
+            by_chat = self.sent.refresh()
+            missing = {
+                chat_tag(c): (len(by_chat.get(c, [])), n) for c, n in expected.items() if len(by_chat.get(c, [])) < n
+            }
+            raise AssertionError(f"{error}; (sent, expected) by chat: {missing}; {self.diagnosis()}") from None
+
+    def diagnosis(self) -> str:
+        """What the processes' logs say about turns that ended without the agent's answer."""
+        logs = self.logs()
+        counts = {event: logs.count(event) for event in DIAGNOSTIC_EVENTS if event in logs}
+        return f"log events: {counts or 'none of ' + ', '.join(DIAGNOSTIC_EVENTS)}"
 
     # assertions helpers --------------------------------------------------------------------------------------------
     async def inbound_counts(self) -> dict[str, int]:

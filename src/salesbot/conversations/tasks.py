@@ -28,8 +28,8 @@ from salesbot.worker_context import WorkerContext
 
 log = get_logger(__name__)
 
-# A failing agent (a bug, a database error mid-turn) is retried this often; the turn itself stops generating after
-# `turn.MAX_TURN_ATTEMPTS` and hands the chat over, and the last retry hands it over if even that failed.
+# A failing agent (a bug, a database error mid-turn) is tried this often; the last failure hands the chat over.
+# (A turn killed with its worker counts towards `turn.MAX_TURN_ATTEMPTS` instead.)
 TURN_ATTEMPTS = 3
 # Customer messages still unprocessed this long after the debounce cap are recovered by the sweep.
 SWEEP_GRACE_SECONDS = 10

@@ -4,8 +4,9 @@ A turn has three steps, and a manager never waits for the second (the LLM):
 
 1. Start (a short, committed transaction): apply manager echoes whose takeover job was lost, release an expired
    takeover, and count an attempt on every waiting customer message. A burst that was attempted
-   `MAX_TURN_ATTEMPTS` times already (its turns crashed or were killed) is not generated again: the customer
-   gets the playbook's handoff text and the chat goes to a manager.
+   `MAX_TURN_ATTEMPTS` times already (its turns were killed with their worker) is not generated again: the
+   customer gets the playbook's handoff text and the chat goes to a manager. A turn that fails with an error is
+   retried by its job (`tasks.TURN_ATTEMPTS`), which hands the chat over itself after the last try.
 2. Generate: the burst's inbound rows are locked (`FOR UPDATE`: only turns and the sweep touch them) and the
    conversation and customer are read and *detached*, so what the agent changes on them stays in memory and no
    row a manager's action needs is locked while the model thinks. The agent runs inside a SAVEPOINT (quotes it
@@ -58,8 +59,12 @@ log = get_logger(__name__)
 
 # Namespace of the per-conversation advisory lock (pg_advisory_xact_lock(namespace, id)).
 TURN_LOCK_NAMESPACE = 0x5B7E
-# Turns started on one customer message before it gets the handoff text instead of another generation.
-MAX_TURN_ATTEMPTS = 2
+# Turns started on one customer message before it gets the handoff text instead of another generation. Only a
+# worker that dies mid-turn leaves a start unanswered (errors end in the job's own retries), and a worker holds up
+# to WORKER_MAX_JOBS turns: one crash costs every chat it held a start. The budget is what catches a message that
+# kills its worker each time (it takes that many crashes), while an unlucky chat whose worker is killed twice
+# during its turn, which a restart loop or two quick deploys make likely, still gets an answer.
+MAX_TURN_ATTEMPTS = 4
 # The part of the budget kept for the offline responder and the commit after the LLMs' deadline.
 BUDGET_RESERVE_FRACTION = 0.15
 MAX_BUDGET_RESERVE_SECONDS = 4.0
