@@ -73,3 +73,19 @@ async def test_stop_after_the_reminder_was_written_keeps_it_from_leaving(pipelin
     assert row.status is FollowUpStatus.SENT
     inbound = await pipeline.messages(direction=Direction.INBOUND)
     assert [m.text for m in inbound] == ["I need 12 laptops for the office", "STOP"]
+
+
+async def test_a_reminder_the_customer_wrote_after_is_dropped_and_the_turn_answers(pipeline: Pipeline) -> None:
+    await quote_for_the_chat(pipeline)
+    later = utcnow() + timedelta(hours=4, minutes=1)
+    run = await run_follow_ups(pipeline.resources, load_playbook(), build_providers(pipeline.resources), now=later)
+    assert run.sent == 1
+    # The customer writes between the cron run and the delivery job: the reminder would arrive after their message.
+    await pipeline.console(PHONE, "Yes, we approve the quote")
+    await pipeline.worker.drain()
+
+    [message] = await follow_up_messages(pipeline)
+    assert (message.delivery_status, message.error) == (DeliveryStatus.CANCELLED, "customer_replied")
+    answers = [m for m in await pipeline.messages(direction=Direction.OUTBOUND) if m.id != message.id]
+    assert [m.delivery_status for m in answers] == [DeliveryStatus.SENT, DeliveryStatus.SENT]
+    assert answers[-1].in_reply_to_id == (await pipeline.messages(direction=Direction.INBOUND))[-1].id

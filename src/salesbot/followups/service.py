@@ -11,7 +11,7 @@ One cron run (`run_follow_ups`, times from an injectable `now`):
    unless the conversation already had `max_per_day` follow-ups in the last 24 hours.
 A run that repeats (two workers, a retried cron) schedules and sends nothing twice: the keys are unique, a sent row
 is final and the outbound row's idempotency key is the follow-up's. The outbox's gate checks owner, consent and the
-window once more right before the provider call.
+window once more right before the provider call, and drops a follow-up the customer wrote after.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from salesbot.kit.logging import get_logger
 from salesbot.messaging.registry import Providers
 from salesbot.models import Author, Conversation, ConversationStatus, Customer, FollowUp, FollowUpStatus
 from salesbot.outbox import repository as outbox
-from salesbot.outbox.gate import CUSTOMER_SERVICE_WINDOW
+from salesbot.outbox.gate import CUSTOMER_SERVICE_WINDOW, FOLLOW_UP_KEY_PREFIX
 from salesbot.outbox.service import write_outbound
 from salesbot.outbox.splitting import part_limit
 from salesbot.resources import Resources
@@ -38,7 +38,6 @@ log = get_logger(__name__)
 
 BATCH = 200
 DAY = timedelta(hours=24)
-KEY_PREFIX = "followup:"
 
 
 @dataclass
@@ -159,7 +158,7 @@ async def _settle(
         conversation,
         text=text,
         author=Author.BOT,
-        key_prefix=f"{KEY_PREFIX}{follow_up.key}",
+        key_prefix=f"{FOLLOW_UP_KEY_PREFIX}{follow_up.key}",
         # A template is one message whatever its text (shown in the admin) is.
         limit=len(text) + 1 if as_template else part_limit(resources.settings, conversation.channel),
         in_reply_to_id=last.id if last is not None else None,

@@ -178,6 +178,9 @@ async def _gate_and_record(
         and message.in_reply_to_id is not None
         and await repository.manager_wrote_after(session, conversation.id, message.in_reply_to_id)
     )
+    superseded = gate.is_follow_up(message) and await repository.customer_wrote_after(
+        session, conversation.id, message.id
+    )
     last_inbound = await repository.last_inbound_at(session, customer.id) if provider.window_applies else None
     verdict = gate.check(
         message,
@@ -185,6 +188,7 @@ async def _gate_and_record(
         customer,
         now=now,
         manager_wrote_after=stale,
+        customer_wrote_after=superseded,
         last_inbound_at=last_inbound,
         window_applies=provider.window_applies,
     )

@@ -87,6 +87,21 @@ async def last_inbound_at(session: AsyncSession, customer_id: int) -> datetime |
     )
 
 
+async def customer_wrote_after(session: AsyncSession, conversation_id: int, message_id: int) -> bool:
+    """Whether the customer wrote in the conversation after the outbound row `message_id` was written."""
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    Message.conversation_id == conversation_id,
+                    Message.direction == Direction.INBOUND,
+                    Message.id > message_id,
+                )
+            )
+        )
+    )
+
+
 async def manager_wrote_after(session: AsyncSession, conversation_id: int, message_id: int) -> bool:
     """Whether a manager's message came after the customer message a bot reply answers (the reply is stale)."""
     return bool(
