@@ -16,6 +16,7 @@ must follow the commit, not precede it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -99,10 +100,13 @@ async def accept_many(resources: Resources, webhooks: Sequence[Sequence[InboundE
         # Nothing was committed: let the provider's redelivery through.
         await claims.release(redis, [key for key, state in zip(keys, states, strict=True) if state is claims.Claim.NEW])
         raise
-    await claims.mark_done(
-        redis, [key for key, state in zip(keys, states, strict=True) if state is not claims.Claim.DONE]
+    # Independent of each other (neither raises): one round trip's wait for both.
+    await asyncio.gather(
+        claims.mark_done(
+            redis, [key for key, state in zip(keys, states, strict=True) if state is not claims.Claim.DONE]
+        ),
+        _after_commit(resources, pending),
     )
-    await _after_commit(resources, pending)
     return results
 
 
