@@ -3,9 +3,10 @@
     .venv/bin/python bench/bench_webhook.py                       # 4000 requests, 32 connections, 300/s for 10 s
     .venv/bin/python bench/bench_webhook.py --requests 10000 --concurrency 64 --rate 300 --rate-seconds 20
 
-Both apps are served by uvicorn in a child process with identical settings (one process, uvloop, httptools,
-no access log) and receive the same Wazzup webhook bodies (one text message each, unique `messageId`, spread
-over 1000 chats) through keep-alive connections from a small asyncio HTTP/1.1 client:
+Both apps are served by uvicorn in a child process with identical settings, those of `salesbot serve` (one
+process, uvloop and httptools as uvicorn picks them when installed, the access log on with its secrets masked,
+salesbot's log format at INFO), and receive the same Wazzup webhook bodies (one text message each, unique
+`messageId`, spread over 1000 chats) through keep-alive connections from a small asyncio HTTP/1.1 client:
 
 - bare: `POST /webhooks/wazzup/{secret}` that reads the body and answers `{"ok": true}`;
 - full: salesbot's app: secret check, JSON parsing, then the inbox's group commit (`inbox/batcher.py`): the
@@ -51,12 +52,15 @@ RESULTS = Path(__file__).resolve().parent / "results" / "webhook.json"
 SECRET = "bench-secret-5f1d2c3b4a69788796a5b4c3d2e1f0a9"
 CHANNEL = "b96a999e-06f5-4cac-8413-ba999993f981"
 DATABASE = "salesbot_bench_webhook"
+# As `salesbot serve` runs the API (`cmd_serve`): its loop and HTTP parser are uvicorn's "auto" choice, which is
+# uvloop and httptools (both come with uvicorn[standard]); named here so a missing one fails the bench.
 UVICORN_OPTIONS: dict[str, Any] = {
     "host": "127.0.0.1",
     "loop": "uvloop",
     "http": "httptools",
-    "access_log": False,
-    "log_level": "warning",
+    "proxy_headers": True,
+    "access_log": True,
+    "log_config": None,
     "workers": 1,
 }
 
@@ -82,6 +86,12 @@ def bare_app() -> FastAPI:
 def serve(kind: str, port: int) -> None:
     import uvicorn
 
+    from salesbot.kit.access_log import install_access_log_masking
+    from salesbot.kit.logging import configure_logging
+
+    # The logging `salesbot serve` sets up, for both apps (the full app's factory sets it up again, identically).
+    configure_logging("INFO")
+    install_access_log_masking()
     if kind == "bare":
         app = bare_app()
     else:
