@@ -45,6 +45,8 @@ def webhook(data: dict[str, Any]) -> Row:
         f"inbox {full['requests_per_second']:.0f} req/s, p50 {_ms(full['p50_ms'])}, p99 {_ms(full['p99_ms'])}; "
         f"bare {bare['requests_per_second']:.0f} req/s, p50 {bare['p50_ms']:.1f} ms (ratio {ratio:.3f})"
     )
+    if full.get("server_cpu_ms") is not None and bare.get("server_cpu_ms") is not None:
+        result += f"; server CPU per request: inbox {full['server_cpu_ms']:.2f} ms, bare {bare['server_cpu_ms']:.2f} ms"
     fixed = {item["name"].split("@")[0]: item for item in data.get("fixed_rate", [])}
     if {"full", "bare"} <= fixed.keys():
         rate = f"{load['rate']:.0f}"
