@@ -3,10 +3,11 @@
     .venv/bin/python bench/bench_metrics.py --calls 5000
 
 Against an embedded Redis on a unix socket (as in `salesbot dev`): the time of one `PING` (the baseline: the least
-any Redis command costs), of one webhook's recording (`record_webhook`: two counters in one pipelined round trip)
-and of one turn's (`record_turn`: a counter and two histograms), measured in the same run; then the time to read
-and render `/metrics` for a fleet that has recorded many label combinations. Writes bench/results/metrics.json.
-Numbers, not pass/fail.
+any Redis command costs), of one webhook's recording (`record_webhook`: two counters added to the process's
+buffer) and of one turn's (`record_turn`: a counter and two histograms), of a flush that writes one webhook's
+recording (one pipelined round trip, what every recording cost before the buffer), measured in the same run; then
+the time to read and render `/metrics` for a fleet that has recorded many label combinations. Writes
+bench/results/metrics.json. Numbers, not pass/fail.
 """
 
 from __future__ import annotations
@@ -73,10 +74,18 @@ async def measure(url: str, calls: int, series: int) -> dict[str, Any]:
         ping = await timed(calls, redis.ping)
         webhook = await timed(calls, lambda: catalog.record_webhook("wazzup", _Webhook()))
         turn = await timed(calls, lambda: catalog.record_turn(_Turn(), 1.7))
+        await fleet.flush()
+
+        async def flushed_webhook() -> None:
+            await catalog.record_webhook("wazzup", _Webhook())
+            await fleet.flush()
+
+        flush = await timed(calls, flushed_webhook)
         # A large fleet's label combinations: every provider/outcome, models and turn results.
         for index in range(series):
             await fleet.inc(catalog.LLM_FAILURES, model=f"model-{index}")
             await fleet.observe(catalog.DELIVERY_SECONDS, index % 30, provider=f"provider-{index % 7}")
+        await fleet.flush()
         fields = await redis.hlen(fleet.KEY)
         scrape = collector.Scrape()
         render_samples = []
@@ -90,7 +99,9 @@ async def measure(url: str, calls: int, series: int) -> dict[str, Any]:
             "ping": ping,
             "record_webhook": webhook,
             "record_turn": turn,
+            "flush_webhook": flush,
             "webhook_vs_ping": round(webhook["p50_us"] / ping["p50_us"], 2),
+            "flush_vs_ping": round(flush["p50_us"] / ping["p50_us"], 2),
             "scrape": {
                 "redis_fields": fields,
                 "bytes": len(body),
@@ -114,9 +125,9 @@ def main() -> int:
         finally:
             server.stop()
     print(f"{'':<16}{'p50 us':>10}{'p99 us':>10}")
-    for name in ("ping", "record_webhook", "record_turn"):
+    for name in ("ping", "record_webhook", "record_turn", "flush_webhook"):
         print(f"{name:<16}{result[name]['p50_us']:>10}{result[name]['p99_us']:>10}")
-    print(f"webhook recording = {result['webhook_vs_ping']}x a bare PING")
+    print(f"webhook recording = {result['webhook_vs_ping']}x a bare PING; a flush = {result['flush_vs_ping']}x")
     scrape = result["scrape"]
     print(f"scrape of {scrape['redis_fields']} Redis fields: {scrape['p50_ms']} ms, {scrape['bytes']} bytes")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,10 @@
     .venv/bin/python bench/bench_webhook.py                       # 4000 requests, 32 connections, 300/s for 10 s
     .venv/bin/python bench/bench_webhook.py --requests 10000 --concurrency 64 --rate 300 --rate-seconds 20
 
-Both apps are served by uvicorn in a child process with identical settings (one process, uvloop, httptools,
-no access log) and receive the same Wazzup webhook bodies (one text message each, unique `messageId`, spread
-over 1000 chats) through keep-alive connections from a small asyncio HTTP/1.1 client:
+Both apps are served by uvicorn in a child process with identical settings, those of `salesbot serve` (one
+process, uvloop and httptools as uvicorn picks them when installed, the access log on with its secrets masked,
+salesbot's log format at INFO), and receive the same Wazzup webhook bodies (one text message each, unique
+`messageId`, spread over 1000 chats) through keep-alive connections from a small asyncio HTTP/1.1 client:
 
 - bare: `POST /webhooks/wazzup/{secret}` that reads the body and answers `{"ok": true}`;
 - full: salesbot's app: secret check, JSON parsing, then the inbox's group commit (`inbox/batcher.py`): the
@@ -22,7 +23,9 @@ PostgreSQL (embedded, durable: fsync and synchronous commit on) and Redis run on
 load generator, so absolute numbers are a lower bound; the ratio is the inbox's cost over a do-nothing
 endpoint. No worker runs, so turns queue up unprocessed. The two servers are measured in alternating rounds
 (`--rounds`, default 3) and each is reported by its median round, so a burst of unrelated load on the machine
-skews one round, not the comparison. Writes bench/results/webhook.json and prints a table.
+skews one round, not the comparison. Each round also reads the server process's CPU time (Linux /proc): CPU
+milliseconds per request, which other load on the machine barely moves, unlike throughput and latency. Writes
+bench/results/webhook.json and prints a table.
 """
 
 from __future__ import annotations
@@ -51,12 +54,15 @@ RESULTS = Path(__file__).resolve().parent / "results" / "webhook.json"
 SECRET = "bench-secret-5f1d2c3b4a69788796a5b4c3d2e1f0a9"
 CHANNEL = "b96a999e-06f5-4cac-8413-ba999993f981"
 DATABASE = "salesbot_bench_webhook"
+# As `salesbot serve` runs the API (`cmd_serve`): its loop and HTTP parser are uvicorn's "auto" choice, which is
+# uvloop and httptools (both come with uvicorn[standard]); named here so a missing one fails the bench.
 UVICORN_OPTIONS: dict[str, Any] = {
     "host": "127.0.0.1",
     "loop": "uvloop",
     "http": "httptools",
-    "access_log": False,
-    "log_level": "warning",
+    "proxy_headers": True,
+    "access_log": True,
+    "log_config": None,
     "workers": 1,
 }
 
@@ -82,6 +88,12 @@ def bare_app() -> FastAPI:
 def serve(kind: str, port: int) -> None:
     import uvicorn
 
+    from salesbot.kit.access_log import install_access_log_masking
+    from salesbot.kit.logging import configure_logging
+
+    # The logging `salesbot serve` sets up, for both apps (the full app's factory sets it up again, identically).
+    configure_logging("INFO")
+    install_access_log_masking()
     if kind == "bare":
         app = bare_app()
     else:
@@ -141,9 +153,12 @@ class Result:
     errors: int
     # HTTP status -> count among the errors (0: no answer: connection refused or reset).
     error_statuses: dict[int, int] = field(default_factory=dict)
+    # CPU time (user + system) the server process spent per request: unlike the throughput, barely moved by what
+    # else runs on the machine. None where /proc is not available.
+    server_cpu_ms: float | None = None
 
 
-async def load(name: str, port: int, *, requests: int, concurrency: int, warmup: int) -> Result:
+async def load(name: str, port: int, *, requests: int, concurrency: int, warmup: int, pid: int = 0) -> Result:
     counter = iter(range(10**9))
 
     async def connection(count: int, latencies: list[float], errors: list[int]) -> None:
@@ -170,7 +185,9 @@ async def load(name: str, port: int, *, requests: int, concurrency: int, warmup:
         return latencies, errors, time.perf_counter() - started
 
     await phase(warmup)
+    cpu_before = cpu_seconds(pid)
     latencies, errors, seconds = await phase(requests)
+    cpu_ms = per_request_ms(cpu_before, cpu_seconds(pid), requests)
     ordered = sorted(latencies)
 
     def pct(p: float) -> float:
@@ -188,6 +205,7 @@ async def load(name: str, port: int, *, requests: int, concurrency: int, warmup:
         max_ms=round(ordered[-1] * 1000, 2),
         errors=len(errors),
         error_statuses=dict(Counter(errors)),
+        server_cpu_ms=cpu_ms,
     )
 
 
@@ -259,6 +277,20 @@ async def fixed_rate(name: str, port: int, *, rate: float, seconds: float) -> Re
     )
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process `pid` so far (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the command's closing parenthesis: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def per_request_ms(before: float | None, after: float | None, requests: int) -> float | None:
+    return round((after - before) * 1000 / requests, 3) if before is not None and after is not None else None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -295,8 +327,13 @@ async def measure(kind: str, env: dict[str, str], args: argparse.Namespace, log:
         )
     try:
         await wait_ready(port, process)
-        throughput = await load(kind, port, requests=args.requests, concurrency=args.concurrency, warmup=args.warmup)
-        return throughput, await fixed_rate(kind, port, rate=args.rate, seconds=args.rate_seconds)
+        throughput = await load(
+            kind, port, requests=args.requests, concurrency=args.concurrency, warmup=args.warmup, pid=process.pid
+        )
+        started = cpu_seconds(process.pid)
+        fixed = await fixed_rate(kind, port, rate=args.rate, seconds=args.rate_seconds)
+        fixed.server_cpu_ms = per_request_ms(started, cpu_seconds(process.pid), fixed.requests)
+        return throughput, fixed
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -388,13 +425,27 @@ def main() -> int:
         "p50_full_over_bare": round(full.p50_ms / bare.p50_ms, 2),
         "p99_full_over_bare": round(full.p99_ms / bare.p99_ms, 2),
     }
-    print(f"{'endpoint':<14} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
+    # The server's CPU per request, by its median round (closed loop).
+    cpu = {
+        kind: statistics.median(r.server_cpu_ms for r in rounds[kind] if r.server_cpu_ms is not None)
+        for kind in ("bare", "full")
+        if any(r.server_cpu_ms is not None for r in rounds[kind])
+    }
+    if len(cpu) == 2:
+        ratio["server_cpu_full_over_bare"] = round(cpu["full"] / cpu["bare"], 2)
+    print(
+        f"{'endpoint':<14} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} "
+        f"{'cpu ms/req':>10}"
+    )
     for result in (bare, full, bare_rate, full_rate):
+        cpu_ms = f"{result.server_cpu_ms:.3f}" if result.server_cpu_ms is not None else "-"
         print(
             f"{result.name:<14} {result.requests_per_second:>9.1f} {result.p50_ms:>8.2f} {result.p90_ms:>8.2f} "
-            f"{result.p99_ms:>8.2f} {result.max_ms:>8.2f} {result.errors:>7}"
+            f"{result.p99_ms:>8.2f} {result.max_ms:>8.2f} {result.errors:>7} {cpu_ms:>10}"
         )
     print(f"median of {args.rounds} alternating rounds; load average before the run: {load_before[0]:.2f}")
+    if cpu:
+        print(f"server CPU per request (median round): {', '.join(f'{k} {v:.3f} ms' for k, v in cpu.items())}")
     print(
         f"full/bare: throughput x{ratio['throughput_full_over_bare']}, p50 x{ratio['p50_full_over_bare']}, "
         f"p99 x{ratio['p99_full_over_bare']}; stored {stored}/{expected} messages once each"

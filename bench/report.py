@@ -45,6 +45,8 @@ def webhook(data: dict[str, Any]) -> Row:
         f"inbox {full['requests_per_second']:.0f} req/s, p50 {_ms(full['p50_ms'])}, p99 {_ms(full['p99_ms'])}; "
         f"bare {bare['requests_per_second']:.0f} req/s, p50 {bare['p50_ms']:.1f} ms (ratio {ratio:.3f})"
     )
+    if full.get("server_cpu_ms") is not None and bare.get("server_cpu_ms") is not None:
+        result += f"; server CPU per request: inbox {full['server_cpu_ms']:.2f} ms, bare {bare['server_cpu_ms']:.2f} ms"
     fixed = {item["name"].split("@")[0]: item for item in data.get("fixed_rate", [])}
     if {"full", "bare"} <= fixed.keys():
         rate = f"{load['rate']:.0f}"
@@ -249,12 +251,14 @@ def language(data: dict[str, Any]) -> Row:
 
 def metrics(data: dict[str, Any]) -> Row:
     ping, webhook, turn, scrape = data["ping"], data["record_webhook"], data["record_turn"], data["scrape"]
+    flush = data["flush_webhook"]
     return (
-        f"fleet metrics: recording one webhook / one turn in Redis vs a bare PING ({data['calls']} calls each); "
-        f"rendering /metrics from {scrape['redis_fields']} Redis fields",
+        f"fleet metrics: recording one webhook / one turn (buffered in the process), a flush to Redis, vs a bare "
+        f"PING ({data['calls']} calls each); rendering /metrics from {scrape['redis_fields']} Redis fields",
         f"`.venv/bin/python bench/bench_metrics.py --calls {data['calls']}`",
-        f"webhook p50 {webhook['p50_us']:.0f} µs, turn p50 {turn['p50_us']:.0f} µs; PING p50 {ping['p50_us']:.0f} µs "
-        f"(ratio {data['webhook_vs_ping']:.1f}); scrape p50 {scrape['p50_ms']:.1f} ms",
+        f"webhook p50 {webhook['p50_us']:.0f} µs, turn p50 {turn['p50_us']:.0f} µs, "
+        f"flush p50 {flush['p50_us']:.0f} µs; PING p50 {ping['p50_us']:.0f} µs "
+        f"(flush ratio {data['flush_vs_ping']:.1f}); scrape p50 {scrape['p50_ms']:.1f} ms",
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -32,9 +32,13 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 @asynccontextmanager
-async def unit_of_work(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """A session that commits when the block succeeds and rolls back otherwise (the edge of a job)."""
-    async with sessionmaker() as session:
+async def unit_of_work(
+    sessionmaker: async_sessionmaker[AsyncSession], *, bind: AsyncConnection | None = None
+) -> AsyncIterator[AsyncSession]:
+    """A session that commits when the block succeeds and rolls back otherwise (the edge of a job).
+
+    `bind`: a connection the caller holds (and that is not in a transaction) instead of one from the pool."""
+    async with sessionmaker() if bind is None else sessionmaker(bind=bind) as session:
         try:
             yield session
             await session.commit()

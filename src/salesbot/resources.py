@@ -64,6 +64,8 @@ async def open_resources(
         with metrics.bound(pool):
             yield Resources(settings, engine, create_sessionmaker(engine), pool, http)
     finally:
+        # Graceful shutdown: the metrics this process recorded but has not written yet go to Redis now.
+        await metrics.flush()
         await http.aclose()
         if own_redis:
             await pool.aclose()

@@ -91,6 +91,32 @@ async def test_concurrent_webhooks_share_one_transaction(batch_of_four: Pipeline
     assert len(conversations) == 4
 
 
+async def test_batches_that_follow_each_other_keep_one_connection(batch_of_four: Pipeline, commits: Commits) -> None:
+    """Taking a connection from the pool costs a liveness check (three round trips): the batcher takes one for as
+    long as batches keep coming, and gives it back when the queue is empty."""
+    pool = batch_of_four.resources.engine.sync_engine.pool
+    checkouts = Commits()
+
+    def on_checkout(*_args: object) -> None:
+        checkouts.count += 1
+
+    event.listen(pool, "checkout", on_checkout)
+    try:
+        webhooks = [wazzup_message(f"7999222000{i}", f"hello {i}") for i in range(8)]
+        responses = await asyncio.gather(*(batch_of_four.wazzup(body(message)) for message in webhooks))
+    finally:
+        event.remove(pool, "checkout", on_checkout)
+
+    assert [r.status_code for r in responses] == [200] * 8
+    assert commits.count == 2
+    assert checkouts.count == 1
+    assert sorted(await stored(batch_of_four)) == sorted((m["messageId"], m["text"]) for m in webhooks)
+    # Given back once the queue is empty (right after the last answers).
+    async with asyncio.timeout(30):
+        while pool.checkedout():  # type: ignore[attr-defined]
+            await asyncio.sleep(0.01)
+
+
 async def test_a_duplicate_within_one_batch_is_stored_once(batch_of_four: Pipeline, commits: Commits) -> None:
     copy = wazzup_message("79990001122", "hello")
     other = wazzup_message("79990003344", "hi")

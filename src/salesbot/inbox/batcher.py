@@ -14,7 +14,9 @@ A batch fails as its webhooks would alone:
 
 Batches run one at a time, in arrival order, so the messages of one chat are stored in the order they arrived.
 No background task lives longer than the work: the first webhook to find the batcher idle starts one, and it
-ends when the queue is empty.
+ends when the queue is empty. While it lives it keeps one database connection for its batches: taking one from
+the pool per batch costs a liveness check of three round trips (`pool_pre_ping`) each time. A batch that fails
+gives its connection back (a broken one is discarded) and the next batch takes a fresh, checked one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import contextlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from salesbot.inbox import service
 from salesbot.kit.db_errors import database_unreachable
@@ -57,6 +61,7 @@ class InboxBatcher:
         self._queue: deque[_Waiting] = deque()
         self._task: asyncio.Task[None] | None = None
         self._full = asyncio.Event()  # a whole batch is waiting: stop waiting for company
+        self._connection: AsyncConnection | None = None  # held while the batches keep coming
 
     async def accept(self, events: Sequence[InboundEvent]) -> service.InboxResult:
         """What `service.accept(resources, events)` returns or raises, committed together with other webhooks."""
@@ -89,15 +94,31 @@ class InboxBatcher:
             self._task = None
             for waiting in self._queue:  # only when cancelled (the event loop is closing)
                 waiting.answer.cancel()
+            await self._release()
+
+    async def _release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            await connection.close()
+        except Exception as exc:
+            # The pool discards a connection it cannot reset; the waiting requests must still get their answers.
+            log.warning("inbox.connection_release_failed", error=type(exc).__name__)
 
     async def _write(self, batch: list[_Waiting]) -> None:
         try:
-            results = await service.accept_many(self.resources, [waiting.events for waiting in batch])
+            if self._connection is None:
+                self._connection = await self.resources.engine.connect()
+            results = await service.accept_many(
+                self.resources, [waiting.events for waiting in batch], connection=self._connection
+            )
         except asyncio.CancelledError:
             for waiting in batch:
                 waiting.answer.cancel()
             raise
         except Exception as exc:
+            await self._release()
             if len(batch) == 1 or database_unreachable(exc):
                 for waiting in batch:
                     _fail(waiting, exc)

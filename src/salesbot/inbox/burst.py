@@ -49,7 +49,10 @@ redis.call('HSET', KEYS[1], 'last', string.format('%d', now))
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local gen = redis.call('HGET', KEYS[1], 'gen') or '0'
 local due = math.min(now + tonumber(ARGV[1]), first + tonumber(ARGV[2]))
-return {gen, string.format('%d', due - now), string.format('%d', due)}
+-- Whether the generation's job already exists (arq's job or result key): then nobody needs to enqueue it.
+local job = ARGV[6] .. gen
+local known = redis.call('EXISTS', ARGV[4] .. job, ARGV[5] .. job)
+return {gen, string.format('%d', due - now), string.format('%d', due), known}
 """
 )
 
@@ -94,7 +97,7 @@ async def signal_message(redis: ArqRedis, settings: ConversationSettings, conver
 
 
 async def signal_messages(redis: ArqRedis, settings: ConversationSettings, conversation_ids: Sequence[int]) -> set[int]:
-    """`signal_message` for several conversations in two round trips plus one enqueue per burst that starts.
+    """`signal_message` for several conversations in one round trip plus one enqueue per burst that starts.
 
     Returns the conversations whose job this call enqueued. A job that already exists (queued, running or with a
     kept result) is not enqueued again: `enqueue_job` would refuse it anyway, after three round trips.
@@ -104,17 +107,23 @@ async def signal_messages(redis: ArqRedis, settings: ConversationSettings, conve
     window, cap = _window_ms(settings)
     async with redis.pipeline(transaction=False) as pipe:
         for conversation_id in conversation_ids:
-            pipe.eval(_TOUCH, 1, _key(conversation_id), str(window), str(cap), str(STATE_TTL_MS))
+            pipe.eval(
+                _TOUCH,
+                1,
+                _key(conversation_id),
+                str(window),
+                str(cap),
+                str(STATE_TTL_MS),
+                job_key_prefix,
+                result_key_prefix,
+                f"turn:{conversation_id}:",
+            )
         touched = await pipe.execute()
-    jobs = [
+    missing = [
         (conversation_id, f"turn:{conversation_id}:{_text(gen)}", int(_text(delay_ms)))
-        for conversation_id, (gen, delay_ms, _due) in zip(conversation_ids, touched, strict=True)
+        for conversation_id, (gen, delay_ms, _due, known) in zip(conversation_ids, touched, strict=True)
+        if not int(known)
     ]
-    async with redis.pipeline(transaction=False) as pipe:
-        for _conversation_id, job_id, _delay in jobs:
-            pipe.exists(job_key_prefix + job_id, result_key_prefix + job_id)
-        known = await pipe.execute()
-    missing = [job for job, count in zip(jobs, known, strict=True) if not count]
     enqueued = await asyncio.gather(
         *(
             redis.enqueue_job(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from salesbot.dependencies import ResourcesDep
+from salesbot.dependencies import ResourcesDep, get_resources
 from salesbot.inbox import service, spool
 from salesbot.inbox.batcher import InboxBatcher
 from salesbot.kit import tracing
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
-async def get_providers(request: Request, resources: ResourcesDep) -> Providers:
+def _providers(request: Request, resources: Resources) -> Providers:
     """The app's provider adapters, built once per set of process resources."""
     cached: tuple[object, Providers] | None = getattr(request.app.state, "providers", None)
     if cached is None or cached[0] is not resources:
@@ -35,7 +35,18 @@ async def get_providers(request: Request, resources: ResourcesDep) -> Providers:
     return cached[1]
 
 
+async def get_providers(request: Request, resources: ResourcesDep) -> Providers:
+    return _providers(request, resources)
+
+
 ProvidersDep = Annotated[Providers, Depends(get_providers)]
+
+
+async def _webhook(request: Request, channel: Channel) -> service.InboxResult:
+    """Receive a webhook for `channel`. Resources and providers are plain lookups here rather than `Depends`:
+    FastAPI's dependency solving was a good part of the CPU a webhook costs outside the inbox itself."""
+    resources = await get_resources(request)
+    return await _receive(request, _providers(request, resources).get(channel), resources)
 
 
 def _batcher(request: Request, resources: Resources) -> InboxBatcher:
@@ -86,23 +97,21 @@ async def _accept(request: Request, provider: MessagingProvider, resources: Reso
 
 
 @router.post("/wazzup/{secret}", summary="Wazzup v3 webhook (messages, statuses, registration test)")
-async def wazzup_webhook(
-    secret: str, request: Request, resources: ResourcesDep, providers: ProvidersDep
-) -> dict[str, Any]:
+async def wazzup_webhook(secret: str, request: Request) -> dict[str, Any]:
     """`secret` is `WAZZUP_WEBHOOK_SECRET`; the adapter compares it in constant time (404 when wrong)."""
-    await _receive(request, providers.get(Channel.WAZZUP), resources)
+    await _webhook(request, Channel.WAZZUP)
     return {"ok": True}
 
 
 @router.post("/twilio", summary="Twilio WhatsApp incoming message", response_class=Response)
-async def twilio_webhook(request: Request, resources: ResourcesDep, providers: ProvidersDep) -> Response:
-    await _receive(request, providers.get(Channel.TWILIO), resources)
+async def twilio_webhook(request: Request) -> Response:
+    await _webhook(request, Channel.TWILIO)
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 
 @router.post("/twilio/status", summary="Twilio message status callback", response_class=Response)
-async def twilio_status_webhook(request: Request, resources: ResourcesDep, providers: ProvidersDep) -> Response:
-    await _receive(request, providers.get(Channel.TWILIO), resources)
+async def twilio_status_webhook(request: Request) -> Response:
+    await _webhook(request, Channel.TWILIO)
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 
@@ -113,13 +122,13 @@ async def meta_verification(request: Request, providers: ProvidersDep) -> PlainT
 
 
 @router.post("/meta", summary="Meta WhatsApp Cloud API webhook (messages, statuses, smb_message_echoes)")
-async def meta_webhook(request: Request, resources: ResourcesDep, providers: ProvidersDep) -> dict[str, Any]:
+async def meta_webhook(request: Request) -> dict[str, Any]:
     """Signed with `X-Hub-Signature-256` over the raw body with `META_APP_SECRET` (403 when missing or wrong)."""
-    await _receive(request, providers.get(Channel.META), resources)
+    await _webhook(request, Channel.META)
     return {"ok": True}
 
 
 @router.post("/console", summary="Console provider: a message from the simulator or `salesbot chat`")
-async def console_webhook(request: Request, resources: ResourcesDep, providers: ProvidersDep) -> dict[str, Any]:
-    result = await _receive(request, providers.get(Channel.CONSOLE), resources)
+async def console_webhook(request: Request) -> dict[str, Any]:
+    result = await _webhook(request, Channel.CONSOLE)
     return {"ok": True, "duplicate": result.duplicates > 0, "conversation_ids": sorted(result.conversation_ids)}

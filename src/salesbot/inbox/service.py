@@ -16,11 +16,12 @@ must follow the commit, not precede it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from salesbot import queues
 from salesbot.conversations import consent
@@ -70,11 +71,15 @@ async def accept(resources: Resources, events: Sequence[InboundEvent]) -> InboxR
     return result
 
 
-async def accept_many(resources: Resources, webhooks: Sequence[Sequence[InboundEvent]]) -> list[InboxResult]:
+async def accept_many(
+    resources: Resources, webhooks: Sequence[Sequence[InboundEvent]], *, connection: AsyncConnection | None = None
+) -> list[InboxResult]:
     """`accept` for several webhooks at once: one claim round trip, ONE transaction and commit, pipelined signals.
 
     Returns one result per webhook. Raises when the transaction failed: then nothing of any webhook was committed
     and their claims are given back (the batcher retries each webhook alone, so one bad event fails only its own).
+    `connection`: a database connection the caller holds (not in a transaction) to run the transaction on,
+    instead of one from the pool.
     """
     redis = resources.redis
     results = [InboxResult() for _ in webhooks]
@@ -93,16 +98,19 @@ async def accept_many(resources: Resources, webhooks: Sequence[Sequence[InboundE
 
     pending = _Pending()
     try:
-        async with unit_of_work(resources.sessionmaker) as session:
+        async with unit_of_work(resources.sessionmaker, bind=connection) as session:
             await _persist_all(session, resources, work, results, pending)
     except BaseException:
         # Nothing was committed: let the provider's redelivery through.
         await claims.release(redis, [key for key, state in zip(keys, states, strict=True) if state is claims.Claim.NEW])
         raise
-    await claims.mark_done(
-        redis, [key for key, state in zip(keys, states, strict=True) if state is not claims.Claim.DONE]
+    # Independent of each other (neither raises): one round trip's wait for both.
+    await asyncio.gather(
+        claims.mark_done(
+            redis, [key for key, state in zip(keys, states, strict=True) if state is not claims.Claim.DONE]
+        ),
+        _after_commit(resources, pending),
     )
-    await _after_commit(resources, pending)
     return results
 
 

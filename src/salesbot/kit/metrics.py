@@ -1,14 +1,22 @@
 """Fleet-wide counters and histograms kept in Redis, so one scrape of any API process sees every process's numbers.
 
 Production runs several API processes and workers on several hosts; an in-process `prometheus_client` registry
-would show each process only its own share. Instead each event is a pipelined `HINCRBY`/`HINCRBYFLOAT` on one
-Redis hash (`sb:metrics`), one round trip per recording, and the API's `/metrics` collector reads the hash back
-(`snapshot`) and renders the families (see `salesbot.observability.collector`).
+would show each process only its own share. Instead the increments go to one Redis hash (`sb:metrics`) as
+`HINCRBY`/`HINCRBYFLOAT`, and the API's `/metrics` collector reads the hash back (`snapshot`) and renders the
+families (see `salesbot.observability.collector`).
 
-Recording never fails or delays the caller beyond `RECORD_TIMEOUT_SECONDS`: a Redis error is logged at debug
-level and the sample is lost, which a monitoring counter may afford. Recording is a no-op until a process binds
-its Redis pool (`bind`, done by `salesbot.resources.open_resources`), so code paths without resources (unit
-tests, CLI commands) need no plumbing.
+Recording is buffered: `record` only adds to the process's pending increments (summed per field), and one flush
+writes them all in one pipelined round trip at most `FLUSH_SECONDS` later. A round trip per recording was a good
+part of a webhook's cost (the inbox records every request); a flush costs the same whether it carries one
+webhook or a thousand. Nothing is counted twice or left out: `flush` writes now, `snapshot` flushes first (a
+process reads back everything it recorded itself), and `open_resources` flushes on the way out, so a graceful
+shutdown loses nothing; a crash loses at most the last `FLUSH_SECONDS`, as another process's scrape may lag by
+as much.
+
+Recording never fails or delays the caller; a flush gives up after `RECORD_TIMEOUT_SECONDS`, logs the Redis error
+at debug level and drops those increments, which a monitoring counter may afford. Recording is a no-op until a
+process binds its Redis pool (`bind`, done by `salesbot.resources.open_resources`), so code paths without
+resources (unit tests, CLI commands) need no plumbing.
 
 Every metric is declared once, as a module-level `Counter` or `Histogram` (the catalog is
 `salesbot.observability.metrics`); label values must come from small closed sets (providers, outcomes, model
@@ -34,10 +42,61 @@ log = get_logger(__name__)
 
 KEY = "sb:metrics"
 RECORD_TIMEOUT_SECONDS = 0.5
+# The longest a recorded increment waits in the process before it is written to Redis.
+FLUSH_SECONDS = 1.0
 # Latencies in seconds, from the webhook's milliseconds to a turn that spends its whole budget.
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 120)
 
-_sink: Redis | None = None
+
+class _Buffer:
+    """The increments a process recorded for one Redis and has not written yet, and the flush that will."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.pending: dict[str, float] = {}
+        self._timer: asyncio.Task[None] | None = None
+
+    def add(self, increments: Increments) -> None:
+        for key, amount in increments:
+            self.pending[key] = self.pending.get(key, 0) + amount
+        _unflushed.add(self)
+        loop = asyncio.get_running_loop()
+        timer = self._timer
+        # A timer of a loop that closed (a CLI command's `asyncio.run`) never runs: start one on this loop.
+        if timer is None or timer.done() or timer.get_loop() is not loop:
+            self._timer = loop.create_task(self._flush_later(), name="metrics.flush")
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(FLUSH_SECONDS)
+        self._timer = None
+        await self.flush()
+
+    def cancel_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer is not asyncio.current_task() and not timer.done():
+            timer.cancel()
+
+    async def flush(self) -> None:
+        increments, self.pending = self.pending, {}
+        _unflushed.discard(self)
+        if not increments:
+            return
+        try:
+            async with asyncio.timeout(RECORD_TIMEOUT_SECONDS):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key, amount in increments.items():
+                        if float(amount).is_integer():
+                            pipe.hincrby(KEY, key, int(amount))
+                        else:
+                            pipe.hincrbyfloat(KEY, key, float(amount))
+                    await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.debug("metrics.record_failed", error=type(exc).__name__, fields=len(increments))
+
+
+_sink: _Buffer | None = None
+# Buffers holding increments not yet written (the bound one, and any a `bind` replaced meanwhile).
+_unflushed: set[_Buffer] = set()
 
 
 @dataclass(frozen=True)
@@ -56,10 +115,16 @@ class Histogram:
 
 
 def bind(redis: Redis | None) -> Redis | None:
-    """Record into `redis` from now on (None: stop recording); returns the previous binding to restore."""
+    """Record into `redis` from now on (None: stop recording); returns the previous binding to restore.
+
+    What was recorded for the previous binding is still written to its Redis (by its timer, or `flush`)."""
     global _sink
-    previous, _sink = _sink, redis
-    return previous
+    previous = _sink
+    if redis is None:
+        _sink = None
+    elif previous is None or previous.redis is not redis:
+        _sink = next((buffer for buffer in _unflushed if buffer.redis is redis), None) or _Buffer(redis)
+    return previous.redis if previous is not None else None
 
 
 @contextmanager
@@ -69,7 +134,7 @@ def bound(redis: Redis) -> Iterator[None]:
         yield
     finally:
         # Only undo our own binding: a later `bind` by another owner stays.
-        if _sink is redis:
+        if _sink is not None and _sink.redis is redis:
             bind(previous)
 
 
@@ -111,22 +176,22 @@ async def observe(histogram: Histogram, value: float, **labels: str) -> None:
 
 
 async def record(*parts: Increments) -> None:
-    """Write `count`/`sample` results in one pipelined round trip; never raises for Redis trouble."""
-    increments = [item for part in parts for item in part]
-    redis = _sink
-    if redis is None or not increments:
+    """Add `count`/`sample` results to the process's pending increments (written within `FLUSH_SECONDS`)."""
+    buffer = _sink
+    if buffer is None:
         return
-    try:
-        async with asyncio.timeout(RECORD_TIMEOUT_SECONDS):
-            async with redis.pipeline(transaction=False) as pipe:
-                for key, amount in increments:
-                    if float(amount).is_integer():
-                        pipe.hincrby(KEY, key, int(amount))
-                    else:
-                        pipe.hincrbyfloat(KEY, key, float(amount))
-                await pipe.execute()
-    except (RedisError, OSError, TimeoutError) as exc:
-        log.debug("metrics.record_failed", error=type(exc).__name__)
+    increments = [item for part in parts for item in part]
+    if increments:
+        buffer.add(increments)
+
+
+async def flush() -> None:
+    """Write every increment this process recorded so far, now (a scrape, a graceful shutdown); never raises for
+    Redis trouble."""
+    buffers = list(_unflushed)
+    for buffer in buffers:
+        buffer.cancel_timer()
+    await asyncio.gather(*(buffer.flush() for buffer in buffers))
 
 
 # --- reading ----------------------------------------------------------------------------------------------------
@@ -156,7 +221,9 @@ class Snapshot:
 
 
 async def snapshot(redis: Redis) -> Snapshot:
-    """Everything recorded so far by every process; unreadable fields (another version's) are skipped."""
+    """Everything recorded so far by every process (this one's pending increments flushed first); unreadable
+    fields (another version's) are skipped."""
+    await flush()
     raw: dict[bytes | str, bytes | str] = await redis.hgetall(KEY)  # type: ignore[misc]
     result = Snapshot()
     for raw_key, raw_value in raw.items():
