@@ -149,7 +149,7 @@ async def worker_process(
     `slots`: the jobs its workers run at once. No job holds a connection while it waits on the network: a turn's
     transactions are short and none is open while the model thinks (`salesbot.conversations.turn`), deliveries
     call providers between transactions. So the pool is sized for the transactions running at one moment, not
-    for the slots (`WORKER_DB_CONNECTIONS` + `resources.DB_OVERFLOW`, never more than needed); a slot that finds every connection busy
+    for the slots (`WORKER_DB_CONNECTIONS` + `resources.DB_OVERFLOW`): a slot that finds every connection busy
     waits a few milliseconds for one, and Postgres is spared a hundred idle backends per worker process.
     `generator` replaces the production agent (`salesbot.agent.service.generate_reply`) in tests.
     """

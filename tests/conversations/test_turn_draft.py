@@ -9,6 +9,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
@@ -16,10 +17,13 @@ from sqlalchemy import func, select, text, update
 
 from salesbot.agent.service import SalesAgentService
 from salesbot.conversations import service, turn
+from salesbot.conversations.tasks import sweep_stalled_turns, turn_lock_key
 from salesbot.db import unit_of_work
 from salesbot.knowledge.embeddings import get_embedder
 from salesbot.knowledge.seed import seed_demo_data
-from salesbot.models import Conversation, Direction, Owner, Quote, SalesStage
+from salesbot.models import Conversation, Direction, Message, Owner, Quote, SalesStage
+from salesbot.models._columns import utcnow
+from salesbot.worker_context import WorkerContext
 from tests.fakes.pipeline import Pipeline
 from tests.fakes.reply import RecordingReplyGenerator
 
@@ -124,7 +128,12 @@ async def test_a_quote_created_by_the_agent_is_held_by_no_transaction_and_commit
     [stored] = await pipeline.conversations()
     assert stored.sales_stage is SalesStage.CLOSING
     assert stored.facts["last_quote_id"] == quote.id
-    assert [message.text for message in pipeline.wazzup_api.sent] == [f"Here is quote #{quote.id}."]
+    # The reply, then the quote's PDF (the reply's media part).
+    text_part, pdf = pipeline.wazzup_api.sent
+    assert text_part.text == f"Here is quote #{quote.id}."
+    assert pdf.text is None
+    assert pdf.media is not None
+    assert f"quotes/{quote.id}" in pdf.media, pdf.media
     assert conversation.id == stored.id
 
 
@@ -175,3 +184,16 @@ async def test_two_turns_of_one_chat_answer_its_burst_once(pipeline: Pipeline) -
     async with pipeline.resources.sessionmaker() as session:
         turns = await session.scalar(select(func.sum(Conversation.turn_count)))
     assert turns == 1
+
+
+async def test_the_sweep_leaves_a_chat_whose_turn_is_running_alone(pipeline: Pipeline) -> None:
+    # A long generation holds no row the sweep could see locked: the turn's lock says it is alive.
+    await pipeline.wazzup_text(CHAT, "anyone there?")
+    [conversation] = await pipeline.conversations()
+    async with unit_of_work(pipeline.resources.sessionmaker) as session:
+        await session.execute(update(Message).values(created_at=utcnow() - timedelta(minutes=5)))
+    ctx: WorkerContext = {"resources": pipeline.resources}
+    await pipeline.redis.set(turn_lock_key(conversation.id), "a running turn", px=60_000)
+    assert await sweep_stalled_turns(ctx) == 0
+    await pipeline.redis.delete(turn_lock_key(conversation.id))  # the holder died: its lock expired
+    assert await sweep_stalled_turns(ctx) == 1

@@ -83,8 +83,14 @@ class Draft:
         await session.flush()
 
     async def close(self) -> None:
-        if self.deferred:
+        if not self.deferred:
+            return
+        try:
             await self.session.close()
+        except Exception:
+            # A step cancelled mid-query (the turn's hard stop) leaves its connection unusable: it is dropped.
+            log.warning("agent.draft_close_failed", exc_info=True)
+            await self.session.invalidate()
 
 
 class DraftToolset(WrapperToolset[Any]):

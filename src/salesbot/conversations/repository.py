@@ -226,7 +226,8 @@ async def move_messages(session: AsyncSession, message_ids: Sequence[int], *, to
 async def conversations_with_stalled_inbound(session: AsyncSession, *, older_than: datetime, limit: int) -> list[int]:
     """Conversations whose customer messages wait for a turn since before `older_than`.
 
-    Rows a running turn holds (FOR UPDATE) are skipped: that turn is alive and will consume them.
+    Rows a turn's commit holds (FOR UPDATE) are skipped: that turn is alive and consumes them. (A turn holds no
+    row while its model thinks: the sweep skips the chats whose turn lock is held.)
     """
     rows = await session.scalars(
         select(Message.conversation_id)

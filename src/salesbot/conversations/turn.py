@@ -157,8 +157,7 @@ async def _answer(
             and not budget.spent()
             and requests < settings.llm.max_requests_per_turn
         )
-        then = await commit(resources, burst, plan, outcome, may_regenerate=may_regenerate)
-        pending.clear()
+        then = await commit(resources, burst, plan, outcome, may_regenerate=may_regenerate, pending=pending)
         if then == "done":
             return
         if then == "regenerate":

@@ -108,64 +108,81 @@ async def advisory_lock(session: AsyncSession, conversation_id: int) -> None:
     await session.execute(select(func.pg_advisory_xact_lock(TURN_LOCK_NAMESPACE, conversation_id % 2_147_483_647)))
 
 
-async def commit(resources: Resources, burst: Burst, plan: Plan, outcome: TurnOutcome, *, may_regenerate: bool) -> Next:
-    """Step 3 (see the module docstring)."""
-    conversation_id = burst.conversation.id
+async def commit(
+    resources: Resources,
+    burst: Burst,
+    plan: Plan,
+    outcome: TurnOutcome,
+    *,
+    may_regenerate: bool,
+    pending: list[LLMUsage],
+) -> Next:
+    """Step 3 (see the module docstring). `pending`: the generations whose usage is not written yet (emptied once
+    this step's commit wrote it)."""
     async with unit_of_work(resources.sessionmaker) as session:
-        await advisory_lock(session, conversation_id)
-        fresh, fresh_customer = await repository.lock_conversation_and_customer(session, conversation_id)
-        waiting = await repository.lock_unprocessed_inbound(session, conversation_id)
-        waiting_ids = {message.id for message in waiting}
-        if any(message.id not in waiting_ids for message in burst.messages):
-            count_usage(session, fresh, plan.usage, "discarded")
-            log.info("turn.draft_superseded", conversation=conversation_id, left=len(waiting))
-            return "regenerate" if waiting and may_regenerate else "done"
-        if fresh.status is ConversationStatus.CLOSED:
-            count_usage(session, fresh, plan.usage, "withdrawn")
-            log.info("turn.draft_withdrawn", conversation=conversation_id, reason="conversation_closed")
-            await move(session, fresh, waiting, outcome)
-            return "done"
-        if plan.drafted and (echoes := await repository.unapplied_manager_echoes(session, conversation_id)):
-            # A manager wrote from the provider's inbox meanwhile and the takeover job has not run yet (the worker
-            # may be busy): apply it now and decide again with the chat's new owner.
-            count_usage(session, fresh, plan.usage, "withdrawn")
-            for echo_id in echoes:
-                await service.apply_manager_echo(
-                    session, conversation_id, echo_id, hours=resources.settings.conversation.human_takeover_hours
-                )
-            log.info("turn.draft_withdrawn", conversation=conversation_id, reason="manager_echo")
-            return "decide_again"
-        withdraw = None
-        if plan.drafted and human_owns(fresh, utcnow()):
-            withdraw = "silent_human_owner"
-        elif plan.drafted and fresh_customer.opted_out_at is not None and not burst.was_opted_out:
-            withdraw = "silent_opted_out"
-        if withdraw is not None:
-            count_usage(session, fresh, plan.usage, "withdrawn")
-            # Consent keywords of the burst still count; nothing the agent did does.
-            if plan.confirmations:
-                fresh_customer.opted_out_at = burst.customer.opted_out_at
-            log.info("turn.draft_withdrawn", conversation=conversation_id, reason=withdraw)
-            silent = Plan(confirmations=plan.confirmations, silent_reason=withdraw)
-            await record(session, resources, fresh, burst.messages, silent, outcome)
-            return "done"
-        newer = [message for message in waiting if message.id not in {m.id for m in burst.messages}]
-        if newer and may_regenerate:
-            count_usage(session, fresh, plan.usage, "discarded")
-            log.info("turn.draft_discarded", conversation=conversation_id, newer=len(newer))
-            return "regenerate"
-        if newer:
-            # They stay unprocessed; the turn scheduled by their own arrival answers them next.
-            log.info("turn.regeneration_limit", conversation=conversation_id, left=len(newer))
-        _apply_changes(burst.conversation, fresh)
-        _apply_changes(burst.customer, fresh_customer)
-        if plan.draft is not None:
-            await plan.draft.apply(session)
-        count_usage(session, fresh, plan.usage, "sent")
-        await record(session, resources, fresh, burst.messages, plan, outcome)
-    if plan.draft is not None and plan.draft.after_commit_effects:
-        await _after_commit(resources, conversation_id, plan.draft)
-    return "done"
+        then = await _judge(session, resources, burst, plan, outcome, may_regenerate=may_regenerate)
+    pending.clear()
+    if then == "kept" and plan.draft is not None and plan.draft.after_commit_effects:
+        await _after_commit(resources, burst.conversation.id, plan.draft)
+    return "done" if then == "kept" else then
+
+
+async def _judge(
+    session: AsyncSession, resources: Resources, burst: Burst, plan: Plan, outcome: TurnOutcome, *, may_regenerate: bool
+) -> Next | Literal["kept"]:
+    conversation_id = burst.conversation.id
+    await advisory_lock(session, conversation_id)
+    fresh, fresh_customer = await repository.lock_conversation_and_customer(session, conversation_id)
+    waiting = await repository.lock_unprocessed_inbound(session, conversation_id)
+    waiting_ids = {message.id for message in waiting}
+    if any(message.id not in waiting_ids for message in burst.messages):
+        count_usage(session, fresh, plan.usage, "discarded")
+        log.info("turn.draft_superseded", conversation=conversation_id, left=len(waiting))
+        return "regenerate" if waiting and may_regenerate else "done"
+    if fresh.status is ConversationStatus.CLOSED:
+        count_usage(session, fresh, plan.usage, "withdrawn")
+        log.info("turn.draft_withdrawn", conversation=conversation_id, reason="conversation_closed")
+        await move(session, fresh, waiting, outcome)
+        return "done"
+    if plan.drafted and (echoes := await repository.unapplied_manager_echoes(session, conversation_id)):
+        # A manager wrote from the provider's inbox meanwhile and the takeover job has not run yet (the worker
+        # may be busy): apply it now and decide again with the chat's new owner.
+        count_usage(session, fresh, plan.usage, "withdrawn")
+        for echo_id in echoes:
+            await service.apply_manager_echo(
+                session, conversation_id, echo_id, hours=resources.settings.conversation.human_takeover_hours
+            )
+        log.info("turn.draft_withdrawn", conversation=conversation_id, reason="manager_echo")
+        return "decide_again"
+    withdraw = None
+    if plan.drafted and human_owns(fresh, utcnow()):
+        withdraw = "silent_human_owner"
+    elif plan.drafted and fresh_customer.opted_out_at is not None and not burst.was_opted_out:
+        withdraw = "silent_opted_out"
+    if withdraw is not None:
+        count_usage(session, fresh, plan.usage, "withdrawn")
+        # Consent keywords of the burst still count; nothing the agent did does.
+        if plan.confirmations:
+            fresh_customer.opted_out_at = burst.customer.opted_out_at
+        log.info("turn.draft_withdrawn", conversation=conversation_id, reason=withdraw)
+        silent = Plan(confirmations=plan.confirmations, silent_reason=withdraw)
+        await record(session, resources, fresh, burst.messages, silent, outcome)
+        return "done"
+    newer = [message for message in waiting if message.id not in {m.id for m in burst.messages}]
+    if newer and may_regenerate:
+        count_usage(session, fresh, plan.usage, "discarded")
+        log.info("turn.draft_discarded", conversation=conversation_id, newer=len(newer))
+        return "regenerate"
+    if newer:
+        # They stay unprocessed; the turn scheduled by their own arrival answers them next.
+        log.info("turn.regeneration_limit", conversation=conversation_id, left=len(newer))
+    _apply_changes(burst.conversation, fresh)
+    _apply_changes(burst.customer, fresh_customer)
+    if plan.draft is not None:
+        await plan.draft.apply(session)
+    count_usage(session, fresh, plan.usage, "sent")
+    await record(session, resources, fresh, burst.messages, plan, outcome)
+    return "kept"
 
 
 async def _after_commit(resources: Resources, conversation_id: int, draft: Draft) -> None:
