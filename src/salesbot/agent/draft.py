@@ -24,6 +24,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic_ai import RunContext
+from pydantic_ai.messages import ModelMessage, ModelResponse
+from pydantic_ai.models import Model, ModelRequestParameters
+from pydantic_ai.models.wrapper import WrapperModel
+from pydantic_ai.settings import ModelSettings
 from pydantic_ai.toolsets import WrapperToolset
 from pydantic_ai.toolsets.abstract import ToolsetTool
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -105,3 +109,21 @@ class DraftToolset(WrapperToolset[Any]):
             return await super().call_tool(name, tool_args, ctx, tool)
         finally:
             await draft.release()
+
+
+class ReleasingModel(WrapperModel):
+    """The model of a run on a draft: before each request the draft's step ends, so whatever read the database
+    since the last tool call (instructions, output checks), no transaction is open while the model thinks."""
+
+    def __init__(self, wrapped: Model, draft: Draft) -> None:
+        super().__init__(wrapped)
+        self.draft = draft
+
+    async def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        await self.draft.release()
+        return await super().request(messages, model_settings, model_request_parameters)

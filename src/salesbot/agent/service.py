@@ -40,7 +40,7 @@ from salesbot.agent import repository
 from salesbot.agent.agent import sales_agent
 from salesbot.agent.attachments import reply_media
 from salesbot.agent.deps import AgentDeps, CustomerProfile
-from salesbot.agent.draft import Draft
+from salesbot.agent.draft import Draft, ReleasingModel
 from salesbot.agent.grounding import as_money, figures
 from salesbot.agent.history import load_history, message_text, turn_prompt
 from salesbot.agent.language import conversation_language
@@ -131,25 +131,6 @@ class SalesAgentService:
         """The reply to `new_messages`. LLM requests end at `deadline` (loop time; then the offline responder
         answers) and are counted into `usage`. `draft`: the turn's (its `session` is `session`); None: direct."""
         draft = draft or Draft.direct(session)
-        try:
-            return await self._reply(
-                session, draft, settings, conversation, customer, new_messages, redis, deadline, usage
-            )
-        finally:
-            await draft.release()
-
-    async def _reply(
-        self,
-        session: AsyncSession,
-        draft: Draft,
-        settings: Settings,
-        conversation: Conversation,
-        customer: Customer,
-        new_messages: Sequence[Message],
-        redis: Redis | None,
-        deadline: float | None,
-        usage: LLMUsage | None,
-    ) -> AgentReply:
         started = time.perf_counter()
         await draft.enter()
         playbook = self.playbook(settings)
@@ -244,7 +225,7 @@ class SalesAgentService:
         limits = UsageLimits(request_limit=limit, tool_calls_limit=limit * TOOL_CALLS_PER_REQUEST)
         known = {id(message) for message in history}
         messages: list[ModelMessage] = []
-        model = metered(self.model(settings))
+        model = ReleasingModel(metered(self.model(settings)), deps.draft)
         with turn_scope(deadline=deadline, usage=usage), capture_run_messages() as captured:
             try:
                 result = await sales_agent.run(

@@ -144,11 +144,11 @@ async def _answer(
             plan.silent_reason = "silent_human_owner"
         if plan.silent_reason is None:
             plan.draft = Draft.deferred_on(resources.sessionmaker)
+            outcome.agent_runs += 1
             try:
                 await _generate(resources, generator, budget, burst, plan, pending)
             finally:
                 await plan.draft.close()
-            outcome.agent_runs += 1
             requests += sum(usage.requests for usage in plan.usage)
         # No regeneration once the budget or the turn's LLM requests are spent: the newer messages get a turn of
         # their own (with a budget of its own) instead of a fourth and fifth draft.
