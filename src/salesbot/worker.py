@@ -66,7 +66,7 @@ MAX_TRIES = 8
 SCHEDULED_MAX_JOBS = 10
 # Database connections a worker process keeps (plus `resources.DB_OVERFLOW` under bursts). Its jobs' transactions
 # last milliseconds, none spans a model's think time or a provider call (see `worker_process`), so a few dozen
-# serve a hundred turn slots (bench/bench_turn_slots.py measures it).
+# serve a hundred turn slots (bench/bench_load.py, realistic LLM case, measures it).
 WORKER_DB_CONNECTIONS = 20
 
 TURN_FUNCTIONS: list[WorkerCoroutine | Function] = [
