@@ -6,6 +6,7 @@ worker; the LLM is a pydantic-ai `FunctionModel`."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from sqlalchemy import func, select, text, update
 from salesbot.agent.service import SalesAgentService
 from salesbot.conversations import service, turn
 from salesbot.conversations.tasks import sweep_stalled_turns, turn_lock_key
-from salesbot.db import unit_of_work
+from salesbot.db import create_engine, create_sessionmaker, unit_of_work
 from salesbot.knowledge.embeddings import get_embedder
 from salesbot.knowledge.seed import seed_demo_data
 from salesbot.models import Conversation, Direction, Message, Owner, Quote, SalesStage
@@ -197,3 +198,31 @@ async def test_the_sweep_leaves_a_chat_whose_turn_is_running_alone(pipeline: Pip
     assert await sweep_stalled_turns(ctx) == 0
     await pipeline.redis.delete(turn_lock_key(conversation.id))  # the holder died: its lock expired
     assert await sweep_stalled_turns(ctx) == 1
+
+
+async def test_turns_waiting_on_the_model_need_no_database_connection_each(pipeline: Pipeline) -> None:
+    # Four chats think at once on a pool of two connections (no overflow): a turn borrows one per short step.
+    chats = [f"9715012300{index:02d}" for index in range(4)]
+    for chat in chats:
+        await pipeline.wazzup_text(chat, "Do you have office chairs?")
+    conversations = await pipeline.conversations()
+    engine = create_engine(pipeline.resources.settings.database_url, pool_size=2, max_overflow=0)
+    resources = dataclasses.replace(pipeline.resources, engine=engine, sessionmaker=create_sessionmaker(engine))
+    generator = RecordingReplyGenerator()
+    generator.hold()
+    try:
+        turns = [asyncio.create_task(turn.run_turn(resources, generator, c.id)) for c in conversations]
+
+        async def all_thinking() -> bool:
+            return generator.running == len(chats)
+
+        await eventually(all_thinking, what="every turn generating at once")
+        generator.release()
+        outcomes = await asyncio.gather(*turns)
+    finally:
+        generator.release()
+        await engine.dispose()
+
+    assert [outcome.result for outcome in outcomes] == ["replied"] * len(chats)
+    replies = await pipeline.messages(direction=Direction.OUTBOUND)
+    assert len(replies) == len(chats)
