@@ -64,6 +64,10 @@ POLL_DELAY_SECONDS = 0.05
 MAX_TRIES = 8
 # Five cron jobs, each unique per scheduled time; the spool drain (every 5 s) may overlap a slow run of itself.
 SCHEDULED_MAX_JOBS = 10
+# Database connections a worker process keeps (plus `resources.DB_OVERFLOW` under bursts). Its jobs' transactions
+# last milliseconds, none spans a model's think time or a provider call (see `worker_process`), so a few dozen
+# serve a hundred turn slots (bench/bench_load.py, realistic LLM case, measures it).
+WORKER_DB_CONNECTIONS = 20
 
 TURN_FUNCTIONS: list[WorkerCoroutine | Function] = [
     # Retries: crash re-runs (SIGKILL), agent errors (TURN_ATTEMPTS) and not-yet-due wake-ups re-enqueue
@@ -142,13 +146,15 @@ async def worker_process(
 ) -> AsyncIterator[WorkerContext]:
     """What a process's workers share, opened once: resources, providers, the loaded models and the agent.
 
-    `slots`: the jobs its workers run at once. A turn keeps its database transaction (and connection) open while
-    the agent runs, the model's think time included (`salesbot.conversations.turn`), so the pool has a connection
-    for every slot: a smaller pool would cap the turns at its size, whatever WORKER_MAX_JOBS says.
+    `slots`: the jobs its workers run at once. No job holds a connection while it waits on the network: a turn's
+    transactions are short and none is open while the model thinks (`salesbot.conversations.turn`), deliveries
+    call providers between transactions. So the pool is sized for the transactions running at one moment, not
+    for the slots (`WORKER_DB_CONNECTIONS` + `resources.DB_OVERFLOW`): a slot that finds every connection busy
+    waits a few milliseconds for one, and Postgres is spared a hundred idle backends per worker process.
     `generator` replaces the production agent (`salesbot.agent.service.generate_reply`) in tests.
     """
     tracing.setup(settings.otel_exporter_otlp_endpoint, service="salesbot-worker", agent=True)
-    async with open_resources(settings, db_connections=slots) as resources:
+    async with open_resources(settings, db_connections=min(slots, WORKER_DB_CONNECTIONS)) as resources:
         ctx: WorkerContext = {"resources": resources, "providers": build_providers(resources)}
         await prepare_knowledge(resources)  # loads the embedding model once, before the first turn
         await asyncio.to_thread(load_language_model)  # the language detector's model, off the event loop

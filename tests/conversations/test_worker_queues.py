@@ -14,7 +14,6 @@ import pytest
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from sqlalchemy import select, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from salesbot import queues
@@ -151,12 +150,6 @@ async def test_the_conversation_and_customer_rows_are_free_while_the_model_think
     assert [message.chat_id for message in pipeline.wazzup_api.sent] == [chat(7)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DBAPIError,
-    reason="issue 14 section 2, open: the turn keeps its transaction (a connection, the burst's inbound rows locked "
-    "FOR UPDATE, the agent's writes in a SAVEPOINT) open while the model thinks; see salesbot.conversations.turn",
-)
 async def test_no_transaction_is_held_while_the_model_thinks(pipeline: Pipeline) -> None:
     llm = HeldLLM()
     conversation = await model_thinking(pipeline, llm, chat(7))

@@ -9,8 +9,10 @@ failure ends the run and the service replaces the draft by a safe answer.
 from __future__ import annotations
 
 from pydantic_ai import Agent, ModelRetry, RunContext
+from pydantic_ai.toolsets import FunctionToolset
 
 from salesbot.agent.deps import AgentDeps
+from salesbot.agent.draft import DraftToolset
 from salesbot.agent.grounding import ungrounded
 from salesbot.agent.instructions import build_instructions, leaks_instructions
 from salesbot.agent.tools import SALES_TOOLS
@@ -60,7 +62,8 @@ def build_agent() -> Agent[AgentDeps, str]:
         deps_type=AgentDeps,
         output_type=str,
         instructions=_instructions,
-        tools=[*SALES_TOOLS, *MEMORY_TOOLS],
+        # Each tool call is one short transaction of the turn's draft (salesbot.agent.draft).
+        toolsets=[DraftToolset(FunctionToolset([*SALES_TOOLS, *MEMORY_TOOLS]))],
         retries={"tools": TOOL_RETRIES, "output": OUTPUT_RETRIES},
         name="salesbot",
         defer_model_check=True,

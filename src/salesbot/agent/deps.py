@@ -10,6 +10,7 @@ from typing import Any, TypedDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.agent import grounding
+from salesbot.agent.draft import Draft
 from salesbot.agent.grounding import Evidence, Ledger
 from salesbot.agent.pii import PiiMasker
 from salesbot.agent.playbook import Playbook
@@ -101,6 +102,8 @@ class AgentDeps:
     search: CatalogSearch
     language: str
     now: datetime
+    # How the run reads and writes: `session` is the draft's (salesbot.agent.draft).
+    draft: Draft
     turn: TurnState = field(default_factory=TurnState)
     # Unused: the grounding check reads the playbook and past quotes itself (`ledger`). Kept for callers that still
     # pass it; remove with them.

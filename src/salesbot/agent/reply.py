@@ -1,9 +1,11 @@
 """The boundary between a conversation turn and the agent: `ReplyRequest -> AgentReply`.
 
-The turn job (conversations) builds a `ReplyRequest` inside its transaction, wrapped in a SAVEPOINT, and calls
-a `ReplyGenerator`. The agent may read history and change conversation state (stage, facts, quotes, customer
-details) through the session, flushing only; the turn job commits, or rolls the savepoint back when it
-discards the draft because newer customer messages arrived.
+The turn job (conversations) builds a `ReplyRequest` with a deferred `Draft` (salesbot.agent.draft) and no
+open transaction, and calls a `ReplyGenerator`. The agent changes the conversation and customer (stage, facts,
+details) on the detached copies it is given, and writes rows (quotes, ...) through the draft's session in short
+transactions that are rolled back, keeping each write as an effect; the turn job applies the copies' changes
+and the effects in its commit, or drops them when it withdraws or discards the draft. Without a draft the
+session is used directly (flushed only) and the caller commits.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesbot.agent.draft import Draft
 from salesbot.models import Conversation, Customer, Message
 from salesbot.outbox.service import OutboundMedia
 from salesbot.resources import Resources
@@ -54,6 +57,8 @@ class ReplyRequest:
     deadline: float | None = None
     # Filled by the generator with every LLM request it makes.
     usage: LLMUsage = field(default_factory=LLMUsage)
+    # The turn's deferred draft (its `session` is `session`); None: write through `session` directly.
+    draft: Draft | None = None
 
 
 @dataclass(frozen=True)

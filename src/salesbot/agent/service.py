@@ -9,7 +9,9 @@ and the offline responder answers instead), unmask the reply, and record the tur
 - the draft kept stating ungrounded figures or quoting the instructions -> a safe answer;
 - no model could answer at all -> a manager, with the playbook's "unavailable" message.
 
-Database work is only flushed: the turn job commits (or rolls its savepoint back to discard the draft).
+Database work goes through the request's `Draft` (salesbot.agent.draft): in a turn, each step (the reads before
+the run, each tool call, the work after it) is a short transaction and writes are kept for the turn's commit, so
+no transaction is open while the model thinks; otherwise the caller's session, flushed only, and the caller commits.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from salesbot.agent import repository
 from salesbot.agent.agent import sales_agent
 from salesbot.agent.attachments import reply_media
 from salesbot.agent.deps import AgentDeps, CustomerProfile
+from salesbot.agent.draft import Draft, ReleasingModel
 from salesbot.agent.grounding import as_money, figures
 from salesbot.agent.history import load_history, message_text, turn_prompt
 from salesbot.agent.language import conversation_language
@@ -96,6 +99,7 @@ class SalesAgentService:
     async def __call__(self, request: ReplyRequest) -> AgentReply:
         return await self.reply(
             session=request.session,
+            draft=request.draft,
             settings=request.resources.settings,
             conversation=request.conversation,
             customer=request.customer,
@@ -122,10 +126,13 @@ class SalesAgentService:
         redis: Redis | None = None,
         deadline: float | None = None,
         usage: LLMUsage | None = None,
+        draft: Draft | None = None,
     ) -> AgentReply:
         """The reply to `new_messages`. LLM requests end at `deadline` (loop time; then the offline responder
-        answers) and are counted into `usage`."""
+        answers) and are counted into `usage`. `draft`: the turn's (its `session` is `session`); None: direct."""
+        draft = draft or Draft.direct(session)
         started = time.perf_counter()
+        await draft.enter()
         playbook = self.playbook(settings)
         pii = PiiMasker(
             conversation.pii_map,
@@ -159,26 +166,28 @@ class SalesAgentService:
             ),
             language=language,
             now=self._clock(),
+            draft=draft,
             baseline_figures=frozenset(_baseline_figures(playbook, profile)),
             memories=memory.facts,
             last_product=memory.last_product,
         )
         prompt = turn_prompt(new_messages, pii, dict(turn_context(deps)))
+        await draft.release()  # the model thinks without a transaction; each tool call is a step of its own
         try:
             run = await self._run(deps, prompt, history, settings, deadline=deadline, usage=usage)
             reply_text = pii.unmask(run.text)
         finally:
             # New placeholders must survive the turn so later turns (and the reply) resolve the same way.
             conversation.pii_map = pii.mapping
-            await session.flush()
-        await remember_turn(
-            session,
-            settings,
-            customer,
-            conversation,
-            run.messages,
-            message_id=new_messages[-1].id if new_messages else None,
-        )
+        await draft.enter()
+        await session.flush()
+        message_id = new_messages[-1].id if new_messages else None
+
+        async def remember(target: AsyncSession) -> None:
+            await remember_turn(target, settings, customer, conversation, run.messages, message_id=message_id)
+
+        # Memory is stored once the reply is committed (a withdrawn draft's tool results are not facts).
+        await draft.after_commit(remember)
         reply = _turn_record(run, reply_text, deps, started=started, primary=self.primary_name(settings))
         if run.outcome == "answered" and not reply.handoff:
             # The provider fetches a quote's signed link now, whatever clock the agent runs on.
@@ -216,7 +225,7 @@ class SalesAgentService:
         limits = UsageLimits(request_limit=limit, tool_calls_limit=limit * TOOL_CALLS_PER_REQUEST)
         known = {id(message) for message in history}
         messages: list[ModelMessage] = []
-        model = metered(self.model(settings))
+        model = ReleasingModel(metered(self.model(settings)), deps.draft)
         with turn_scope(deadline=deadline, usage=usage), capture_run_messages() as captured:
             try:
                 result = await sales_agent.run(
@@ -248,6 +257,7 @@ class SalesAgentService:
     async def _hand_over(self, deps: AgentDeps, reason: str) -> None:
         if deps.turn.handoff:
             return
+        await deps.draft.enter()
         async with deps.session.begin_nested():
             await hand_to_human(deps, reason)
 

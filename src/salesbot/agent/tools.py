@@ -2,8 +2,10 @@
 
 Every tool takes identity from `ctx.deps` (conversation, customer), runs its database work in a SAVEPOINT and
 only flushes, so a refused or failed call leaves the database as it was and the turn job decides about the
-commit. Text returned to the model is PII-masked; placeholders in arguments are resolved here. Structured
-results ride along as `ToolReturn.metadata` (never sent to the model; the offline responder composes from it).
+commit. In a turn each call is a short transaction of the run's draft (salesbot.agent.draft): a tool that
+writes rows also `keep`s how to write them again, for later calls and for the turn's commit. Text returned to
+the model is PII-masked; placeholders in arguments are resolved here. Structured results ride along as
+`ToolReturn.metadata` (never sent to the model; the offline responder composes from it).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from pydantic import BaseModel, Field
 from pydantic_ai import ModelRetry, RunContext, Tool, ToolReturn
 from pydantic_ai.tools import ToolDefinition
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstanceState
 
 from salesbot.agent import repository
 from salesbot.agent.deps import MAX_STAGE_HISTORY, AgentDeps, SelectedItem, StageChange
+from salesbot.agent.draft import Effect
 from salesbot.agent.grounding import DISCOUNT, STOCK, Evidence, canonical, catalog_evidence, evidence, policy_evidence
 from salesbot.agent.pii import PLACEHOLDER
 from salesbot.agent.stages import check_transition, tools_for_stage
@@ -29,7 +33,7 @@ from salesbot.alerts import service as alerts
 from salesbot.crm import service as crm_service
 from salesbot.kit.logging import get_logger
 from salesbot.knowledge.types import KnowledgeHit, ProductFilters, ProductHit
-from salesbot.models import Owner, SalesStage
+from salesbot.models import Owner, Quote, SalesStage
 from salesbot.payments import service as payment_service
 from salesbot.sales import financing as financing_service
 from salesbot.sales import quotes as quote_service
@@ -307,6 +311,8 @@ async def advance_stage(
                 acceptance = await payment_service.accept_quote(
                     deps.session, deps.settings, conversation_id=conversation.id, now=deps.now
                 )
+                if acceptance is not None:
+                    deps.draft.keep(_accepting(deps, acceptance.quote_id))
             await deps.session.flush()
     except ModelRetry:
         raise
@@ -365,9 +371,8 @@ async def save_customer_details(
             if values["email"]:
                 customer.email = values["email"]
             # The contact and the deal reach the CRM through a job after the turn's commit.
-            await crm_service.request_sync(
-                deps.session, deps.settings, customer_id=customer.id, conversation_id=deps.conversation_id, now=deps.now
-            )
+            await _crm_sync(deps)(deps.session)
+            deps.draft.keep(_crm_sync(deps))
             await deps.session.flush()
     except Exception:
         return await _failure(deps, "save_customer_details")
@@ -403,19 +408,12 @@ async def create_quote(ctx: RunContext[AgentDeps], items: list[QuoteLine], disco
             quote, priced = await quote_service.create_quote(
                 deps.session, deps.playbook, deps.conversation.id, requested, discount
             )
-            await alerts.alert_large_quote(deps.session, deps.settings.alerts, quote)
             deps.update_facts(
                 last_quote_id=quote.id,
                 selected=[SelectedItem(sku=line.sku, qty=line.qty) for line in priced.lines],
             )
-            await crm_service.request_sync(
-                deps.session,
-                deps.settings,
-                customer_id=deps.customer.id,
-                conversation_id=deps.conversation_id,
-                now=deps.now,
-                quote_id=quote.id,
-            )
+            await _quote_followups(deps, quote)(deps.session)
+            deps.draft.keep(_quote_stored(deps, quote))
             await deps.session.flush()
     except quote_service.QuoteInputError as error:
         raise ModelRetry(f"{error.message}. Use SKUs and quantities from the tools.") from error
@@ -443,6 +441,59 @@ async def create_quote(ctx: RunContext[AgentDeps], items: list[QuoteLine], disco
         },
     }
     return _reply(deps, quote_service.quote_text(quote.id, priced), data, cites=_quote_evidence(priced))
+
+
+# --- what a writing tool keeps for the turn's commit (salesbot.agent.draft) -------------------------------------
+
+
+def _crm_sync(deps: AgentDeps, quote_id: int | None = None) -> Effect:
+    customer_id, conversation_id, now = deps.customer.id, deps.conversation_id, deps.now
+
+    async def effect(session: AsyncSession) -> None:
+        await crm_service.request_sync(
+            session, deps.settings, customer_id=customer_id, conversation_id=conversation_id, now=now, quote_id=quote_id
+        )
+
+    return effect
+
+
+def _quote_followups(deps: AgentDeps, quote: Quote) -> Effect:
+    """A stored quote alerts the team when large and takes the deal to the CRM."""
+
+    async def effect(session: AsyncSession) -> None:
+        await alerts.alert_large_quote(session, deps.settings.alerts, quote)
+        await _crm_sync(deps, quote.id)(session)
+
+    return effect
+
+
+def _quote_stored(deps: AgentDeps, quote: Quote) -> Effect:
+    """The quote as priced for the model, with the id it was shown with (never the catalog's price at commit)."""
+    state: InstanceState[Quote] = sa_inspect(quote)
+    row = {
+        attribute.key: state.dict[attribute.key]
+        for attribute in state.mapper.column_attrs
+        if attribute.key in state.dict
+    }
+
+    async def effect(session: AsyncSession) -> None:
+        copy = Quote(**row)
+        session.add(copy)
+        await session.flush()
+        await _quote_followups(deps, copy)(session)
+
+    return effect
+
+
+def _accepting(deps: AgentDeps, quote_id: int) -> Effect:
+    conversation_id, now = deps.conversation_id, deps.now
+
+    async def effect(session: AsyncSession) -> None:
+        await payment_service.accept_quote(
+            session, deps.settings, conversation_id=conversation_id, now=now, quote_id=quote_id
+        )
+
+    return effect
 
 
 def _quote_evidence(priced: quote_service.PricedQuote) -> list[Evidence]:
@@ -593,7 +644,8 @@ TOOL_FUNCTIONS = (
     request_human,
 )
 
-# Sequential: the tools share one database session, which must not be used concurrently.
+# Sequential: the tools share one database session, which must not be used concurrently (and each call is a
+# transaction of the turn's draft of its own).
 SALES_TOOLS: list[Tool[AgentDeps]] = [
     Tool(function, prepare=_offered_in_stage, sequential=True, max_retries=2) for function in TOOL_FUNCTIONS
 ]

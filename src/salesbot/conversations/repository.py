@@ -196,9 +196,11 @@ async def get_conversation(session: AsyncSession, conversation_id: int) -> Conve
     )
 
 
-async def lock_unprocessed_inbound(session: AsyncSession, conversation_id: int, *, after_id: int = 0) -> list[Message]:
-    """Customer messages no turn has consumed yet, oldest first, row-locked until the turn commits."""
-    result = await session.scalars(
+async def lock_unprocessed_inbound(
+    session: AsyncSession, conversation_id: int, *, after_id: int = 0, lock: bool = True
+) -> list[Message]:
+    """Customer messages no turn has consumed yet, oldest first, row-locked until the transaction ends (`lock`)."""
+    query = (
         select(Message)
         .where(
             Message.conversation_id == conversation_id,
@@ -207,8 +209,9 @@ async def lock_unprocessed_inbound(session: AsyncSession, conversation_id: int, 
             Message.id > after_id,
         )
         .order_by(Message.id)
-        .with_for_update()
+        .execution_options(populate_existing=True)
     )
+    result = await session.scalars(query.with_for_update() if lock else query)
     return list(result)
 
 
@@ -223,7 +226,8 @@ async def move_messages(session: AsyncSession, message_ids: Sequence[int], *, to
 async def conversations_with_stalled_inbound(session: AsyncSession, *, older_than: datetime, limit: int) -> list[int]:
     """Conversations whose customer messages wait for a turn since before `older_than`.
 
-    Rows a running turn holds (FOR UPDATE) are skipped: that turn is alive and will consume them.
+    Rows a turn's commit holds (FOR UPDATE) are skipped: that turn is alive and consumes them. (A turn holds no
+    row while its model thinks: the sweep skips the chats whose turn lock is held.)
     """
     rows = await session.scalars(
         select(Message.conversation_id)
@@ -312,7 +316,7 @@ async def lock_conversation_and_customer(session: AsyncSession, conversation_id:
 
 
 def add_llm_usage(session: AsyncSession, conversation_id: int, usages: Sequence[LLMUsage], outcome: str) -> None:
-    """One `llm_usage` row per generation that asked an LLM (in the turn's transaction, outside any savepoint)."""
+    """One `llm_usage` row per generation that asked an LLM (in the transaction that decided the draft's fate)."""
     for usage in usages:
         if not usage.requests:
             continue

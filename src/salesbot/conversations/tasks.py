@@ -42,6 +42,10 @@ def lock_ttl_ms(settings: Settings) -> int:
     return int((settings.worker_job_timeout_seconds + 2) * 1000)
 
 
+def turn_lock_key(conversation_id: int) -> str:
+    return f"sb:turn:lock:{conversation_id}"
+
+
 def reply_generator(ctx: WorkerContext) -> ReplyGenerator:
     generator = ctx.get("reply_generator")
     if generator is None:
@@ -56,7 +60,7 @@ async def run_turn(ctx: WorkerContext, conversation_id: int) -> str:
     """Answer a conversation's burst once its silence window has passed (one turn per chat at a time)."""
     resources = ctx["resources"]
     redis = resources.redis
-    lock = FlaggingLock(redis, f"sb:turn:lock:{conversation_id}", lock_ttl_ms(resources.settings))
+    lock = FlaggingLock(redis, turn_lock_key(conversation_id), lock_ttl_ms(resources.settings))
     acquired = await lock.acquire()
     if not acquired.ok:
         # The holder runs the turn again when it releases the lock (the flag is set). A holder that died is
@@ -122,7 +126,10 @@ async def sweep_stalled_turns(ctx: WorkerContext) -> int:
     settings = resources.settings.conversation
     cutoff = utcnow() - timedelta(seconds=settings.debounce_max_seconds + SWEEP_GRACE_SECONDS)
     async with unit_of_work(resources.sessionmaker) as session:
-        stalled = await repository.conversations_with_stalled_inbound(session, older_than=cutoff, limit=SWEEP_BATCH)
+        waiting = await repository.conversations_with_stalled_inbound(session, older_than=cutoff, limit=SWEEP_BATCH)
+    # A chat whose turn is running (the model may think for a while, holding no row) is not stalled: its lock
+    # is held, and expires with a holder that died.
+    stalled = [chat for chat in waiting if not await resources.redis.exists(turn_lock_key(chat))]
     minute = int(time.time() // 60)
     for conversation_id in stalled:
         await burst.schedule_turn_now(resources.redis, conversation_id, job_suffix=f"sweep:{minute}")

@@ -14,8 +14,8 @@ from salesbot.models._columns import created_at_column
 class LlmUsage(Base):
     """What one generation of a turn asked the LLMs: every request, including drafts that were never sent.
 
-    Written outside the draft's savepoint, so a discarded, withdrawn or timed-out draft is still counted; the
-    dashboard's LLM cost sums these rows, not the reply messages.
+    Written by the transaction that decides the draft's fate, so a discarded, withdrawn or timed-out draft is
+    still counted; the dashboard's LLM cost sums these rows, not the reply messages.
     """
 
     __tablename__ = "llm_usage"
