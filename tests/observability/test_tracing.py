@@ -218,6 +218,19 @@ async def test_log_lines_inside_a_span_carry_its_trace_and_span_ids(otlp: OtlpRe
     assert f"span_id={turn.span_id.hex()}" in inside
 
 
+def test_a_trace_id_that_looks_like_a_phone_number_is_logged_as_it_is(otlp: OtlpReceiver) -> None:
+    from opentelemetry import trace
+
+    assert tracing.setup(otlp.url, service="salesbot-test")
+    # Random ids are hex: some contain a run of digits the phone detector would mask ("+971 50 123 4567").
+    trace_id, span_id = int("9715012345670000000000000000abcd", 16), int("0971501234567890", 16)
+    context = trace.SpanContext(trace_id, span_id, is_remote=False, trace_flags=trace.TraceFlags(1))
+    record = logging.LogRecord("tests.tracing", logging.INFO, __file__, 1, "inside.span", None, None)
+    with trace.use_span(trace.NonRecordingSpan(context)):
+        line = KeyValueFormatter().format(record)
+    assert "trace_id=9715012345670000000000000000abcd span_id=0971501234567890" in line
+
+
 def test_without_an_endpoint_nothing_of_opentelemetry_is_loaded() -> None:
     code = (
         "import sys\n"

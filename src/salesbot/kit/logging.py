@@ -38,12 +38,14 @@ class KeyValueFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = {k: v for k, v in record.__dict__.items() if k not in _RESERVED}
-        ids = tracing.current_ids()
-        if ids is not None:
-            fields["trace_id"], fields["span_id"] = ids
         message = redact(record.getMessage(), self._phones)
         head = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {message}"
         parts = [head] + [f"{key}={_render(value, self._phones)}" for key, value in fields.items()]
+        ids = tracing.current_ids()
+        if ids is not None:
+            # Hex ids of our own making, never masked: a random id can contain a run of digits that looks like a
+            # phone number, and a masked id cannot be found in the tracing backend.
+            parts += [f"trace_id={ids[0]}", f"span_id={ids[1]}"]
         line = " ".join(parts)
         if record.exc_info:
             line += "\n" + redact(self.formatException(record.exc_info), self._phones)
