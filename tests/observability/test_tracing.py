@@ -222,13 +222,13 @@ def test_a_trace_id_that_looks_like_a_phone_number_is_logged_as_it_is(otlp: Otlp
     from opentelemetry import trace
 
     assert tracing.setup(otlp.url, service="salesbot-test")
-    # Random ids are hex: some contain a run of digits the phone detector would mask ("+971 50 123 4567").
-    trace_id, span_id = int("9715012345670000000000000000abcd", 16), int("0971501234567890", 16)
+    # Random ids are hex: some contain a run of digits the phone detector would mask (as in "5c3e022123780fab...").
+    trace_id, span_id = int("5c3e022123780fab9c1d2e3f4a5b6c7d", 16), int("fa0501234567bcde", 16)
     context = trace.SpanContext(trace_id, span_id, is_remote=False, trace_flags=trace.TraceFlags(1))
     record = logging.LogRecord("tests.tracing", logging.INFO, __file__, 1, "inside.span", None, None)
     with trace.use_span(trace.NonRecordingSpan(context)):
         line = KeyValueFormatter().format(record)
-    assert "trace_id=9715012345670000000000000000abcd span_id=0971501234567890" in line
+    assert "trace_id=5c3e022123780fab9c1d2e3f4a5b6c7d span_id=fa0501234567bcde" in line
 
 
 def test_without_an_endpoint_nothing_of_opentelemetry_is_loaded() -> None:
