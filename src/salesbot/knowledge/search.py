@@ -12,9 +12,8 @@
   `ts_rank_cd`. Rows matching every word come first; only when no row does is the AND between words relaxed
   to OR (customers write sentences, not keyword lists). Ranking an OR of common words touches a large share
   of a big catalog, so it is the fallback, not the rule; the vector branch supplies the near matches.
-- Category match (unless a category filter already decides it): the vector branch's candidates are re-ranked
-  by their similarity plus how well their category as a whole matches the query: its centroid
-  (`category_centroids`) and the consensus of its best candidates.
+- Category consensus (unless a category filter already decides it): the vector branch's candidates are
+  re-ranked by similarity plus how well their category as a whole matches the query.
 - Fusion: reciprocal rank fusion (k=60), scores normalized so a row ranked first by both branches scores 1.0.
 """
 
@@ -35,7 +34,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.kit.logging import get_logger
-from salesbot.knowledge.category_centroids import category_centroids, category_similarity
 from salesbot.knowledge.embeddings import Embedder, QueryEmbeddingCache, Vector
 from salesbot.knowledge.text import content_words, fulltext_query, shorten
 from salesbot.knowledge.types import KnowledgeHit, ProductFilters, ProductHit
@@ -61,12 +59,8 @@ EF_SEARCH_MAX = 1000
 # (bench/bench_search.py, two runs), recall@10 against exact search is 0.80-0.84 at 100, 0.93-0.94 at 400 and
 # 0.96-0.97 at 800, for a p95 of 1.5, 2.8 and 4.8-6 ms: 800 buys the last misses for about 3 ms.
 EF_SEARCH_MIN = 800
-# Category match in the vector branch (tuned on the dev split of bench/data/search_quality.json): a candidate's
-# score is its cosine similarity + CENTROID_WEIGHT x the cosine with its category's centroid + CONSENSUS_WEIGHT x
-# the mean similarity of its category's best CONSENSUS_TOP candidates. The centroid term took paraphrased dev
-# questions from 27 to 32 of 42 right first (English-only catalog: 27 to 31) with plain questions unchanged;
-# 1.0 (the category's match weighs as much as the product's own) rather than the slightly better 1.5.
-CENTROID_WEIGHT = 1.0
+# Category consensus in the vector branch (tuned on bench/data/search_quality.json): a candidate's score is its
+# cosine similarity + CONSENSUS_WEIGHT x the mean similarity of its category's best CONSENSUS_TOP candidates.
 CONSENSUS_WEIGHT = 0.25
 CONSENSUS_TOP = 5
 
@@ -248,12 +242,11 @@ class HybridSearch:
 
     async def _category_consensus(self, ids: list[int], vector: Vector) -> list[int]:
         """Re-rank the vector branch's candidates by their similarity plus how well their category as a whole
-        matches: the cosine with the category's centroid and the mean of its best `CONSENSUS_TOP` candidates.
-        A customer describing a need ("something portable to work on while travelling") means a kind of
-        product, and one lookalike of another kind (a portable SSD) should not outrank the kind meant."""
+        matches (the mean of its best `CONSENSUS_TOP` candidates): a customer describing a need ("something
+        portable to work on while travelling") means a kind of product, and one lookalike of another kind
+        (a portable SSD) should not outrank several products of the kind meant."""
         if len(ids) < 2:
             return ids
-        centroid_match = category_similarity(vector, await category_centroids(self.session, self.embedder.name))
         similarity = (1 - Product.embedding.cosine_distance(vector)).label("similarity")
         rows = (
             await self.session.execute(select(Product.id, Product.category, similarity).where(Product.id.in_(ids)))
@@ -265,12 +258,7 @@ class HybridSearch:
             category: sum(sorted(values, reverse=True)[:CONSENSUS_TOP]) / CONSENSUS_TOP
             for category, values in by_category.items()
         }
-        scores = {
-            row.id: float(row.similarity)
-            + CENTROID_WEIGHT * centroid_match.get(row.category, 0.0)
-            + CONSENSUS_WEIGHT * vote[row.category]
-            for row in rows
-        }
+        scores = {row.id: float(row.similarity) + CONSENSUS_WEIGHT * vote[row.category] for row in rows}
         position = {item: rank for rank, item in enumerate(ids)}
         return sorted(scores, key=lambda item: (-scores[item], position[item]))
 
