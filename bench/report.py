@@ -213,6 +213,8 @@ def search(data: dict[str, Any]) -> Row:
     )
     built = f", m {index['m']}, ef_construction {index['ef_construction']}" if "m" in index else ""
     options = "" if data["products"] == 100_000 else f" --products {data['products']}"
+    if index.get("m", 16) != 16:
+        options += f" --m {index['m']}"
     if index.get("ef_construction", 64) != 64:
         options += f" --ef-construction {index['ef_construction']}"
     if len(ef_values) > 3:
@@ -270,6 +272,8 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], Row | list[Row]]] = {
     "search.json": search,
     "search_use.json": search,
     "search_use_efc200.json": search,
+    "search_use_100k.json": search,
+    "search_use_100k_m32_efc200.json": search,
     "search_quality.json": search_quality,
     "language.json": language,
     "metrics.json": metrics,

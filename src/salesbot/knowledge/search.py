@@ -57,7 +57,9 @@ DESCRIPTION_CHARS = 280
 EF_SEARCH_MAX = 1000
 # The smallest candidate list the HNSW scan keeps. With the default embedder (USE, 512 dims) on 24,576 products
 # (bench/bench_search.py, two runs), recall@10 against exact search is 0.80-0.84 at 100, 0.93-0.94 at 400 and
-# 0.96-0.97 at 800, for a p95 of 1.5, 2.8 and 4.8-6 ms: 800 buys the last misses for about 3 ms.
+# 0.96-0.97 at 800, for a p95 of 1.5, 2.8 and 4.8-6 ms: 800 buys the last misses for about 3 ms. At 100,000
+# products the migrations' index (m 16, ef_construction 64) gives 0.84 at 800 and 0.87 at 1000; an index built
+# with m 32, ef_construction 200 gives 0.94 and 0.95 (README, Performance).
 EF_SEARCH_MIN = 800
 # Category consensus in the vector branch (tuned on bench/data/search_quality.json): a candidate's score is its
 # cosine similarity + CONSENSUS_WEIGHT x the mean similarity of its category's best CONSENSUS_TOP candidates.
