@@ -350,7 +350,7 @@ async def measure(args: argparse.Namespace, embedder: Embedder, url: str) -> dic
         await session.execute(text_sql(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'"))
         await session.execute(text_sql("SET max_parallel_maintenance_workers = 2"))
         started = time.perf_counter()
-        if (args.m, args.ef_construction) == (16, 64):  # the index the migrations create
+        if (args.m, args.ef_construction) == (PRODUCTS.m, PRODUCTS.ef_construction):  # the migrations' index
             await create_vector_index(session, PRODUCTS)
         else:
             await session.execute(
@@ -558,8 +558,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=1024, help="dimension of the offline embedder")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--ef-search", type=int, nargs="+", default=[40, 100, 200])
-    parser.add_argument("--m", type=int, default=16, help="HNSW m (the migrations' index: 16)")
-    parser.add_argument("--ef-construction", type=int, default=64, help="HNSW ef_construction (migrations: 64)")
+    parser.add_argument("--m", type=int, default=PRODUCTS.m, help=f"HNSW m (the migrations' index: {PRODUCTS.m})")
+    parser.add_argument(
+        "--ef-construction",
+        type=int,
+        default=PRODUCTS.ef_construction,
+        help=f"HNSW ef_construction (the migrations' index: {PRODUCTS.ef_construction})",
+    )
     parser.add_argument("--maintenance-work-mem", default="2GB", help="for the index build")
     parser.add_argument(
         "--embedding-cache",

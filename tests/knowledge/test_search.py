@@ -247,11 +247,11 @@ def test_reciprocal_rank_fusion() -> None:
 
 
 def test_scan_plan_follows_the_pgvector_version() -> None:
-    old_unfiltered = dict(plan_vector_scan((0, 6, 2), filtered=False, fetch=20).settings)
-    old_filtered = dict(plan_vector_scan((0, 6, 2), filtered=True, fetch=20).settings)
-    new_filtered = dict(plan_vector_scan((0, 8, 0), filtered=True, fetch=20).settings)
-    assert "hnsw.iterative_scan" not in old_unfiltered
-    assert "hnsw.iterative_scan" not in old_filtered
-    assert int(old_filtered["hnsw.ef_search"]) > int(old_unfiltered["hnsw.ef_search"]) >= 20
+    old_unfiltered = dict(plan_vector_scan((0, 6, 2), filtered=False).settings)
+    old_filtered = dict(plan_vector_scan((0, 6, 2), filtered=True).settings)
+    new_filtered = dict(plan_vector_scan((0, 8, 0), filtered=True).settings)
+    new_unfiltered = dict(plan_vector_scan((0, 8, 0), filtered=False).settings)
+    # pgvector's widest candidate list everywhere; the iterative scan only where a filter drops candidates.
+    assert {s["hnsw.ef_search"] for s in (old_unfiltered, old_filtered, new_filtered, new_unfiltered)} == {"1000"}
+    assert "hnsw.iterative_scan" not in old_unfiltered | old_filtered | new_unfiltered
     assert new_filtered["hnsw.iterative_scan"] == "strict_order"
-    assert int(dict(plan_vector_scan((0, 6, 2), filtered=True, fetch=500).settings)["hnsw.ef_search"]) == 1000

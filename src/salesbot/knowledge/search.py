@@ -2,7 +2,8 @@
 
 - Vector branch: `embedding <=> query` over rows embedded by the current model (`embedding_model`), through the
   HNSW index. pgvector < 0.8 filters *after* the index scan, so a selective filter can leave fewer than k rows:
-  the scan then over-fetches (`hnsw.ef_search` raised for filtered queries) and, when it still returns fewer
+  the scan keeps pgvector's widest candidate list (`hnsw.ef_search` 1000, as every query does) and, when it
+  still returns fewer
   rows than asked, an exact scan over the filtered rows (a MATERIALIZED CTE, which the planner cannot serve
   from the index) fills in. pgvector >= 0.8 uses iterative index scans (`hnsw.iterative_scan=strict_order`)
   with the same exact fallback. Either way a filtered query returns k results whenever k matching rows exist.
@@ -53,14 +54,12 @@ RRF_K = 60
 MAX_LIMIT = 50
 MIN_CANDIDATES = 20
 DESCRIPTION_CHARS = 280
-# hnsw.ef_search is capped at 1000 by pgvector.
-EF_SEARCH_MAX = 1000
-# The smallest candidate list the HNSW scan keeps. With the default embedder (USE, 512 dims) on 24,576 products
+# The HNSW scan's candidate list: pgvector's maximum. With the default embedder (USE, 512 dims) on 24,576 products
 # (bench/bench_search.py, two runs), recall@10 against exact search is 0.80-0.84 at 100, 0.93-0.94 at 400 and
-# 0.96-0.97 at 800, for a p95 of 1.5, 2.8 and 4.8-6 ms: 800 buys the last misses for about 3 ms. At 100,000
-# products the migrations' index (m 16, ef_construction 64) gives 0.84 at 800 and 0.87 at 1000; an index built
-# with m 32, ef_construction 200 gives 0.94 and 0.95 (README, Performance).
-EF_SEARCH_MIN = 800
+# 0.96-0.98 at 800-1000, for a p95 of 1.5, 2.8 and 5-8 ms. At 100,000 products pgvector's default index (m 16,
+# ef_construction 64) gives 0.84 at 800 and 0.87 at 1000; the migrations' denser index (m 32, ef_construction 200)
+# gives 0.94 and 0.95 at a p95 of 16-19 ms (README, Performance).
+EF_SEARCH = 1000
 # Category consensus in the vector branch (tuned on bench/data/search_quality.json): a candidate's score is its
 # cosine similarity + CONSENSUS_WEIGHT x the mean similarity of its category's best CONSENSUS_TOP candidates.
 CONSENSUS_WEIGHT = 0.25
@@ -74,15 +73,12 @@ class ScanPlan:
     settings: tuple[tuple[str, str], ...]
 
 
-def plan_vector_scan(version: tuple[int, ...], *, filtered: bool, fetch: int) -> ScanPlan:
-    """How to scan the HNSW index for `fetch` rows; filtered scans on pgvector < 0.8 over-fetch."""
-    ef_search = min(EF_SEARCH_MAX, max(EF_SEARCH_MIN, 2 * fetch))
-    if not filtered:
-        return ScanPlan((("hnsw.ef_search", str(ef_search)),))
-    if supports_iterative_scan(version):
-        return ScanPlan((("hnsw.ef_search", str(ef_search)), ("hnsw.iterative_scan", "strict_order")))
-    # No iterative scan: the filter drops candidates after the scan, so keep as many as pgvector allows.
-    return ScanPlan((("hnsw.ef_search", str(EF_SEARCH_MAX)),))
+def plan_vector_scan(version: tuple[int, ...], *, filtered: bool) -> ScanPlan:
+    """How to scan the HNSW index: the widest candidate list, and pgvector 0.8's iterative scan for filtered
+    queries (before 0.8 the filter drops candidates after the scan, which the wide list makes up for)."""
+    if filtered and supports_iterative_scan(version):
+        return ScanPlan((("hnsw.ef_search", str(EF_SEARCH)), ("hnsw.iterative_scan", "strict_order")))
+    return ScanPlan((("hnsw.ef_search", str(EF_SEARCH)),))
 
 
 def reciprocal_rank_fusion(*rankings: Sequence[int], k: int = RRF_K) -> list[tuple[int, float]]:
@@ -302,7 +298,7 @@ class HybridSearch:
         filtered: bool,
         fetch: int,
     ) -> list[int]:
-        plan = plan_vector_scan(await pgvector_version(self.session), filtered=filtered, fetch=fetch)
+        plan = plan_vector_scan(await pgvector_version(self.session), filtered=filtered)
         savepoint = await self.session.begin_nested()
         try:
             for name, value in plan.settings:
