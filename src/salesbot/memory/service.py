@@ -109,6 +109,28 @@ async def recall(
         return await recent(session, customer_id, limit=limit, exclude_conversation_id=exclude_conversation_id)
     if not await repository.has_facts(session, customer_id, exclude_conversation_id=exclude_conversation_id):
         return []  # a new customer costs one indexed lookup, not an embedding
+    return await ranked(
+        session,
+        customer_id,
+        query,
+        limit,
+        embedder=embedder,
+        exclude_conversation_id=exclude_conversation_id,
+        lambda_=lambda_,
+    )
+
+
+async def ranked(
+    session: AsyncSession,
+    customer_id: int,
+    query: str,
+    limit: int,
+    *,
+    embedder: Embedder,
+    exclude_conversation_id: int | None,
+    lambda_: float = DEFAULT_LAMBDA,
+) -> list[RecalledFact]:
+    """`recall` for a non-empty query once the caller knows the customer has facts (embeds the query)."""
     vector = await embedder.embed_query(query)
     candidates = await repository.nearest(
         session,
