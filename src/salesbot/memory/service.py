@@ -17,7 +17,7 @@ from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.kit.logging import get_logger
-from salesbot.knowledge.embeddings import Embedder
+from salesbot.knowledge.embeddings import Embedder, embedding_memo
 from salesbot.knowledge.vector_index import VectorTable, column_dimension
 from salesbot.memory import repository
 from salesbot.memory.mmr import DEFAULT_LAMBDA, mmr
@@ -61,7 +61,9 @@ async def remember(
         else:
             changed.append((fact, when))
     if changed:
-        vectors = await embedder.embed_documents([fact.text for fact, _ in changed])
+        # A fact's text is the same for every customer it is remembered for ("Asked about <product>"): embedded
+        # once per process.
+        vectors = await embedding_memo.documents(embedder, [fact.text for fact, _ in changed])
         await repository.upsert_facts(
             session,
             customer_id,
