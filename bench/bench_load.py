@@ -14,6 +14,9 @@ loadgen.py). A step is sustained when every conversation was answered and the p9
    the model searches the catalog, then answers), so a turn holds a worker slot for ~4 s. The overhead excludes
    the LLM's own time.
 
+Each step also reports the worker's and the API's own CPU per answered conversation (Linux /proc): on a shared
+machine it moves far less with the other load than throughput does.
+
 Each case runs twice in the same run: with arq's default 10 slots (WORKER_MAX_JOBS=10, the baseline) and with
 the default WORKER_MAX_JOBS.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -77,11 +81,21 @@ async def run_case(
     try:
         await system.start(workers=1, timeout=STARTUP_TIMEOUT_SECONDS)
         conversations = Conversations(system, DEBOUNCE_SECONDS, llm_seconds=llm_seconds)
+        processes = {"worker": system.workers[0], "api": system.api}
         await conversations.step(30, 10)  # warm-up
         over_budget = 0
         for rate in rates:
             calls_before = len(system.llm.calls)
+            cpu_before = {kind: process_cpu_seconds(process.pid) for kind, process in processes.items()}
             summary = (await conversations.step(rate, step_seconds)).summary()
+            for kind, process in processes.items():
+                # The process's own CPU per answered conversation: on a shared machine, steadier than throughput.
+                now, before = process_cpu_seconds(process.pid), cpu_before[kind]
+                summary[f"{kind}_cpu_ms_per_answer"] = (
+                    round((now - before) * 1000 / max(summary["conversations_answered"], 1), 1)
+                    if now is not None and before is not None
+                    else None
+                )
             summary["sustained"] = summary["unanswered_after_grace"] == 0 and (
                 summary["reply_overhead_p95_ms"] <= P95_BUDGET_MS
             )
@@ -96,7 +110,9 @@ async def run_case(
                 f"{summary['answered_per_minute']:>7.1f}/min answered "
                 f"({summary['inbound_messages_per_second']:>5.1f} msg/s)  "
                 f"p50 {summary['reply_overhead_p50_ms']:>7.1f} ms  p95 {summary['reply_overhead_p95_ms']:>8.1f} ms  "
-                f"unanswered {summary['unanswered_after_grace']}",
+                f"unanswered {summary['unanswered_after_grace']}  "
+                f"CPU/answer: worker {summary['worker_cpu_ms_per_answer']} ms, "
+                f"api {summary['api_cpu_ms_per_answer']} ms",
                 flush=True,
             )
             over_budget = 0 if summary["sustained"] else over_budget + 1
@@ -114,6 +130,15 @@ async def run_case(
         "sustained_inbound_messages_per_second": round(capacity * MESSAGES_PER_CONVERSATION / 60, 1),
         "steps": steps,
     }
+
+
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere or when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
