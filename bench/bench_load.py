@@ -76,6 +76,7 @@ async def run_case(
         system.llm.scripts.append(TOOL_ROUND)
         llm_seconds = llm_latency * LLM_REQUESTS_PER_TURN
     await system.open()
+    load_average = [round(value, 2) for value in os.getloadavg()]  # the shared machine's load, before the case
     steps: list[dict[str, Any]] = []
     label = f"llm {llm_latency:.0f}s x{LLM_REQUESTS_PER_TURN}" if llm_latency else "llm 0s"
     try:
@@ -128,6 +129,7 @@ async def run_case(
         "llm_requests_per_turn": LLM_REQUESTS_PER_TURN if llm_latency else 1,
         "sustained_conversations_per_minute": capacity,
         "sustained_inbound_messages_per_second": round(capacity * MESSAGES_PER_CONVERSATION / 60, 1),
+        "load_average_before": load_average,
         "steps": steps,
     }
 
