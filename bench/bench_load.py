@@ -92,9 +92,10 @@ async def run_case(
             for kind, process in processes.items():
                 # The process's own CPU per answered conversation: on a shared machine, steadier than throughput.
                 now, before = process_cpu_seconds(process.pid), cpu_before[kind]
+                answered = summary["conversations_answered"]
                 summary[f"{kind}_cpu_ms_per_answer"] = (
-                    round((now - before) * 1000 / max(summary["conversations_answered"], 1), 1)
-                    if now is not None and before is not None
+                    round((now - before) * 1000 / answered, 1)
+                    if now is not None and before is not None and answered
                     else None
                 )
             summary["sustained"] = summary["unanswered_after_grace"] == 0 and (

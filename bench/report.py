@@ -91,7 +91,11 @@ def _load_steps(case: dict[str, Any]) -> str:
             f"{step['offered_conversations_per_minute']:.0f}/min offered: {step['answered_per_minute']:.0f}/min "
             f"answered, p95 overhead {_ms(step['reply_overhead_p95_ms'])}"
             + (f", {unanswered} unanswered" if unanswered else "")
-            + (f", worker CPU {cpu:.0f} ms/answer" if (cpu := step.get("worker_cpu_ms_per_answer")) else "")
+            + (
+                f", worker CPU {cpu:.0f} ms/answer"
+                if (cpu := step.get("worker_cpu_ms_per_answer")) and step["conversations_answered"]
+                else ""
+            )
         )
     return "; ".join(parts)
 
