@@ -14,6 +14,9 @@ loadgen.py). A step is sustained when every conversation was answered and the p9
    the model searches the catalog, then answers), so a turn holds a worker slot for ~4 s. The overhead excludes
    the LLM's own time.
 
+Each step also reports the worker's and the API's own CPU per answered conversation (Linux /proc): on a shared
+machine it moves far less with the other load than throughput does.
+
 Each case runs twice in the same run: with arq's default 10 slots (WORKER_MAX_JOBS=10, the baseline) and with
 the default WORKER_MAX_JOBS.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -72,16 +76,28 @@ async def run_case(
         system.llm.scripts.append(TOOL_ROUND)
         llm_seconds = llm_latency * LLM_REQUESTS_PER_TURN
     await system.open()
+    load_average = [round(value, 2) for value in os.getloadavg()]  # the shared machine's load, before the case
     steps: list[dict[str, Any]] = []
     label = f"llm {llm_latency:.0f}s x{LLM_REQUESTS_PER_TURN}" if llm_latency else "llm 0s"
     try:
         await system.start(workers=1, timeout=STARTUP_TIMEOUT_SECONDS)
         conversations = Conversations(system, DEBOUNCE_SECONDS, llm_seconds=llm_seconds)
+        processes = {"worker": system.workers[0], "api": system.api}
         await conversations.step(30, 10)  # warm-up
         over_budget = 0
         for rate in rates:
             calls_before = len(system.llm.calls)
+            cpu_before = {kind: process_cpu_seconds(process.pid) for kind, process in processes.items()}
             summary = (await conversations.step(rate, step_seconds)).summary()
+            for kind, process in processes.items():
+                # The process's own CPU per answered conversation: on a shared machine, steadier than throughput.
+                now, before = process_cpu_seconds(process.pid), cpu_before[kind]
+                answered = summary["conversations_answered"]
+                summary[f"{kind}_cpu_ms_per_answer"] = (
+                    round((now - before) * 1000 / answered, 1)
+                    if now is not None and before is not None and answered
+                    else None
+                )
             summary["sustained"] = summary["unanswered_after_grace"] == 0 and (
                 summary["reply_overhead_p95_ms"] <= P95_BUDGET_MS
             )
@@ -96,7 +112,9 @@ async def run_case(
                 f"{summary['answered_per_minute']:>7.1f}/min answered "
                 f"({summary['inbound_messages_per_second']:>5.1f} msg/s)  "
                 f"p50 {summary['reply_overhead_p50_ms']:>7.1f} ms  p95 {summary['reply_overhead_p95_ms']:>8.1f} ms  "
-                f"unanswered {summary['unanswered_after_grace']}",
+                f"unanswered {summary['unanswered_after_grace']}  "
+                f"CPU/answer: worker {summary['worker_cpu_ms_per_answer']} ms, "
+                f"api {summary['api_cpu_ms_per_answer']} ms",
                 flush=True,
             )
             over_budget = 0 if summary["sustained"] else over_budget + 1
@@ -112,8 +130,18 @@ async def run_case(
         "llm_requests_per_turn": LLM_REQUESTS_PER_TURN if llm_latency else 1,
         "sustained_conversations_per_minute": capacity,
         "sustained_inbound_messages_per_second": round(capacity * MESSAGES_PER_CONVERSATION / 60, 1),
+        "load_average_before": load_average,
         "steps": steps,
     }
+
+
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere or when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:

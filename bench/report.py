@@ -95,6 +95,11 @@ def _load_steps(case: dict[str, Any]) -> str:
             f"{step['offered_conversations_per_minute']:.0f}/min offered: {step['answered_per_minute']:.0f}/min "
             f"answered, p95 overhead {_ms(step['reply_overhead_p95_ms'])}"
             + (f", {unanswered} unanswered" if unanswered else "")
+            + (
+                f", worker CPU {cpu:.0f} ms/answer"
+                if (cpu := step.get("worker_cpu_ms_per_answer")) and step["conversations_answered"]
+                else ""
+            )
         )
     return "; ".join(parts)
 
@@ -125,10 +130,12 @@ def load(data: dict[str, Any]) -> list[Row]:
             if case is None:
                 continue
             sustained = case["sustained_conversations_per_minute"]
+            load_average = case.get("load_average_before")
             details.append(
                 f"WORKER_MAX_JOBS={case['worker_max_jobs']}: "
                 + (f"**{sustained:.0f} conversations/minute** sustained; " if sustained else "no step sustained; ")
                 + _load_steps(case)
+                + (f" (load average {load_average[0]:.1f})" if load_average else "")
             )
         found.append(
             (

@@ -10,8 +10,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from salesbot.agent.instructions import business_text, rules_text, stage_text
 from salesbot.agent.pii import PLACEHOLDER, PiiMasker, is_card_number
+from salesbot.agent.playbook import Playbook
 from salesbot.kit.phones import PhoneDetector
+from salesbot.models import SalesStage
 
 # A delivery date in sales text (relative to now: the text is what is under test, not the date).
 SOON = datetime.now(UTC) + timedelta(days=3)
@@ -364,3 +367,61 @@ def test_same_value_gets_the_same_placeholder_within_a_text() -> None:
     masked = masker.mask("a@b.io, +1 555 123 4567, a@b.io, +1 555 123 4567")
     assert masked == "[EMAIL_1], [PHONE_1], [EMAIL_1], [PHONE_1]"
     assert re.findall(r"\[\w+_\d+\]", masked) == ["[EMAIL_1]", "[PHONE_1]", "[EMAIL_1]", "[PHONE_1]"]
+
+
+# --- what is found is remembered per text (and per detection settings), placeholders stay per conversation -----
+
+_SECTION_TAIL = st.sampled_from(["", " tel", " AED", " call", ": +", " 12", " 2026-11", ".", " x@y.io"])
+section = st.builds(
+    lambda head, parts, tail: head + " ".join(parts) + tail,
+    st.sampled_from(["", "Note ", "What ", "5 ", "+", "(", "[PHONE_1] ", "тел ", "رقم "]),
+    st.lists(st.one_of(context, written_phones(), st.emails(), st.text(max_size=30)), max_size=4),
+    _SECTION_TAIL,
+)
+
+
+@_PROPERTY_SETTINGS
+@given(sections=st.lists(section, min_size=1, max_size=5))
+def test_masking_by_sections_is_masking_the_joined_text(sections: list[str]) -> None:
+    known = {"[PHONE_1]": "+971500000001"}
+    by_sections, whole = PiiMasker(known), PiiMasker(known)
+
+    assert by_sections.mask_sections(sections) == whole.mask("\n\n".join(sections))
+    assert by_sections.mapping == whole.mapping
+
+
+def test_the_instructions_are_masked_as_one_text_would_be(playbook: Playbook) -> None:
+    for stage in SalesStage:
+        sections = [
+            rules_text(playbook, "ru"),
+            business_text(playbook),
+            stage_text(playbook, stage),
+            "What we know about the customer:\n- Name: Ann\n- E-mail: ann@acme.io\n- Phone: 050 123 4567",
+            "Today is Monday, 2026-11-30.",
+            "Summary of the earlier conversation:\nCustomer: call me on +7 901 234-56-78 or tel 0501234567",
+        ]
+        by_sections, whole = PiiMasker(), PiiMasker()
+        assert by_sections.mask_sections(sections) == whole.mask("\n\n".join(sections))
+        assert by_sections.mapping == whole.mapping
+        # The rules mention [PHONE_1] and [EMAIL_1] as examples: the customer's details never take them.
+        assert sorted(whole.mapping) == ["[EMAIL_2]", "[PHONE_2]", "[PHONE_3]", "[PHONE_4]"]
+
+
+def test_what_one_detector_found_is_not_reused_by_another() -> None:
+    text = "call us on 050 123 4567 or write to 0501234568"
+    exempting = PiiMasker(phones=PhoneDetector("AE", exempt=["+971 50 123 4567"]))
+    assert exempting.mask(text) == "call us on 050 123 4567 or write to [PHONE_1]"
+
+    assert PiiMasker(phones=PhoneDetector("AE")).mask(text) == "call us on [PHONE_1] or write to [PHONE_2]"
+    assert PiiMasker(phones=PhoneDetector("US")).mask(text) == text
+    assert PiiMasker(skus=["0501234568"]).mask(text) == "call us on [PHONE_1] or write to 0501234568"
+
+
+def test_a_remembered_text_gets_each_conversation_s_own_placeholders() -> None:
+    text = "my numbers: +971 50 123 4567 and a@b.io"
+    first = PiiMasker()
+    assert first.mask(text) == "my numbers: [PHONE_1] and [EMAIL_1]"
+
+    other = PiiMasker({"[PHONE_1]": "+79012345678", "[EMAIL_1]": "c@d.io"})
+    assert other.mask(text) == "my numbers: [PHONE_2] and [EMAIL_2]"
+    assert other.unmask(other.mask(text)) == text

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from salesbot.agent.playbook import DEFAULT_PLAYBOOK_PATH, PlaybookError, load_playbook
+from salesbot.agent.grounding import Ledger
+from salesbot.agent.playbook import DEFAULT_PLAYBOOK_PATH, Playbook, PlaybookError, derived, load_playbook
 from salesbot.models import SalesStage
 
 
@@ -85,3 +86,31 @@ def test_terms_are_data_validated_on_load(tmp_path: Path) -> None:
     refused("financing", {"plans": [{"months": 12, "annual_rate": 120}]}, "annual_rate")
     # A playbook written for the free-rate tool says what replaced its fields.
     refused("financing", {"default_annual_rate": 9, "max_months": 36}, "replaced by financing.plans")
+
+
+def test_values_derived_from_a_playbook_are_computed_once_and_never_shared() -> None:
+    playbook = load_playbook()
+    edited = playbook.model_copy(update={"delivery": "Delivery anywhere in the UAE costs AED 75."})
+    calls: list[tuple[Playbook, str]] = []
+
+    def build(source: Playbook, language: str) -> list[str]:
+        calls.append((source, language))
+        return [source.delivery, language]
+
+    first = derived(playbook, build, "en")
+    assert derived(playbook, build, "en") is first
+    assert derived(playbook, build, "ar") == [playbook.delivery, "ar"]
+    assert derived(edited, build, "en") == [edited.delivery, "en"]
+    assert [(source is edited, language) for source, language in calls] == [(False, "en"), (False, "ar"), (True, "en")]
+
+
+def test_each_playbook_grounds_its_own_policy_figures() -> None:
+    playbook = load_playbook()
+    edited = playbook.model_copy(update={"delivery": "Delivery anywhere in the UAE costs AED 75."})
+
+    def delivery_fees(source: Playbook) -> set[str]:
+        return {item["value"] for item in Ledger.of([], source).items if "delivery" in item.get("topics", [])}
+
+    assert "75" not in delivery_fees(playbook)
+    assert delivery_fees(edited) == {"75"}
+    assert "75" not in delivery_fees(playbook)

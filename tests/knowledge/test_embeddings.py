@@ -23,6 +23,7 @@ from salesbot.knowledge.embeddings import (
     BGE_M3,
     CustomModelSpec,
     EmbeddingError,
+    EmbeddingMemo,
     FastEmbedEmbedder,
     OfflineEmbedder,
     build_embedder,
@@ -32,6 +33,7 @@ from salesbot.knowledge.embeddings import (
 from salesbot.knowledge.ingest import ingest_product_file
 from salesbot.knowledge.search import HybridSearch
 from salesbot.settings import Settings
+from tests.fakes.embedder import RecordingEmbedder
 from tests.knowledge.test_ingest_products import write_csv
 
 # ---- offline embedder ---------------------------------------------------------------------------------------
@@ -296,3 +298,48 @@ def test_settings_choose_the_embedder(settings: Settings, tiny_model: Path, tmp_
     embedder = build_embedder(configured)
     assert isinstance(embedder, FastEmbedEmbedder)
     assert (embedder.name, embedder.dim, embedder.cache_dir) == (TINY.name, 1024, str(tmp_path))
+
+
+# --- the process's memo of recent vectors -----------------------------------------------------------------------
+
+
+async def test_the_memo_embeds_each_text_once_and_returns_the_same_vectors() -> None:
+    memo = EmbeddingMemo()
+    embedder = RecordingEmbedder(OfflineEmbedder(64))
+
+    first = await memo.documents(embedder, ["laser printer", "office chair", "laser printer"])
+    again = await memo.documents(embedder, ["office chair", "standing desk", "laser printer"])
+
+    expected = await OfflineEmbedder(64).embed_documents(["laser printer", "office chair", "standing desk"])
+    assert np.array_equal(first, expected[[0, 1, 0]])
+    assert np.array_equal(again, expected[[1, 2, 0]])
+    assert embedder.documents == ["laser printer", "office chair", "standing desk"]
+    assert embedder.document_calls == 2
+    assert np.array_equal(await memo.query(embedder, "laser printer"), expected[0])
+    assert np.array_equal(await memo.query(embedder, "laser printer"), expected[0])
+    # Queries and documents are kept apart (some models embed them differently).
+    assert embedder.queries == ["laser printer"]
+
+
+async def test_the_memo_never_shares_vectors_between_embedders() -> None:
+    memo = EmbeddingMemo()
+    small, large = RecordingEmbedder(OfflineEmbedder(64)), RecordingEmbedder(OfflineEmbedder(128))
+    renamed = RecordingEmbedder(OfflineEmbedder(64), model_name="another-model")
+
+    assert (await memo.query(small, "laser printer")).shape == (64,)
+    assert (await memo.query(large, "laser printer")).shape == (128,)
+    await memo.query(renamed, "laser printer")
+    assert [small.queries, large.queries, renamed.queries] == [["laser printer"]] * 3
+
+
+async def test_vectors_from_the_memo_are_copies() -> None:
+    memo = EmbeddingMemo()
+    embedder = OfflineEmbedder(64)
+    vector = await memo.query(embedder, "laser printer")
+    vector[:] = 0
+    matrix = await memo.documents(embedder, ["laser printer"])
+    matrix[:] = 0
+    assert np.array_equal(await memo.query(embedder, "laser printer"), await embedder.embed_query("laser printer"))
+    assert np.array_equal(
+        await memo.documents(embedder, ["laser printer"]), await embedder.embed_documents(["laser printer"])
+    )

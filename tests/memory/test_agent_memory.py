@@ -8,13 +8,14 @@ from decimal import Decimal
 
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.agent.eval.runner import ChatDriver
 from salesbot.agent.service import SalesAgentService
 from salesbot.knowledge.embeddings import get_embedder
 from salesbot.memory.service import remember
+from salesbot.memory.turn import TurnMemory, recall_for_turn
 from salesbot.memory.types import FactDraft, MemoryKind
 from salesbot.models import Conversation, ConversationStatus, CustomerMemory, Quote
 from salesbot.settings import Settings
@@ -259,3 +260,25 @@ async def test_a_figure_only_in_memory_text_is_not_grounded(catalog_session: Asy
     reply = await chat.say("What did my last quote come to?")
 
     assert "999.50" not in reply.text
+
+
+async def test_a_new_customer_s_recall_is_one_lookup(catalog_session: AsyncSession, settings: Settings) -> None:
+    chat = driver(catalog_session, settings, Script(["Hello!"]), chat_id="memory-new-customer")
+    conversation = await chat.start()
+    assert chat.customer is not None
+    selects: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    assert catalog_session.bind is not None
+    engine = catalog_session.bind.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        memory = await recall_for_turn(catalog_session, settings, chat.customer, conversation, "Any printers?")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert memory == TurnMemory()
+    assert len(selects) == 1

@@ -12,6 +12,7 @@ from salesbot.memory.service import last_product, recall, remember
 from salesbot.memory.types import FactDraft, MemoryKind
 from salesbot.models import Channel, Conversation, Customer, CustomerMemory
 from salesbot.settings import Settings
+from tests.fakes.embedder import RecordingEmbedder
 
 
 async def _customer(session: AsyncSession, chat_id: str) -> tuple[Customer, Conversation]:
@@ -128,3 +129,21 @@ async def test_recall_never_returns_another_customers_facts(db_session: AsyncSes
     count = await db_session.scalar(select(func.count()).select_from(CustomerMemory))
     assert count is not None
     assert count >= 2
+
+
+async def test_a_fact_remembered_for_many_customers_is_embedded_once(
+    db_session: AsyncSession, settings: Settings
+) -> None:
+    embedder = RecordingEmbedder(get_embedder(settings))
+    fact = FactDraft(MemoryKind.PRODUCT, "HP-LJM211DW", "Asked about HP LaserJet M211dw Printer")
+    stored = []
+    for chat_id in ("memo-a", "memo-b", "memo-c"):
+        customer, conversation = await _customer(db_session, chat_id)
+        await _remember(db_session, embedder, customer, conversation, fact)
+        stored.append(
+            await db_session.scalar(select(CustomerMemory.embedding).where(CustomerMemory.customer_id == customer.id))
+        )
+
+    assert embedder.documents == [fact.text]
+    expected = (await get_embedder(settings).embed_documents([fact.text]))[0]
+    assert all(np.allclose(np.asarray(vector), expected) for vector in stored)

@@ -26,7 +26,8 @@ OUTPUT_RETRIES = 1
 TOOL_RETRIES = 2
 
 
-def _instructions(ctx: RunContext[AgentDeps]) -> str:
+async def _instructions(ctx: RunContext[AgentDeps]) -> str:
+    # A coroutine, so pydantic-ai calls it on the event loop (a plain function would cost a thread hop per request).
     return build_instructions(ctx.deps)
 
 

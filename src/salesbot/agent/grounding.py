@@ -27,7 +27,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TypedDict
 
 from salesbot.agent.pii import PLACEHOLDER
-from salesbot.agent.playbook import Playbook
+from salesbot.agent.playbook import Playbook, derived
 
 _NUMBER = r"\d(?:[\d\u00a0\u202f ,.']*\d)?"
 _CURRENCY = (
@@ -318,7 +318,8 @@ class Ledger:
 
     @classmethod
     def of(cls, items: Iterable[Evidence], playbook: Playbook, *, selection: Mapping[str, int] | None = None) -> Ledger:
-        return cls([*items, *playbook_evidence(playbook)], playbook, dict(selection or {}))
+        # The playbook's figures are the same on every draft: parsed once per playbook.
+        return cls([*items, *derived(playbook, playbook_evidence)], playbook, dict(selection or {}))
 
     def products(self) -> dict[str, str]:
         """SKU -> name of every product a tool returned."""

@@ -11,7 +11,7 @@ import re
 
 from salesbot.agent.deps import AgentDeps
 from salesbot.agent.language import LANGUAGE_NAMES
-from salesbot.agent.playbook import Playbook
+from salesbot.agent.playbook import Playbook, derived
 from salesbot.agent.stages import TRANSITIONS
 from salesbot.models import SalesStage
 
@@ -138,15 +138,16 @@ def build_instructions(deps: AgentDeps) -> str:
     """The full instructions for the next model request (PII-masked)."""
     playbook = deps.playbook
     parts = [
-        rules_text(playbook, deps.language),
-        business_text(playbook),
-        stage_text(playbook, deps.conversation.sales_stage),
+        derived(playbook, rules_text, deps.language),
+        derived(playbook, business_text),
+        derived(playbook, stage_text, deps.conversation.sales_stage),
         customer_text(deps),
         f"Today is {deps.now.astimezone(playbook.zone):%A, %Y-%m-%d}.",
     ]
     if deps.conversation.summary:
         parts.append(f"Summary of the earlier conversation:\n{deps.conversation.summary}")
-    return deps.pii.mask("\n\n".join(parts))
+    # Masked section by section: the playbook's sections are searched for PII once per process, not per request.
+    return deps.pii.mask_sections(parts)
 
 
 _WORD = re.compile(r"\w+")
@@ -164,11 +165,20 @@ def confidential_text(playbook: Playbook, language: str) -> str:
     return rules_text(playbook, language) + "\n" + stages
 
 
+def _public_grams(playbook: Playbook) -> frozenset[tuple[str, ...]]:
+    return frozenset(_ngrams(playbook.public_text(), LEAK_NGRAM))
+
+
+def _confidential_grams(playbook: Playbook, language: str) -> frozenset[tuple[str, ...]]:
+    return frozenset(_ngrams(confidential_text(playbook, language), LEAK_NGRAM))
+
+
 def leaks_instructions(reply: str, playbook: Playbook, language: str) -> bool:
     """True when the reply quotes the confidential instructions (8 or more words verbatim)."""
     reply_grams = _ngrams(reply, LEAK_NGRAM)
     if not reply_grams:
         return False
-    public = _ngrams(playbook.public_text(), LEAK_NGRAM)
-    shared = (reply_grams & _ngrams(confidential_text(playbook, language), LEAK_NGRAM)) - public
+    # The playbook's n-grams are the same for every draft: built once per playbook (and language).
+    public = derived(playbook, _public_grams)
+    shared = (reply_grams & derived(playbook, _confidential_grams, language)) - public
     return len(shared) >= 2

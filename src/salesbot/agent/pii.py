@@ -15,7 +15,9 @@ pass the Luhn check (or have 16-19 digits) are card numbers."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from enum import StrEnum
 
 from salesbot.kit.phones import PhoneDetector, digits_only
@@ -47,6 +49,14 @@ _KEY_PREFIX = re.compile(r"[A-Za-z_][\w-]*=(?=[^=]*@)")
 
 # Card numbers: 13-19 digits (spaces or dashes between them), never starting with 0 or after a "+" (phones do).
 _CARD = re.compile(r"(?<![\d+])(?<!\+ )(?![0٠۰])\d(?:[ \u00a0\-]?\d){12,18}(?![ \u00a0\-]?\d)")
+# The PII spans found in recent texts (history messages, the instructions' sections come back every turn), per
+# process: texts up to MAX_REMEMBERED_TEXT characters, the REMEMBERED_TEXTS most recently used.
+REMEMBERED_TEXTS = 4096
+MAX_REMEMBERED_TEXT = 16_000
+SECTION_SEPARATOR = "\n\n"
+_Found = tuple[int, int, PiiKind]
+_found_cache: OrderedDict[tuple[Hashable, str], tuple[_Found, ...]] = OrderedDict()
+_found_lock = threading.Lock()
 # Catalog SKUs are looked for only when they hold this many digits: fewer can never be read as a phone number.
 SKU_MIN_DIGITS = 7
 
@@ -95,6 +105,8 @@ class PiiMasker:
         self._next: dict[PiiKind, int] = dict.fromkeys(PiiKind, 1)
         self._phones = phones or PhoneDetector()
         self._skus = _sku_pattern(skus)
+        # What decides the spans found in a text (the cache key besides the text).
+        self._detection = (self._phones.key, self._skus.pattern if self._skus is not None else None)
         for placeholder, value in (mapping or {}).items():
             match = PLACEHOLDER.fullmatch(placeholder)
             if match is None or not isinstance(value, str):
@@ -125,10 +137,59 @@ class PiiMasker:
         """Replace phones, e-mails and card numbers by placeholders (idempotent: placeholders stay as they are)."""
         if not text:
             return text
+        return self._replace(text, self._found(text))
+
+    def mask_sections(self, sections: Sequence[str]) -> str:
+        """`mask("\\n\\n".join(sections))`, with what each section holds found once per process: the instructions'
+        fixed sections (rules, business, stage) repeat on every model request of every conversation.
+
+        The same result: no pattern reaches across a blank line into a section that starts with a letter (a
+        number, an address or a phone word's digits cannot start there), so each section is searched alone.
+        Otherwise the joined text is searched as a whole."""
+        text = SECTION_SEPARATOR.join(sections)
+        if not text:
+            return text
+        if any(not section[:1].isalpha() for section in sections[1:]):
+            return self.mask(text)
+        found: list[_Found] = []
+        offset = 0
+        for section in sections:
+            found += [(start + offset, end + offset, kind) for start, end, kind in self._found(section)]
+            offset += len(section) + len(SECTION_SEPARATOR)
+        return self._replace(text, found)
+
+    def _replace(self, text: str, found: Sequence[_Found]) -> str:
         # Placeholders already written in the text (by the customer or a previous pass) are never reused for a
         # different value, so unmask(mask(x)) == x holds for any x.
         reserved = {match.group(0) for match in PLACEHOLDER.finditer(text)} - self._by_placeholder.keys()
         out: list[str] = []
+        position = 0
+        for start, end, kind in found:
+            out.append(text[position:start])
+            out.append(self._placeholder_for(text[start:end], kind, reserved))
+            position = end
+        out.append(text[position:])
+        return "".join(out)
+
+    def _found(self, text: str) -> tuple[_Found, ...]:
+        """The PII spans of `text`, in order (remembered per text for these detection settings)."""
+        if len(text) > MAX_REMEMBERED_TEXT:
+            return self._find(text)
+        key = (self._detection, text)
+        with _found_lock:
+            cached = _found_cache.get(key)
+            if cached is not None:
+                _found_cache.move_to_end(key)
+                return cached
+        found = self._find(text)
+        with _found_lock:
+            _found_cache[key] = found
+            while len(_found_cache) > REMEMBERED_TEXTS:
+                _found_cache.popitem(last=False)
+        return found
+
+    def _find(self, text: str) -> tuple[_Found, ...]:
+        found: list[_Found] = []
         position = 0
         for match in EMAIL.finditer(text):
             start = match.start()
@@ -136,30 +197,25 @@ class PiiMasker:
             key = _KEY_PREFIX.match(match.group(0))
             if key is not None:
                 start += key.end()
-            out.append(self._mask_numbers(text[position:start], reserved))
-            out.append(self._placeholder_for(text[start : match.end()], PiiKind.EMAIL, reserved))
+            found += self._numbers(text, position, start)
+            found.append((start, match.end(), PiiKind.EMAIL))
             position = match.end()
-        out.append(self._mask_numbers(text[position:], reserved))
-        return "".join(out)
+        found += self._numbers(text, position, len(text))
+        return tuple(found)
 
-    def _mask_numbers(self, segment: str, reserved: set[str]) -> str:
+    def _numbers(self, text: str, begin: int, stop: int) -> list[_Found]:
+        """Card and phone numbers in `text[begin:stop]` (searched on its own), in order, as spans of `text`."""
+        segment = text[begin:stop]
         keep = [match.span() for match in PLACEHOLDER.finditer(segment)]
         if self._skus is not None:
             keep += [match.span() for match in self._skus.finditer(segment)]
-        found: list[tuple[int, int, PiiKind]] = []
+        found: list[_Found] = []
         for match in _CARD.finditer(segment):
             if is_card_number(match.group(0)) and not _overlaps(match.span(), keep):
                 found.append((match.start(), match.end(), PiiKind.CARD))
         skip = keep + [(start, end) for start, end, _ in found]
         found += [(phone.start, phone.end, PiiKind.PHONE) for phone in self._phones.find(segment, skip=skip)]
-        out: list[str] = []
-        position = 0
-        for start, end, kind in sorted(found):
-            out.append(segment[position:start])
-            out.append(self._placeholder_for(segment[start:end], kind, reserved))
-            position = end
-        out.append(segment[position:])
-        return "".join(out)
+        return [(start + begin, end + begin, kind) for start, end, kind in sorted(found)]
 
     def unmask(self, text: str) -> str:
         """Put the real values back for the placeholders this conversation knows; others stay as written."""

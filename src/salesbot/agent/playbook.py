@@ -7,11 +7,12 @@ It is re-read when the file changes, so an edit takes effect on the next turn wi
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -336,6 +337,33 @@ class PlaybookError(ValueError):
 
 _cache: dict[Path, tuple[int, Playbook]] = {}
 _lock = threading.Lock()
+
+T = TypeVar("T")
+# Values computed from a playbook (its policy figures, the n-grams of its confidential text...) for the last few
+# playbook instances: a playbook is immutable, so each is computed once, not on every turn. Keyed by the instance
+# (held here, so its id cannot be reused): a copy (`model_copy`) or a reloaded file is another playbook.
+DERIVED_PLAYBOOKS = 8
+_derived: OrderedDict[int, tuple[Playbook, dict[Hashable, Any]]] = OrderedDict()
+_derived_lock = threading.Lock()
+
+
+def derived(playbook: Playbook, build: Callable[..., T], *args: Hashable) -> T:
+    """`build(playbook, *args)`, computed once per playbook instance and arguments."""
+    key = (build, *args)
+    with _derived_lock:
+        entry = _derived.get(id(playbook))
+        if entry is None or entry[0] is not playbook:
+            entry = _derived[id(playbook)] = (playbook, {})
+            while len(_derived) > DERIVED_PLAYBOOKS:
+                _derived.popitem(last=False)
+        _derived.move_to_end(id(playbook))
+        values = entry[1]
+        if key in values:
+            return cast(T, values[key])
+    value = build(playbook, *args)  # outside the lock: a race only computes the same value twice
+    with _derived_lock:
+        values[key] = value
+    return value
 
 
 def parse_playbook(data: Any, *, source: str = "playbook") -> Playbook:

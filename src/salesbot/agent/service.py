@@ -39,9 +39,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesbot.agent import repository
 from salesbot.agent.agent import sales_agent
 from salesbot.agent.attachments import reply_media
-from salesbot.agent.deps import AgentDeps, CustomerProfile
+from salesbot.agent.deps import AgentDeps
 from salesbot.agent.draft import Draft, ReleasingModel
-from salesbot.agent.grounding import as_money, figures
 from salesbot.agent.history import load_history, message_text, turn_prompt
 from salesbot.agent.language import conversation_language
 from salesbot.agent.models import OFFLINE_MODEL_NAME, llm_names, metered, model_for, turn_scope
@@ -167,7 +166,6 @@ class SalesAgentService:
             language=language,
             now=self._clock(),
             draft=draft,
-            baseline_figures=frozenset(_baseline_figures(playbook, profile)),
             memories=memory.facts,
             last_product=memory.last_product,
         )
@@ -260,17 +258,6 @@ class SalesAgentService:
         await deps.draft.enter()
         async with deps.session.begin_nested():
             await hand_to_human(deps, reason)
-
-
-def _baseline_figures(playbook: Playbook, profile: CustomerProfile) -> set[str]:
-    """Numbers the business states itself: the playbook's texts and the customer's earlier quotes."""
-    found = figures(playbook.public_text())
-    found |= figures(
-        f"{playbook.discount.max_pct} {playbook.financing.default_annual_rate} {playbook.financing.max_months}"
-    )
-    for quote in profile.past_quotes:
-        found |= as_money(figures(str(quote.total)))
-    return found
 
 
 def _tool_calls(messages: Sequence[ModelMessage]) -> list[dict[str, Any]]:

@@ -217,6 +217,8 @@ class PhoneDetector:
     def __init__(self, region: str = DEFAULT_REGION, *, exempt: Iterable[str] = ()) -> None:
         self.region = supported_region(region)
         self._exempt = frozenset(number for number in (self.normalize(value) for value in exempt) if number)
+        # Detectors with equal keys find the same numbers in any text (for callers that remember what was found).
+        self.key: tuple[str, frozenset[str]] = (self.region, self._exempt)
 
     def normalize(self, written: str) -> str | None:
         """The E.164 form of a number written any way ("050 123 4567" in AE -> "+971501234567"), or None."""

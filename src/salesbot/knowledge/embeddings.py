@@ -8,7 +8,8 @@
   deterministic and fast, for tests; it matches spellings, not meanings.
 - `get_embedder(settings)` returns the process-wide embedder; `embedding_dimension(config)` the dimension the
   configured model produces, known without loading it (the vector columns are declared with it);
-  `QueryEmbeddingCache` keeps query vectors in Redis keyed by model and text hash.
+  `QueryEmbeddingCache` keeps query vectors in Redis keyed by model and text hash; `embedding_memo` keeps the
+  vectors of recently embedded texts in the process (a model such as USE takes tens of milliseconds of CPU a call).
 
 Vectors are float32 numpy arrays: one row per text from `embed_documents`, a single row from `embed_query`.
 """
@@ -18,7 +19,10 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from typing import TYPE_CHECKING
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from redis.asyncio import Redis
@@ -50,6 +54,7 @@ __all__ = [
     "CustomModelSpec",
     "Embedder",
     "EmbeddingError",
+    "EmbeddingMemo",
     "FastEmbedEmbedder",
     "Matrix",
     "OfflineEmbedder",
@@ -58,6 +63,7 @@ __all__ = [
     "Vector",
     "build_embedder",
     "embedding_dimension",
+    "embedding_memo",
     "fastembed_cache_dir",
     "get_embedder",
     "register_custom_model",
@@ -144,6 +150,85 @@ async def warm_up(embedder: Embedder) -> None:
         await embedder.warm_up()
 
 
+# Texts whose vectors the process keeps (the most recently used), and the longest text kept.
+MEMO_TEXTS = 4096
+MEMO_MAX_CHARS = 2000
+# Embedder instances the memo keeps vectors for; one more clears it (a process has one, tests make many).
+MEMO_EMBEDDERS = 8
+
+
+class EmbeddingMemo:
+    """The vectors of texts embedded recently in this process, per embedder instance and mode (query or document:
+    some models embed them differently). The same texts come back on many turns: a product fact ("Asked about
+    <product>") is remembered for every customer who asks about that product, a search for every customer who
+    types it. Vectors are returned as copies."""
+
+    def __init__(self, *, size: int = MEMO_TEXTS) -> None:
+        self.size = size
+        self._vectors: OrderedDict[tuple[int, str, str], Vector] = OrderedDict()
+        # Held so that an instance's id is never reused for another embedder while its vectors are kept.
+        self._embedders: dict[int, Embedder] = {}
+        self._lock = threading.Lock()
+
+    def _key(self, embedder: Embedder, mode: Literal["query", "document"], text: str) -> tuple[int, str, str]:
+        if self._embedders.get(id(embedder)) is not embedder:
+            if len(self._embedders) >= MEMO_EMBEDDERS:
+                self._embedders.clear()
+                self._vectors.clear()
+            self._embedders[id(embedder)] = embedder
+        return (id(embedder), mode, text)
+
+    def _get(self, key: tuple[int, str, str]) -> Vector | None:
+        vector = self._vectors.get(key)
+        if vector is not None:
+            self._vectors.move_to_end(key)
+        return vector
+
+    def _put(self, key: tuple[int, str, str], vector: Vector) -> None:
+        if len(key[2]) > MEMO_MAX_CHARS:
+            return
+        self._vectors[key] = np.array(vector, dtype=np.float32)
+        while len(self._vectors) > self.size:
+            self._vectors.popitem(last=False)
+
+    async def query(
+        self, embedder: Embedder, text: str, *, embed: Callable[[str], Awaitable[Vector]] | None = None
+    ) -> Vector:
+        """The query vector of `text`; `embed` makes it when it is not kept (default: `embedder.embed_query`)."""
+        with self._lock:
+            key = self._key(embedder, "query", text)
+            vector = self._get(key)
+        if vector is None:
+            vector = np.asarray(await (embed or embedder.embed_query)(text), dtype=np.float32)
+            with self._lock:
+                self._put(key, vector)
+        return vector.copy()
+
+    async def documents(self, embedder: Embedder, texts: Sequence[str]) -> Matrix:
+        """One row per text; only the texts not kept are embedded (in one batch)."""
+        with self._lock:
+            keys = [self._key(embedder, "document", text) for text in texts]
+            found = {key: vector for key in keys if (vector := self._get(key)) is not None}
+        missing = list(dict.fromkeys(key for key in keys if key not in found))
+        if missing:
+            matrix = np.asarray(await embedder.embed_documents([key[2] for key in missing]), dtype=np.float32)
+            with self._lock:
+                for key, row in zip(missing, matrix, strict=True):
+                    found[key] = row
+                    self._put(key, row)
+        if not keys:
+            return np.zeros((0, embedder.dim), dtype=np.float32)
+        return np.stack([found[key] for key in keys]).astype(np.float32, copy=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._vectors.clear()
+            self._embedders.clear()
+
+
+embedding_memo = EmbeddingMemo()
+
+
 class QueryEmbeddingCache:
     """Query vectors in Redis under `knowledge:qemb:<model>:<dim>:<sha256(text)>`; Redis errors only cost a miss."""
 
@@ -158,7 +243,10 @@ class QueryEmbeddingCache:
         return f"knowledge:qemb:{model}:{embedder.dim}:{digest}"
 
     async def embed_query(self, embedder: Embedder, text: str) -> Vector:
-        text = " ".join(text.split())
+        """The vector of `text`: kept in the process, else from Redis, else made (and stored in both)."""
+        return await embedding_memo.query(embedder, " ".join(text.split()), embed=partial(self._embed_query, embedder))
+
+    async def _embed_query(self, embedder: Embedder, text: str) -> Vector:
         key = self.key(embedder, text)
         try:
             cached = await self.redis.get(key)

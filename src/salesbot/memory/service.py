@@ -17,7 +17,7 @@ from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.kit.logging import get_logger
-from salesbot.knowledge.embeddings import Embedder
+from salesbot.knowledge.embeddings import Embedder, embedding_memo
 from salesbot.knowledge.vector_index import VectorTable, column_dimension
 from salesbot.memory import repository
 from salesbot.memory.mmr import DEFAULT_LAMBDA, mmr
@@ -61,7 +61,9 @@ async def remember(
         else:
             changed.append((fact, when))
     if changed:
-        vectors = await embedder.embed_documents([fact.text for fact, _ in changed])
+        # A fact's text is the same for every customer it is remembered for ("Asked about <product>"): embedded
+        # once per process.
+        vectors = await embedding_memo.documents(embedder, [fact.text for fact, _ in changed])
         await repository.upsert_facts(
             session,
             customer_id,
@@ -109,6 +111,28 @@ async def recall(
         return await recent(session, customer_id, limit=limit, exclude_conversation_id=exclude_conversation_id)
     if not await repository.has_facts(session, customer_id, exclude_conversation_id=exclude_conversation_id):
         return []  # a new customer costs one indexed lookup, not an embedding
+    return await ranked(
+        session,
+        customer_id,
+        query,
+        limit,
+        embedder=embedder,
+        exclude_conversation_id=exclude_conversation_id,
+        lambda_=lambda_,
+    )
+
+
+async def ranked(
+    session: AsyncSession,
+    customer_id: int,
+    query: str,
+    limit: int,
+    *,
+    embedder: Embedder,
+    exclude_conversation_id: int | None,
+    lambda_: float = DEFAULT_LAMBDA,
+) -> list[RecalledFact]:
+    """`recall` for a non-empty query once the caller knows the customer has facts (embeds the query)."""
     vector = await embedder.embed_query(query)
     candidates = await repository.nearest(
         session,

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.kit.logging import get_logger
 from salesbot.memory.extract import facts_from_turn, tool_results
-from salesbot.memory.service import CONTEXT_FACTS, last_product_name, recall, remember
+from salesbot.memory.repository import has_facts
+from salesbot.memory.service import CONTEXT_FACTS, last_product_name, ranked, recent, remember
 from salesbot.memory.types import RecalledFact
 from salesbot.models import Conversation, Customer
 from salesbot.settings import Settings
@@ -40,15 +41,21 @@ async def recall_for_turn(
 
     try:
         async with session.begin_nested():
+            # A customer without facts from earlier conversations (every new one) costs this one lookup.
+            if not await has_facts(session, customer.id, exclude_conversation_id=conversation.id):
+                return TurnMemory()
             product = await last_product_name(session, customer.id, exclude_conversation_id=conversation.id)
-            facts = await recall(
-                session,
-                customer.id,
-                query,
-                CONTEXT_FACTS,
-                embedder=get_embedder(settings),
-                exclude_conversation_id=conversation.id,
-            )
+            if query.strip():
+                facts = await ranked(
+                    session,
+                    customer.id,
+                    query,
+                    CONTEXT_FACTS,
+                    embedder=get_embedder(settings),
+                    exclude_conversation_id=conversation.id,
+                )
+            else:
+                facts = await recent(session, customer.id, limit=CONTEXT_FACTS, exclude_conversation_id=conversation.id)
     except Exception:
         log.exception("memory.recall_failed", conversation=conversation.id)
         return TurnMemory()
