@@ -3,12 +3,10 @@ each restart the pipeline recovers from PostgreSQL and arq, and each customer ge
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from sqlalchemy import select
@@ -28,18 +26,12 @@ from tests.fakes.pipeline import (
     twilio_params,
 )
 from tests.fakes.provider_api import FakeProviderServer, FakeTwilioApi, FakeWazzupApi
+from tests.fakes.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB_TIMEOUT_SECONDS = 3
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, what: str, timeout: float = 60) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not await check():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for: {what}") from None
+# A killed job is re-run after its timeout + 10 s, on a worker process that needs a few seconds to start.
+RECOVERY_SECONDS = 60
 
 
 class WorkerProcess:
@@ -113,7 +105,7 @@ async def test_sigkill_mid_generation_and_after_provider_accepted_yields_exactly
             async def both_generating() -> bool:
                 return bool(await pipeline.redis.get(HANGING_KEY) == b"2")
 
-            await eventually(both_generating, what="both agent runs in progress")
+            await eventually(both_generating, what="both agent runs in progress", timeout=RECOVERY_SECONDS)
             worker.kill()  # 1: during the agent run, before anything was committed
 
             async def unanswered() -> bool:
@@ -126,7 +118,7 @@ async def test_sigkill_mid_generation_and_after_provider_accepted_yields_exactly
             async def both_accepted() -> bool:
                 return server.held == 2
 
-            await eventually(both_accepted, what="both replies accepted by the providers")
+            await eventually(both_accepted, what="both replies accepted by the providers", timeout=RECOVERY_SECONDS)
             worker.kill()  # 2: the providers took the replies; the worker never saw their answers
             assert [len(wazzup_api.sent), len(twilio_api.sent)] == [1, 1]
             assert {m.delivery_status for m in await pipeline.messages(direction=Direction.OUTBOUND)} == {
@@ -139,7 +131,7 @@ async def test_sigkill_mid_generation_and_after_provider_accepted_yields_exactly
                     rows = list(await session.scalars(select(Message).where(Message.direction == Direction.OUTBOUND)))
                 return len(rows) == 2 and all(row.delivery_status is DeliveryStatus.SENT for row in rows)
 
-            await eventually(both_sent, what="both replies marked sent after recovery")
+            await eventually(both_sent, what="both replies marked sent after recovery", timeout=RECOVERY_SECONDS)
         finally:
             worker.stop()
 

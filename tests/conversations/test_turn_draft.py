@@ -27,18 +27,10 @@ from salesbot.models._columns import utcnow
 from salesbot.worker_context import WorkerContext
 from tests.fakes.pipeline import Pipeline
 from tests.fakes.reply import RecordingReplyGenerator
+from tests.fakes.waiting import eventually
 
 CHAT = "971501230001"
 SKU = "HP-LJM211DW"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, what: str, timeout: float = 20) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not await check():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for: {what}") from None
 
 
 def _quote_id(messages: list[ModelMessage]) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from salesbot.agent.service import SalesAgentService
 from salesbot.models import Conversation, Customer, Owner
 from salesbot.settings import InventorySettings
 from tests.fakes.pipeline import Pipeline, wazzup_message
+from tests.fakes.waiting import eventually
 from tests.fakes.worker import PipelineWorker
 
 TURN_SLOTS = 3
@@ -45,15 +45,6 @@ class HeldLLM:
 
     def service(self) -> SalesAgentService:
         return SalesAgentService(model=FunctionModel(self, model_name="held-llm"))
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, what: str, timeout: float = 20) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not await check():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for: {what}") from None
 
 
 def chat(index: int) -> str:
