@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesbot.agent import repository
 from salesbot.agent.agent import sales_agent
 from salesbot.agent.attachments import reply_media
+from salesbot.agent.deal_tools import hand_to_human
 from salesbot.agent.deps import AgentDeps
 from salesbot.agent.draft import Draft, ReleasingModel
 from salesbot.agent.history import load_history, message_text, turn_prompt
@@ -47,7 +48,6 @@ from salesbot.agent.models import OFFLINE_MODEL_NAME, llm_names, metered, model_
 from salesbot.agent.pii import SKU_MIN_DIGITS, PiiMasker
 from salesbot.agent.playbook import Playbook, load_playbook
 from salesbot.agent.reply import AgentReply, LLMUsage, ReplyRequest
-from salesbot.agent.tools import hand_to_human
 from salesbot.agent.turn_context import turn_context
 from salesbot.kit.logging import get_logger
 from salesbot.kit.phones import PhoneDetector

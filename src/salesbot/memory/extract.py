@@ -1,8 +1,8 @@
 """Facts of a turn, read deterministically from what the tools returned and the state they left (no LLM call).
 
-Tool results carry structured `ToolReturn.metadata` (agent/tools.py): products shown by search_products and
-get_product, the quote made by create_quote, the products chosen in advance_stage. The customer's company,
-the need and the stage come from the rows the tools changed.
+Tool results carry structured `ToolReturn.metadata` (agent/catalog_tools.py, agent/deal_tools.py): products
+shown by search_products and get_product, the quote made by create_quote, the products chosen in advance_stage.
+The customer's company, the need and the stage come from the rows the tools changed.
 """
 
 from __future__ import annotations
