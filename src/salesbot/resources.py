@@ -65,7 +65,7 @@ async def open_resources(
             yield Resources(settings, engine, create_sessionmaker(engine), pool, http)
     finally:
         # Graceful shutdown: the metrics this process recorded but has not written yet go to Redis now.
-        await metrics.flush()
+        await metrics.flush(pool)
         await http.aclose()
         if own_redis:
             await pool.aclose()

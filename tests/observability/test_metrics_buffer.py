@@ -109,3 +109,25 @@ async def test_a_scrape_counts_every_concurrent_webhook_once(pipeline: Pipeline)
     assert value(samples, "salesbot_webhooks_total", provider="wazzup", outcome="accepted") == 40
     assert value(samples, "salesbot_webhooks_total", provider="wazzup", outcome="duplicate") == 5
     assert value(samples, "salesbot_messages_received_total", provider="wazzup") == 40
+
+
+@pytest.mark.usefixtures("no_timer")
+async def test_a_process_on_another_event_loop_flushes_only_its_own_increments(
+    settings: Settings, redis: ArqRedis
+) -> None:
+    # A CLI command (`salesbot check`) runs its own `asyncio.run` and opens its own resources while increments of
+    # this loop wait: its shutdown flush must neither touch this loop's Redis client nor lose these increments.
+    with fleet.bound(redis):
+        await metrics.record_turn(_TurnOutcome(), 0.4)
+
+        async def command() -> None:
+            async with open_resources(settings) as resources:
+                await fleet.inc(metrics.HANDOFFS, reason="agent")
+                assert resources.redis is not redis
+
+        await asyncio.to_thread(asyncio.run, command())
+        assert await written(redis) == {("salesbot_handoffs", ("agent",), "total"): 1.0}
+        await fleet.flush()
+
+    fields = await written(redis)
+    assert fields[("salesbot_turns", ("replied",), "total")] == 1

@@ -55,12 +55,14 @@ class _Buffer:
         self.redis = redis
         self.pending: dict[str, float] = {}
         self._timer: asyncio.Task[None] | None = None
+        # The event loop the increments were recorded on: the Redis client works on that loop only.
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, increments: Increments) -> None:
         for key, amount in increments:
             self.pending[key] = self.pending.get(key, 0) + amount
         _unflushed.add(self)
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         timer = self._timer
         # A timer of a loop that closed (a CLI command's `asyncio.run`) never runs: start one on this loop.
         if timer is None or timer.done() or timer.get_loop() is not loop:
@@ -185,10 +187,17 @@ async def record(*parts: Increments) -> None:
         buffer.add(increments)
 
 
-async def flush() -> None:
-    """Write every increment this process recorded so far, now (a scrape, a graceful shutdown); never raises for
-    Redis trouble."""
-    buffers = list(_unflushed)
+async def flush(redis: Redis | None = None) -> None:
+    """Write the increments recorded so far on this event loop (into `redis` only, if given), now: a scrape, a
+    graceful shutdown. Never raises for Redis trouble.
+
+    Increments recorded on another, still running loop are left to its own timer (a Redis client cannot be used
+    across loops); those of a loop that closed cannot be written any more and are dropped."""
+    loop = asyncio.get_running_loop()
+    for buffer in [b for b in _unflushed if b.loop is not None and b.loop.is_closed()]:
+        buffer.pending = {}
+        _unflushed.discard(buffer)
+    buffers = [b for b in _unflushed if b.loop is loop and (redis is None or b.redis is redis)]
     for buffer in buffers:
         buffer.cancel_timer()
     await asyncio.gather(*(buffer.flush() for buffer in buffers))
