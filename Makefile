@@ -27,13 +27,13 @@ run: install ## start the whole product: embedded PostgreSQL+pgvector and Redis,
 	$(RUN)/salesbot dev
 
 test: install ## run the test suite (starts its own PostgreSQL and Redis; system tests run by `make test-system`)
-	$(RUN)/pytest -m "not soak and not system"
+	$(RUN)/pytest -m "not soak and not system" --durations=25
 
 test-fast: install ## the test suite without slow tests
 	$(RUN)/pytest -m "not slow and not soak and not system"
 
 test-system: install ## system tests: real salesbot processes, fake providers and LLM
-	$(RUN)/pytest -m "system and not soak" tests/system
+	$(RUN)/pytest -m "system and not soak" tests/system --durations=10
 
 soak: install ## long soak variants of the system tests
 	$(RUN)/pytest -m soak tests/system
