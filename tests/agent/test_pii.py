@@ -397,7 +397,7 @@ def test_the_instructions_are_masked_as_one_text_would_be(playbook: Playbook) ->
             business_text(playbook),
             stage_text(playbook, stage),
             "What we know about the customer:\n- Name: Ann\n- E-mail: ann@acme.io\n- Phone: 050 123 4567",
-            "Today is Monday, 2026-11-30.",
+            f"Today is {datetime.now(UTC):%A, %Y-%m-%d}.",
             "Summary of the earlier conversation:\nCustomer: call me on +7 901 234-56-78 or tel 0501234567",
         ]
         by_sections, whole = PiiMasker(), PiiMasker()
