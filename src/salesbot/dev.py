@@ -114,7 +114,8 @@ class DevRunner:
         for child in self.children.values():
             if child.poll() is None:
                 child.terminate()
-        deadline = time.monotonic() + 15
+        # The worker lets running turns finish first (WORKER_SHUTDOWN_GRACE_SECONDS); a kill would cancel them.
+        deadline = time.monotonic() + max(15.0, self.settings.worker_shutdown_grace_seconds + 5)
         for child in self.children.values():
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))

@@ -386,6 +386,9 @@ class Settings(BaseSettings):
     worker_max_jobs: int = Field(default=100, ge=1, le=1000)
     # Deliveries, takeovers and short cron jobs run in their own slots, never behind the turns' LLM calls.
     worker_messaging_max_jobs: int = Field(default=20, ge=1, le=1000)
+    # On SIGTERM/SIGINT a worker stops taking jobs and lets running turns (and then deliveries) finish for up to
+    # this long; a second signal, or 0, cancels them at once (they are re-run after a restart). A turn's budget fits.
+    worker_shutdown_grace_seconds: float = Field(default=30.0, ge=0, le=600)
     # How long a signed document link (a quotation PDF sent to a customer) stays valid.
     document_link_days: float = Field(default=7.0, gt=0, le=365)
     # Photos of the products a reply names, sent after its text (0: none).

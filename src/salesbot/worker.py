@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -191,14 +192,11 @@ async def serve(
             for entry in options
         ]
 
-        def stop(signum: signal.Signals) -> None:
-            for worker in workers:
-                worker.handle_sig(signum)  # arq's own shutdown: running jobs are cancelled and queued again
-
+        shutdown = Shutdown(workers, grace_seconds=settings.worker_shutdown_grace_seconds)
+        loop = asyncio.get_running_loop()
         if handle_signals:
-            loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, stop, signum)
+                loop.add_signal_handler(signum, shutdown.request, signum)
         log.info("worker.started", env=settings.env.value, queues=[worker.queue_name for worker in workers])
         runs = [asyncio.ensure_future(worker.async_run()) for worker in workers]
         try:
@@ -210,10 +208,79 @@ async def serve(
                     if not run.cancelled() and run.exception() is not None:
                         raise cast(BaseException, run.exception())
         finally:
+            if handle_signals:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
+            await shutdown.cancel_drain()
             for worker in workers:
                 await worker.close()  # cancels what still runs (a crash re-run recovers it), drops the heartbeat
             await asyncio.gather(*runs, return_exceptions=True)
     log.info("worker.stopped")
+
+
+class Shutdown:
+    """A signal drains the process; a second one stops it now.
+
+    Draining lets the running turns finish (up to `WORKER_SHUTDOWN_GRACE_SECONDS`) instead of cancelling them: a
+    cancelled turn is run again by the next worker, and counts a start towards the turn's crash budget. Turns and
+    cron jobs stop taking jobs first while deliveries go on, so the reply a finishing turn writes is still sent by
+    this process; deliveries stop once none is due or running. What still runs at the deadline, or at a second
+    signal, is cancelled by arq and re-run after a restart."""
+
+    def __init__(self, workers: Sequence[Worker], *, grace_seconds: float) -> None:
+        self.workers = list(workers)
+        self.grace_seconds = grace_seconds
+        self._drain: asyncio.Task[None] | None = None
+
+    DUE_POLL_SECONDS = 0.1
+
+    def request(self, signum: signal.Signals) -> None:
+        if self._drain is None and self.grace_seconds > 0:
+            log.info(
+                "worker.draining",
+                signal=signum.name,
+                running_jobs=len(self.running()),
+                grace_seconds=self.grace_seconds,
+            )
+            self._drain = asyncio.ensure_future(self._drain_then_stop(signum))
+            return
+        self._stop(signum)
+
+    def running(self, workers: Sequence[Worker] | None = None) -> list[asyncio.Task[Any]]:
+        # arq forgets a finished job's task only at its next poll
+        return [task for worker in workers or self.workers for task in worker.tasks.values() if not task.done()]
+
+    async def cancel_drain(self) -> None:
+        if self._drain is not None and not self._drain.done():
+            self._drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drain
+
+    async def _drain_then_stop(self, signum: signal.Signals) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace_seconds
+        messaging = [worker for worker in self.workers if worker.queue_name == queues.MESSAGING]
+        others = [worker for worker in self.workers if worker.queue_name != queues.MESSAGING]
+        for worker in others:
+            worker.allow_pick_jobs = False
+        # Again until none is left: a poll already under way when the flag fell may still start a job.
+        while (running := self.running(others)) and loop.time() < deadline:
+            await asyncio.wait(running, timeout=deadline - loop.time())
+        # The finished turns' replies are due on the messaging queue: send them, leave later retries to the next worker.
+        # Due jobs live in Redis: there is no event to await.
+        while loop.time() < deadline and (self.running(messaging) or await self._due(messaging)):  # noqa: ASYNC110
+            await asyncio.sleep(self.DUE_POLL_SECONDS)
+        log.info("worker.drained", cancelled_jobs=len(self.running()))
+        self._stop(signum)
+
+    @staticmethod
+    async def _due(workers: Sequence[Worker]) -> int:
+        now_ms = int(time.time() * 1000)
+        return sum([await worker.pool.zcount(worker.queue_name, "-inf", now_ms) for worker in workers])
+
+    def _stop(self, signum: signal.Signals) -> None:
+        for worker in self.workers:
+            worker.handle_sig(signum)  # arq's own shutdown: running jobs are cancelled and queued again
 
 
 def run_worker(settings: Settings, *, queue_names: Sequence[str] | None = None, burst: bool = False) -> None:
