@@ -275,6 +275,24 @@ def metrics(data: dict[str, Any]) -> Row:
     )
 
 
+def redis_pool(data: dict[str, Any]) -> Row:
+    parts = []
+    for case, measured in data["cases"].items():
+        baseline, ours = measured.values()
+        busy = case.removeprefix("busy_")
+        parts.append(
+            f"{busy} busy: {baseline['commands_per_second']:.0f} vs {ours['commands_per_second']:.0f} cmd/s "
+            f"(x{ours['commands_per_second'] / max(baseline['commands_per_second'], 1):.1f})"
+        )
+    return (
+        "Redis commands a second from one process whose event loop is busy (coroutines burning 0.5 ms a loop "
+        "iteration): arq's create_pool (redis-py ConnectionPool) vs salesbot's kit.redis_client "
+        "(BlockingConnectionPool), medians of alternated rounds",
+        f"`.venv/bin/python {data['command']}`",
+        "; ".join(parts) + f" (load average {data['load_average_before'][0]})",
+    )
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], Row | list[Row]]] = {
     "webhook.json": webhook,
     "turn.json": turn,
@@ -289,6 +307,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], Row | list[Row]]] = {
     "search_quality.json": search_quality,
     "language.json": language,
     "metrics.json": metrics,
+    "redis_pool.json": redis_pool,
 }
 
 

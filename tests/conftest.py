@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arq import create_pool
 from arq.connections import ArqRedis
 from arq.worker import Worker
 from sqlalchemy import text
@@ -39,8 +38,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from salesbot.db import Base, create_engine, create_sessionmaker
 from salesbot.devstack import EmbeddedPostgres, EmbeddedRedis
+from salesbot.kit import redis_client
 from salesbot.migrate import upgrade
-from salesbot.resources import Resources, open_resources, redis_settings
+from salesbot.resources import Resources, open_resources
 from salesbot.settings import AuthSettings, Settings
 
 TEST_DATABASE = "salesbot_test"
@@ -146,7 +146,7 @@ async def clean_db(engine: AsyncEngine) -> AsyncIterator[None]:
 
 @pytest.fixture
 async def redis(redis_server: EmbeddedRedis) -> AsyncIterator[ArqRedis]:
-    pool = await create_pool(redis_settings(redis_server.url))
+    pool = await redis_client.connect(redis_server.url)
     await pool.flushdb()
     yield pool
     await pool.flushdb()

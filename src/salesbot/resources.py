@@ -7,27 +7,17 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
-from arq import create_pool
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from salesbot.db import create_engine, create_sessionmaker
-from salesbot.kit import metrics
+from salesbot.kit import metrics, redis_client
 from salesbot.kit.hashing import use_secret_key
 from salesbot.settings import Settings
 
 HTTP_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=10.0, pool=5.0)
 # Connections beyond a sized pool (`db_connections`), for a job that briefly needs a second session.
 DB_OVERFLOW = 10
-
-
-def redis_settings(url: str) -> RedisSettings:
-    settings = RedisSettings.from_dsn(url)
-    # Fail fast on a dead Redis: readiness must report it, not hang on it.
-    settings.conn_timeout = 2
-    settings.conn_retries = 2
-    settings.conn_retry_delay = 1
-    return settings
 
 
 @dataclass(frozen=True)
@@ -57,7 +47,7 @@ async def open_resources(
         else create_engine(settings.database_url, pool_size=db_connections, max_overflow=DB_OVERFLOW)
     )
     own_redis = redis is None
-    pool = redis if redis is not None else await create_pool(redis_settings(settings.redis_url))
+    pool = redis if redis is not None else await redis_client.connect(settings.redis_url)
     http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False)
     try:
         # Fleet-wide metrics (`kit.metrics`) are recorded into this process's Redis from now on.

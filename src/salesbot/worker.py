@@ -43,15 +43,17 @@ from salesbot.conversations.tasks import (
 from salesbot.crm.tasks import sweep_crm, sync_crm
 from salesbot.followups.tasks import RUN_AT_SECOND, follow_up_conversations
 from salesbot.inbox.tasks import DRAIN_EVERY_SECONDS, DRAIN_TIMEOUT_SECONDS, drain_inbox_spool
-from salesbot.kit import tracing
+from salesbot.kit import redis_client, tracing
 from salesbot.kit.heap import freeze_startup_heap
 from salesbot.kit.language import load_model as load_language_model
 from salesbot.kit.logging import configure_logging, get_logger
+from salesbot.knowledge.embeddings import get_embedder
 from salesbot.knowledge.tasks import inventory_cron_jobs, prepare_knowledge
+from salesbot.memory import service as memory
 from salesbot.messaging.registry import build_providers
 from salesbot.outbox.tasks import deliver_outbox, sweep_stalled_outbox
 from salesbot.payments.tasks import create_payment_link, sweep_payment_links
-from salesbot.resources import open_resources, redis_settings
+from salesbot.resources import Resources, open_resources
 from salesbot.settings import Settings
 from salesbot.worker_context import WorkerContext
 
@@ -158,6 +160,7 @@ async def worker_process(
     async with open_resources(settings, db_connections=min(slots, WORKER_DB_CONNECTIONS)) as resources:
         ctx: WorkerContext = {"resources": resources, "providers": build_providers(resources)}
         await prepare_knowledge(resources)  # loads the embedding model once, before the first turn
+        await prepare_memory(resources)
         await asyncio.to_thread(load_language_model)  # the language detector's model, off the event loop
         if generator is not None:
             ctx["reply_generator"] = generator
@@ -165,6 +168,14 @@ async def worker_process(
         reply_generator(ctx)
         freeze_startup_heap()  # after the models are loaded: they are the bulk of what a full collection walks
         yield ctx
+
+
+async def prepare_memory(resources: Resources) -> None:
+    embedder = get_embedder(resources.settings)
+    async with resources.sessionmaker() as session:
+        if await memory.adapt_empty_column(session, embedder):
+            await session.commit()
+            log.info("memory.column_adapted", model=embedder.name, dim=embedder.dim)
 
 
 async def serve(
@@ -185,7 +196,8 @@ async def serve(
             Worker(
                 **entry,
                 ctx={**shared},
-                redis_settings=redis_settings(settings.redis_url),
+                # Each worker owns its client (arq closes it with the worker), on a pool that stays fast under load.
+                redis_pool=await redis_client.connect(settings.redis_url),
                 burst=burst,
                 handle_signals=False,  # one event loop has one handler per signal: installed below for all
             )

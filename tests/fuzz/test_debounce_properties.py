@@ -17,7 +17,6 @@ import asyncio
 import itertools
 from dataclasses import dataclass
 
-from arq import create_pool
 from arq.connections import ArqRedis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,7 +24,7 @@ from hypothesis import strategies as st
 from salesbot import queues
 from salesbot.devstack import EmbeddedRedis
 from salesbot.inbox import burst
-from salesbot.resources import redis_settings
+from salesbot.kit import redis_client
 from salesbot.settings import ConversationSettings
 
 WINDOW_MS = 40
@@ -59,7 +58,7 @@ async def now_ms(redis: ArqRedis) -> int:
 
 
 async def play(url: str, steps: list[tuple[str, int]]) -> None:
-    redis = await create_pool(redis_settings(url))
+    redis = await redis_client.connect(url)
     conversation = next(_conversations)
     model = Model()
     try:
