@@ -67,6 +67,8 @@ async def run_case(
         debounce_max_seconds=5,
         llm_model="bench-llm",
         llm_timeout_seconds=max(5.0, llm_latency * 3),
+        # The product's job timeout (and with it the turn budget, 25 s), not the system tests' shorter one.
+        job_timeout_seconds=Settings.model_fields["worker_job_timeout_seconds"].default,
         extra_env={"WORKER_MAX_JOBS": str(max_jobs)},
     )
     system = System(services, workdir, config)

@@ -89,7 +89,13 @@ async def test_a_new_dimension_resizes_the_columns_and_rebuilds_the_index(
         with pytest.raises(IngestError, match="run `salesbot reindex` first"):
             await ingest_product_file(session, DEMO_PRODUCTS, small, default_currency="AED")
     async with unit_of_work(sessions) as session:
-        assert [s.needs_reindex for s in await embedding_status(session, small)] == [True, True]
+        # The customers' memory (empty here) follows the model too.
+        statuses = await embedding_status(session, small)
+        assert [(s.table, s.needs_reindex) for s in statuses] == [
+            ("products", True),
+            ("knowledge_chunks", True),
+            ("customer_memories", True),
+        ]
         reports = await reindex(session, small)
     assert all(report.dim_changed and report.reembedded == report.rows > 0 for report in reports)
 

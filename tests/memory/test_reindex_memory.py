@@ -13,7 +13,7 @@ from salesbot.devstack import EmbeddedPostgres
 from salesbot.knowledge.embeddings import OfflineEmbedder
 from salesbot.knowledge.reindex import reindex
 from salesbot.knowledge.vector_index import column_dimension
-from salesbot.memory.service import MEMORIES, recall, remember
+from salesbot.memory.service import MEMORIES, adapt_empty_column, recall, remember
 from salesbot.memory.types import FactDraft, MemoryKind
 from salesbot.models import Channel, Customer, CustomerMemory
 from tests.knowledge.databases import migrated_database
@@ -66,3 +66,33 @@ async def test_reindex_to_another_dimension_reembeds_the_memory(engine: AsyncEng
         await reindex(session, old)
     async with sessions() as session:
         assert await column_dimension(session, MEMORIES) == 1024
+
+
+async def test_a_worker_starting_with_another_model_sizes_the_empty_memory_to_it(engine: AsyncEngine) -> None:
+    """The migration sized the column for one model; the worker runs another. Before the first fact, the column
+    takes the worker's dimension (else every memory write fails); once facts exist, only a reindex changes it."""
+    sessions = create_sessionmaker(engine)
+    other = OfflineEmbedder(384)
+    async with unit_of_work(sessions) as session:
+        assert await column_dimension(session, MEMORIES) != other.dim
+        assert await adapt_empty_column(session, other)
+        customer = Customer(channel=Channel.CONSOLE, chat_id="memory-adapt")
+        session.add(customer)
+        await session.flush()
+        stored = await remember(
+            session,
+            other,
+            customer_id=customer.id,
+            conversation_id=None,
+            message_id=None,
+            facts=[FactDraft(MemoryKind.PRODUCT, "HP-LJM211DW", "Asked about HP LaserJet M211dw Printer")],
+        )
+    assert stored == 1
+    async with unit_of_work(sessions) as session:
+        assert await column_dimension(session, MEMORIES) == other.dim
+        # A remembered fact is never dropped at start-up: the column stays until `salesbot reindex`.
+        assert not await adapt_empty_column(session, OfflineEmbedder(1024))
+        assert await column_dimension(session, MEMORIES) == other.dim
+        assert await adapt_empty_column(session, other) is False
+    async with unit_of_work(sessions) as session:
+        await reindex(session, OfflineEmbedder(1024))

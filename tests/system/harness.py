@@ -48,6 +48,9 @@ from tests.fakes.provider_api import FakeProviderServer, FakeTwilioApi, FakeWazz
 ROOT = Path(__file__).resolve().parents[2]
 SALESBOT = Path(sys.executable).parent / "salesbot"
 TEMPLATE_DATABASE = "sb_system_template"
+# The processes' embedder, and the one the template's catalog is embedded with (a mismatch turns vector search
+# off and makes every memory write fail with a dimension error).
+PROCESS_EMBEDDER = "offline"
 
 PUBLIC_BASE_URL = "https://bot.example.test"
 WAZZUP_SECRET = "wz-system-7d1f0c4b9a2e48f3b6c5d4e3f2a1b0c9"
@@ -144,13 +147,17 @@ class Services:
 async def _seed_demo(database_url: str) -> None:
     from salesbot.knowledge.embeddings import get_embedder
     from salesbot.knowledge.seed import seed_demo_data
-    from salesbot.settings import Settings
+    from salesbot.settings import EmbeddingSettings, Settings
 
     engine = create_engine(database_url, pool_size=2)
     try:
         async with unit_of_work(create_sessionmaker(engine)) as session:
             # The processes run with EMBEDDING_MODEL=offline: the same embedder fills the catalog's vectors.
-            await seed_demo_data(session, get_embedder(Settings(salesbot_env="test", database_url=database_url)))
+            # Said here, not left to the environment: the benchmarks import this harness without tests/conftest.py.
+            settings = Settings(
+                salesbot_env="test", database_url=database_url, embedding=EmbeddingSettings(model=PROCESS_EMBEDDER)
+            )
+            await seed_demo_data(session, get_embedder(settings))
     finally:
         await engine.dispose()
 
@@ -636,7 +643,7 @@ class System:
             "LLM_API_KEY": LLM_KEY,
             "LLM_FALLBACK_MODELS": ",".join(config.llm_fallbacks),
             "LLM_REQUEST_TIMEOUT_SECONDS": str(config.llm_timeout_seconds),
-            "EMBEDDING_MODEL": "offline",
+            "EMBEDDING_MODEL": PROCESS_EMBEDDER,
             "DEBOUNCE_SECONDS": str(config.debounce_seconds),
             "DEBOUNCE_MAX_SECONDS": str(config.debounce_max_seconds),
             "WORKER_JOB_TIMEOUT_SECONDS": str(config.job_timeout_seconds),

@@ -29,7 +29,7 @@ from salesbot.knowledge.vector_index import (
     drop_vector_index,
     set_dimension,
 )
-from salesbot.models import KnowledgeChunk, Product
+from salesbot.models import CustomerMemory, KnowledgeChunk, Product
 
 log = get_logger(__name__)
 
@@ -73,10 +73,14 @@ def _model(table: VectorTable) -> type[Product] | type[KnowledgeChunk]:
 
 
 async def embedding_status(session: AsyncSession, embedder: Embedder) -> list[EmbeddingStatus]:
-    """How many rows of each table carry a vector of the configured model (cheap: two counts per table)."""
+    """How many rows of each table carry a vector of the configured model (cheap: two counts per table): the
+    catalog, the knowledge base and the customers' memory."""
+    # Imported here: the memory domain builds on knowledge.
+    from salesbot.memory.service import MEMORIES
+
     statuses: list[EmbeddingStatus] = []
-    for table in (PRODUCTS, KNOWLEDGE):
-        model = _model(table)
+    for table in (PRODUCTS, KNOWLEDGE, MEMORIES):
+        model = CustomerMemory if table is MEMORIES else _model(table)
         rows = (await session.execute(select(func.count()).select_from(model))).scalar_one()
         current = (
             await session.execute(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -182,6 +182,10 @@ async def last_active_product_name(
             CustomerMemory.conversation_id.is_(None) | (CustomerMemory.conversation_id != exclude_conversation_id)
         )
     return await session.scalar(query)
+
+
+async def any_fact(session: AsyncSession) -> bool:
+    return bool((await session.execute(select(exists().where(CustomerMemory.id.is_not(None))))).scalar())
 
 
 async def texts_to_embed(session: AsyncSession, *, embedding_model: str | None) -> list[tuple[int, str]]:

@@ -203,6 +203,17 @@ async def last_product_name(
     )
 
 
+async def adapt_empty_column(session: AsyncSession, embedder: Embedder) -> bool:
+    """While no fact is stored, the column takes the configured model's dimension (flushes; the caller commits).
+
+    The migration creates it for the default model; with another one every memory write would fail until a
+    `salesbot reindex`. Nothing is lost while the table is empty; a filled one waits for the reindex."""
+    if await column_dimension(session, MEMORIES) == embedder.dim or await repository.any_fact(session):
+        return False
+    await reembed(session, embedder)
+    return True
+
+
 async def reembed(session: AsyncSession, embedder: Embedder, *, force: bool = False) -> int:
     """Bring the stored facts to the configured model (`salesbot reindex`): the column follows the model's
     dimension (vectors of another dimension are dropped) and facts without a vector of this model are
