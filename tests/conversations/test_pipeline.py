@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from salesbot.agent.reply import AgentReply, ReplyRequest
-from salesbot.conversations import service
+from salesbot.conversations import service, tasks
 from salesbot.conversations.tasks import sweep_stalled_turns
 from salesbot.models import Author, Conversation, DeliveryStatus, Direction, Message, Owner
 from salesbot.models._columns import utcnow
@@ -163,7 +163,10 @@ async def test_unknown_message_type_is_answered(pipeline: Pipeline) -> None:
     assert len(pipeline.wazzup_api.sent) == 1
 
 
-async def test_failing_agent_is_retried_and_the_customer_answered_once(pipeline: Pipeline) -> None:
+async def test_failing_agent_is_retried_and_the_customer_answered_once(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks, "TURN_RETRY_BASE_SECONDS", 0.05)  # the retry, not its 2 s of waiting
     pipeline.generator.fail_times = 1
     await pipeline.wazzup_text(CHAT, "hello?")
     worker = await pipeline.worker.drain()

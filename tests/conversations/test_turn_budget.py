@@ -18,7 +18,7 @@ from salesbot.agent.models import model_chain
 from salesbot.agent.offline import OFFLINE_MODEL_NAME
 from salesbot.agent.playbook import load_playbook
 from salesbot.agent.service import SalesAgentService
-from salesbot.conversations import service, turn
+from salesbot.conversations import service, tasks, turn
 from salesbot.conversations.tasks import TURN_ATTEMPTS
 from salesbot.conversations.turn import MAX_TURN_ATTEMPTS
 from salesbot.db import unit_of_work
@@ -30,6 +30,9 @@ from tests.fakes.pipeline import Pipeline
 CHAT = "79990001133"
 # A short budget keeps the tests quick; the job timeout of the pipeline is 20 s.
 BUDGET = {"root": {"turn_budget_seconds": 3}}
+# A generation still running is cut at the later of the budget and the job timeout less the hard-stop margin:
+# with a 6 s job timeout that is the budget's 3 s (the pipeline's 20 s would make it 17 s).
+SHORT_JOB = {"root": {"turn_budget_seconds": 3, "worker_job_timeout_seconds": 3 + turn.HARD_STOP_MARGIN_SECONDS}}
 ANSWER = "Happy to help! Let me look into that for you."
 
 
@@ -120,7 +123,7 @@ async def test_an_llm_that_hangs_is_cut_at_the_budget_and_the_offline_responder_
     assert await usage_rows(pipeline) == [("sent", 1, 0, 0)]
 
 
-@pytest.mark.parametrize("pipeline_overrides", [BUDGET])
+@pytest.mark.parametrize("pipeline_overrides", [SHORT_JOB])
 async def test_a_generation_that_overruns_the_budget_becomes_a_handoff(pipeline: Pipeline) -> None:
     pipeline.generator.hold()  # never released: the agent (a test double here) does not end on its own
     await pipeline.wazzup_text(CHAT, "Hello, do you sell office chairs?")
@@ -137,7 +140,10 @@ async def test_a_generation_that_overruns_the_budget_becomes_a_handoff(pipeline:
     assert conversation.owner_until > utcnow()
 
 
-async def test_a_turn_that_keeps_failing_tells_the_customer_and_hands_over(pipeline: Pipeline) -> None:
+async def test_a_turn_that_keeps_failing_tells_the_customer_and_hands_over(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks, "TURN_RETRY_BASE_SECONDS", 0.05)  # the retries, not their 2 s + 8 s of waiting
     pipeline.generator.fail_times = 100
     await pipeline.wazzup_text(CHAT, "Привет! Есть ли у вас офисные кресла?")
     await pipeline.worker.drain()

@@ -175,8 +175,10 @@ async def test_messages_of_one_chat_keep_their_arrival_order(pipeline: Pipeline,
             [inbound(chat, texts[3], provider_message_id="m-3"), inbound(chat, "fifth", provider_message_id="m-4")]
         )
     )
-
-    await asyncio.gather(*first, last)
+    await asyncio.gather(*first)
+    # The next batch waits for company: three webhooks of other chats fill it.
+    company = [inbound(f"7999000001{i}", "company", provider_message_id=f"company-{i}") for i in range(3)]
+    await asyncio.gather(last, *(batcher.accept([event]) for event in company))
 
     assert commits.count == 2
     async with pipeline.resources.sessionmaker() as session:

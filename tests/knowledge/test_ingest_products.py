@@ -7,12 +7,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesbot.knowledge import ingest
 from salesbot.knowledge.catalog_files import IngestError
 from salesbot.knowledge.catalog_rows import RowProblem, parse_price, parse_stock, read_product_file
 from salesbot.knowledge.ingest import ingest_product_file
+from salesbot.knowledge.vector_index import PRODUCTS
 from salesbot.models import Product
 from tests.fakes.embedder import RecordingEmbedder
 
@@ -276,3 +278,51 @@ async def test_an_image_url_column_is_imported_and_a_bad_one_is_a_line_error(
     report = await ingest_product_file(db_session, path, recording_embedder, default_currency="AED")
     assert report.updated == 1
     assert (await products(db_session))["CH-1"].image_url == "http://img.shop.example/chair-v2.png"
+
+
+async def vector_index(session: AsyncSession) -> tuple[int, list[str]] | None:
+    """The products' HNSW index: its oid (a new one after a rebuild) and its parameters."""
+    row = (
+        await session.execute(
+            text("SELECT oid, reloptions FROM pg_class WHERE oid = to_regclass(:name)"), {"name": PRODUCTS.index}
+        )
+    ).one_or_none()
+    return None if row is None else (int(row.oid), sorted(row.reloptions))
+
+
+async def test_a_mostly_new_catalog_gets_its_vector_index_built_after_the_rows(
+    db_session: AsyncSession, recording_embedder: RecordingEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building the dense HNSW graph once is an order of magnitude faster than inserting as many rows into it;
+    a catalog that is not mostly new keeps its index (a rebuild would cost a pass over the whole table)."""
+    monkeypatch.setattr(ingest, "REBUILD_INDEX_ABOVE", 5)
+    parameters = sorted([f"m={PRODUCTS.m}", f"ef_construction={PRODUCTS.ef_construction}"])
+    migrated = await vector_index(db_session)
+    assert migrated is not None
+    assert migrated[1] == parameters
+
+    first = [f"RB-{i},Chair {i},{100 + i}\n" for i in range(10)]
+    await ingest_product_file(
+        db_session, write_csv(tmp_path / "a.csv", first, "sku,name,price\n"), recording_embedder, default_currency="AED"
+    )
+    built = await vector_index(db_session)
+    assert built is not None
+    assert built[0] != migrated[0]
+    assert built[1] == parameters
+
+    # More new vectors than the threshold, but not more than the table holds: the rows go into the index as it is.
+    more = [f"RB-{i},Desk {i},{300 + i}\n" for i in range(10, 18)]
+    await ingest_product_file(
+        db_session, write_csv(tmp_path / "b.csv", more, "sku,name,price\n"), recording_embedder, default_currency="AED"
+    )
+    assert await vector_index(db_session) == built
+
+    # Either way every vector is in the index: an index scan finds each product as its own nearest neighbour.
+    await db_session.execute(text("SET LOCAL enable_seqscan = off"))
+    stored = await products(db_session)
+    assert len(stored) == 18
+    for product in stored.values():
+        nearest = await db_session.scalar(
+            select(Product.sku).order_by(Product.embedding.cosine_distance(product.embedding)).limit(1)
+        )
+        assert nearest == product.sku

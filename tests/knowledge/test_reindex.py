@@ -23,6 +23,11 @@ from tests.fakes.embedder import RecordingEmbedder
 from tests.knowledge.databases import migrated_database
 
 
+async def index_oid(session: AsyncSession) -> int | None:
+    oid = await session.scalar(text("SELECT to_regclass(:name)::oid"), {"name": PRODUCTS.index})
+    return None if oid is None else int(oid)
+
+
 async def test_reindex_reembeds_rows_of_another_model_then_nothing(
     db_session: AsyncSession, recording_embedder: RecordingEmbedder
 ) -> None:
@@ -35,11 +40,14 @@ async def test_reindex_reembeds_rows_of_another_model_then_nothing(
     assert statuses["products"].stale == statuses["products"].rows
     assert statuses["products"].column_dim == 1024 == statuses["products"].model_dim
 
+    index_before = await index_oid(db_session)
     reports = await reindex(db_session, new_model)
     assert [(report.table, report.reembedded == report.rows, report.dim_changed) for report in reports] == [
         ("products", True, False),
         ("knowledge_chunks", True, False),
     ]
+    # Every product was re-embedded: the index was built once afterwards rather than updated row by row.
+    assert await index_oid(db_session) not in (None, index_before)
     assert all(not status.needs_reindex for status in await embedding_status(db_session, new_model))
 
     new_model.reset()

@@ -31,6 +31,8 @@ log = get_logger(__name__)
 # A failing agent (a bug, a database error mid-turn) is tried this often; the last failure hands the chat over.
 # (A turn killed with its worker counts towards `turn.MAX_TURN_ATTEMPTS` instead.)
 TURN_ATTEMPTS = 3
+# The first retry's delay; each next one waits four times longer (2 s, 8 s).
+TURN_RETRY_BASE_SECONDS = 2.0
 # Customer messages still unprocessed this long after the debounce cap are recovered by the sweep.
 SWEEP_GRACE_SECONDS = 10
 SWEEP_BATCH = 200
@@ -87,7 +89,7 @@ async def run_turn(ctx: WorkerContext, conversation_id: int) -> str:
         attempt = ctx.get("job_try", 1)
         if attempt < TURN_ATTEMPTS:
             log.exception("turn.error_retrying", conversation=conversation_id, attempt=attempt)
-            raise Retry(defer=2 * 4 ** (attempt - 1)) from exc
+            raise Retry(defer=TURN_RETRY_BASE_SECONDS * 4 ** (attempt - 1)) from exc
         log.exception("turn.failed", conversation=conversation_id, attempt=attempt)
         outcome = turn.TurnOutcome(conversation_id)
         await turn.give_up(resources, conversation_id, outcome, reason="the assistant kept failing; please take over")

@@ -33,9 +33,11 @@ from salesbot.models import CustomerMemory, KnowledgeChunk, Product
 
 log = get_logger(__name__)
 
-# Re-embedding more than this share of a large table drops the HNSW index and builds it once afterwards.
+# Re-embedding more than this share of a table of at least REBUILD_MIN_ROWS rows drops the HNSW index and builds
+# it once afterwards: a build is an order of magnitude faster than as many updates of the products' dense graph
+# (see ingest.REBUILD_INDEX_ABOVE; the demo catalog's reindex went from 19 s to a few seconds).
 REBUILD_SHARE = 0.5
-REBUILD_MIN_ROWS = 2000
+REBUILD_MIN_ROWS = 100
 
 
 @dataclass(frozen=True)
