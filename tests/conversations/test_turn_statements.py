@@ -22,9 +22,9 @@ from salesbot.knowledge.seed import seed_demo_data
 from tests.fakes.pipeline import Pipeline
 
 # A new customer's two messages, one catalog search, one reply (the load benchmark's conversation). Before the
-# budget: 67 statements and 11 connections (the start, a second read of the same rows, three flushes in the
+# budget: 56 statements and 11 connections (the start, a second read of the same rows, three flushes in the
 # commit, a peek transaction per delivered message).
-STATEMENTS = 53
+STATEMENTS = 44
 CONNECTIONS = 9
 
 
