@@ -7,8 +7,9 @@ A turn has three steps, and no transaction, row lock or connection is held durin
    `MAX_TURN_ATTEMPTS` times already (its turns were killed with their worker) is not generated again: the
    customer gets the playbook's handoff text and the chat goes to a manager. A turn that fails with an error is
    retried by its job (`tasks.TURN_ATTEMPTS`), which hands the chat over itself after the last try.
-2. Generate: the waiting messages, the conversation and the customer are read in a short transaction and
-   *detached*, so what the agent changes on them stays in memory. The agent reads and writes through a
+2. Generate: the waiting messages, the conversation and the customer (as the start committed them for the first
+   draft, read again in a short transaction for a later one) are *detached*, so what the agent changes on them
+   stays in memory. The agent reads and writes through a
    `Draft` (salesbot.agent.draft): each of its steps (a tool call) is a short transaction that is rolled back,
    and the rows its tools write (quotes, acceptances, CRM sync requests) are kept as effects for the commit;
    between steps, while the model thinks, nothing is open. The generation runs within the turn's budget
