@@ -153,6 +153,7 @@ def main() -> int:
     parser.add_argument("--step-seconds", type=float, default=20)
     parser.add_argument("--llm-latency", type=float, default=2.0, help="seconds per LLM request, realistic case")
     parser.add_argument("--skip-zero-latency", action="store_true")
+    parser.add_argument("--skip-realistic", action="store_true", help="only the zero-latency case")
     args = parser.parse_args()
     default_max_jobs = Settings.model_fields["worker_max_jobs"].default
     cases: dict[str, dict[str, Any]] = {}
@@ -163,6 +164,8 @@ def main() -> int:
             (f"llm_{args.llm_latency:g}s_tool_round_baseline", args.llm_rates, args.llm_latency, BASELINE_MAX_JOBS),
             (f"llm_{args.llm_latency:g}s_tool_round_default", args.llm_rates, args.llm_latency, default_max_jobs),
         ]
+        if args.skip_realistic:
+            plan = []
         if not args.skip_zero_latency:
             plan[:0] = [
                 ("llm_zero_latency_baseline", args.rates, 0.0, BASELINE_MAX_JOBS),
@@ -192,7 +195,7 @@ def main() -> int:
         )
     baseline = cases[plan[-2][0]]["sustained_conversations_per_minute"]
     default = cases[plan[-1][0]]["sustained_conversations_per_minute"]
-    if baseline:
+    if baseline and not args.skip_realistic:
         print(f"realistic LLM: sustained default / baseline = {default / baseline:.1f}x")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event, exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -22,9 +24,25 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int | None = None, pre_ping: bool = True
+) -> AsyncEngine:
+    """`pre_ping`: a connection taken from the pool is tested with a query first (three round trips with asyncpg:
+    BEGIN, an empty statement, ROLLBACK). Without it, a pooled connection the server has closed (a restart, an
+    idle timeout) is still replaced, for free: the driver saw its socket close. Only a connection that died
+    unnoticed fails its first statement, and SQLAlchemy then drops the whole pool; the job retries."""
     overflow = pool_size if max_overflow is None else max_overflow
-    return create_async_engine(url, pool_size=pool_size, max_overflow=overflow, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=overflow, pool_pre_ping=pre_ping)
+    if not pre_ping:
+        event.listen(engine.sync_engine.pool, "checkout", _replace_closed)
+    return engine
+
+
+def _replace_closed(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection) -> None:
+    """Checkout hook: a connection whose socket the server closed is discarded and the pool tries another."""
+    driver = record.driver_connection
+    if driver is None or driver.is_closed():
+        raise exc.DisconnectionError("the database closed this pooled connection")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -32,19 +32,26 @@ class Resources:
 
 @asynccontextmanager
 async def open_resources(
-    settings: Settings, *, redis: ArqRedis | None = None, db_connections: int | None = None
+    settings: Settings,
+    *,
+    redis: ArqRedis | None = None,
+    db_connections: int | None = None,
+    db_pre_ping: bool = True,
 ) -> AsyncIterator[Resources]:
     """Open everything a process needs; `redis` reuses a pool the caller already has (the arq worker's).
 
-    `db_connections`: the database connections the process keeps (default: 10, and as many again under bursts)."""
+    `db_connections`: the database connections the process keeps (default: 10, and as many again under bursts).
+    `db_pre_ping`: test a pooled connection with a round trip before use (see `salesbot.db.create_engine`)."""
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set (or run `salesbot dev` for embedded services)")
     # Redis keys and logs hash phone numbers with SECRET_KEY: the API and the worker must agree on it.
     use_secret_key(settings.auth.secret_key.get_secret_value())
     engine = (
-        create_engine(settings.database_url)
+        create_engine(settings.database_url, pre_ping=db_pre_ping)
         if db_connections is None
-        else create_engine(settings.database_url, pool_size=db_connections, max_overflow=DB_OVERFLOW)
+        else create_engine(
+            settings.database_url, pool_size=db_connections, max_overflow=DB_OVERFLOW, pre_ping=db_pre_ping
+        )
     )
     own_redis = redis is None
     pool = redis if redis is not None else await redis_client.connect(settings.redis_url)

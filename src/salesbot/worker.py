@@ -157,7 +157,11 @@ async def worker_process(
     `generator` replaces the production agent (`salesbot.agent.service.generate_reply`) in tests.
     """
     tracing.setup(settings.otel_exporter_otlp_endpoint, service="salesbot-worker", agent=True)
-    async with open_resources(settings, db_connections=min(slots, WORKER_DB_CONNECTIONS)) as resources:
+    # No pre-ping: three round trips on each of a turn's transactions; a connection that died unnoticed fails a
+    # job, which retries (closed ones are replaced for free, see `salesbot.db.create_engine`).
+    async with open_resources(
+        settings, db_connections=min(slots, WORKER_DB_CONNECTIONS), db_pre_ping=False
+    ) as resources:
         ctx: WorkerContext = {"resources": resources, "providers": build_providers(resources)}
         await prepare_knowledge(resources)  # loads the embedding model once, before the first turn
         await prepare_memory(resources)

@@ -68,3 +68,35 @@ def test_the_playbook_refuses_a_business_phone_that_is_not_a_number(playbook: Pl
     data["company"]["phones"] = ["+971 4 234 5678"]
     assert parse_playbook(data).company.phones == ["+971 4 234 5678"]
     assert "+971 4 234 5678" in parse_playbook(data).public_text()
+
+
+async def test_a_sku_edited_in_the_catalog_is_not_masked_from_the_next_turn_on(
+    catalog_session: AsyncSession, settings: Settings, playbook: Playbook
+) -> None:
+    """The catalog's SKUs are remembered between turns (salesbot.agent.repository.skus_with_digits): an edit is
+    seen by the next turn all the same."""
+    product = Product(sku=SKU, name="Toner 216A", price=Decimal("250.00"), currency="AED", stock=4)
+    catalog_session.add(product)
+    await catalog_session.flush()
+    renamed = "TON-62410057"  # also a valid Sharjah landline: masked unless the catalog has it
+
+    def echo(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(parts=[TextPart("Noted.")])
+
+    script = Script([echo, echo, echo])
+    service = SalesAgentService(model=script.model, playbook=playbook, clock=lambda: datetime.now(UTC))
+    driver = ChatDriver(catalog_session, service, settings)
+    await driver.start()
+
+    await driver.say(f"Is {renamed} the new toner?")
+    assert renamed not in script.seen[-1].text()  # not in the catalog yet: a number like any other
+
+    product.sku = renamed
+    await catalog_session.flush()
+    await driver.say(f"And {renamed}?")
+    assert f"And {renamed}?" in script.seen[-1].text()
+
+    catalog_session.add(Product(sku=SKU, name="Toner 217A", price=Decimal("260.00"), currency="AED", stock=2))
+    await catalog_session.flush()
+    await driver.say(f"And {SKU}?")
+    assert f"And {SKU}?" in script.seen[-1].text()

@@ -82,6 +82,8 @@ class Draft:
 
     async def apply(self, session: AsyncSession) -> None:
         """Apply the kept writes in the turn's commit transaction."""
+        if not self.effects:
+            return  # nothing to flush yet: the commit's own flush writes the turn's changes in one go
         for effect in self.effects:
             await effect(session)
         await session.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,10 +72,25 @@ async def customer_profile(session: AsyncSession, customer: Customer, conversati
     )
 
 
-async def skus_with_digits(session: AsyncSession, *, min_digits: int) -> list[str]:
-    """Catalog SKUs holding at least `min_digits` digits: the ones a phone detector could mistake for a number."""
+# (database URL, min_digits) -> (the catalog's fingerprint, its SKUs with that many digits).
+_skus: dict[tuple[str, int], tuple[tuple[Any, ...], tuple[str, ...]]] = {}
+
+
+async def skus_with_digits(session: AsyncSession, *, min_digits: int) -> tuple[str, ...]:
+    """Catalog SKUs holding at least `min_digits` digits: the ones a phone detector could mistake for a number.
+
+    Every turn asks, and the catalog rarely changes: the SKUs are remembered per process and read again only when
+    the catalog's fingerprint (its row count and latest `updated_at`, which every insert, edit and delete through
+    SQLAlchemy moves) differs. The fingerprint is read first, so remembered SKUs are never older than it."""
+    key = (session.get_bind().engine.url.render_as_string(hide_password=True), min_digits)
+    fingerprint = tuple((await session.execute(select(func.count(), func.max(Product.updated_at)))).one())
+    cached = _skus.get(key)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
     digits = func.length(func.regexp_replace(Product.sku, r"\D", "", "g"))
-    return list((await session.scalars(select(Product.sku).where(digits >= min_digits))).all())
+    skus = tuple((await session.scalars(select(Product.sku).where(digits >= min_digits))).all())
+    _skus[key] = (fingerprint, skus)
+    return skus
 
 
 async def image_urls(session: AsyncSession, skus: Sequence[str]) -> dict[str, str]:

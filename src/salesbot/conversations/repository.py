@@ -298,20 +298,16 @@ async def read_detached(session: AsyncSession, conversation_id: int) -> tuple[Co
 async def lock_conversation_and_customer(session: AsyncSession, conversation_id: int) -> tuple[Conversation, Customer]:
     """The rows as committed by everyone else, locked until the turn commits (a manager's action waits a moment
     for the commit, never for the model)."""
-    conversation = await session.scalar(
-        select(Conversation)
-        .where(Conversation.id == conversation_id)
-        .with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    )
-    assert conversation is not None  # conversations are never deleted while messages wait
-    customer = await session.scalar(
-        select(Customer)
-        .where(Customer.id == conversation.customer_id)
-        .with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    )
-    assert customer is not None
+    # One statement: FOR NO KEY UPDATE locks the row of each table it reads.
+    conversation, customer = (
+        await session.execute(
+            select(Conversation, Customer)
+            .join(Customer, Customer.id == Conversation.customer_id)
+            .where(Conversation.id == conversation_id)
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        )
+    ).one()  # conversations are never deleted while messages wait
     return conversation, customer
 
 

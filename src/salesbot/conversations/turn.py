@@ -7,8 +7,9 @@ A turn has three steps, and no transaction, row lock or connection is held durin
    `MAX_TURN_ATTEMPTS` times already (its turns were killed with their worker) is not generated again: the
    customer gets the playbook's handoff text and the chat goes to a manager. A turn that fails with an error is
    retried by its job (`tasks.TURN_ATTEMPTS`), which hands the chat over itself after the last try.
-2. Generate: the waiting messages, the conversation and the customer are read in a short transaction and
-   *detached*, so what the agent changes on them stays in memory. The agent reads and writes through a
+2. Generate: the waiting messages, the conversation and the customer (as the start committed them for the first
+   draft, read again in a short transaction for a later one) are *detached*, so what the agent changes on them
+   stays in memory. The agent reads and writes through a
    `Draft` (salesbot.agent.draft): each of its steps (a tool call) is a short transaction that is rolled back,
    and the rows its tools write (quotes, acceptances, CRM sync requests) are kept as effects for the commit;
    between steps, while the model thinks, nothing is open. The generation runs within the turn's budget
@@ -100,9 +101,10 @@ async def run_turn(resources: Resources, generator: ReplyGenerator, conversation
     """Consume the conversation's pending customer messages; commits. Delivery is scheduled by the caller."""
     budget = _Budget.start(resources.settings)
     outcome = TurnOutcome(conversation_id)
-    attempts = await _start(resources, conversation_id, outcome)
-    if attempts is None:
+    started = await _start(resources, conversation_id, outcome)
+    if started is None:
         return outcome
+    attempts, burst = started
     if attempts > MAX_TURN_ATTEMPTS:
         log.warning("turn.attempts_exhausted", conversation=conversation_id, attempts=attempts)
         await give_up(resources, conversation_id, outcome, reason="the assistant could not answer; please take over")
@@ -111,7 +113,7 @@ async def run_turn(resources: Resources, generator: ReplyGenerator, conversation
     pending: list[LLMUsage] = []
     try:
         async with asyncio.timeout_at(budget.hard_deadline):
-            await _answer(resources, generator, budget, conversation_id, outcome, pending)
+            await _answer(resources, generator, budget, conversation_id, outcome, pending, burst)
     except TimeoutError:
         requests = sum(item.requests for item in pending)
         log.warning(
@@ -130,13 +132,15 @@ async def _answer(
     conversation_id: int,
     outcome: TurnOutcome,
     pending: list[LLMUsage],
+    started: Burst | None,
 ) -> None:
-    """Steps 2 and 3 until a draft is committed or withdrawn (or nothing waits any more)."""
+    """Steps 2 and 3 until a draft is committed or withdrawn (or nothing waits any more). `started`: the burst as
+    the start step left it (its rows are read again for each later draft)."""
     settings = resources.settings
     regenerations = 0
     requests = 0
     while True:
-        burst = await _read(resources, conversation_id)
+        burst, started = started or await _read(resources, conversation_id), None
         if burst is None:
             return
         plan = _consent(resources, burst.customer, burst.messages)
@@ -164,8 +168,13 @@ async def _answer(
             regenerations += 1
 
 
-async def _start(resources: Resources, conversation_id: int, outcome: TurnOutcome) -> int | None:
-    """Step 1; returns the attempts of the burst's most tried message (None: nothing for the agent to do)."""
+async def _start(resources: Resources, conversation_id: int, outcome: TurnOutcome) -> tuple[int, Burst | None] | None:
+    """Step 1; returns the attempts of the burst's most tried message (None: nothing for the agent to do) and the
+    burst as committed by this step, detached, for the first draft (None: read it again, a manager's echo was
+    applied).
+
+    Reusing the rows saves the first draft a transaction of its own that would read them again a moment later:
+    whatever arrives or changes meanwhile is what the commit step checks for anyway."""
     async with unit_of_work(resources.sessionmaker) as session:
         await advisory_lock(session, conversation_id)
         conversation = await repository.get_conversation(session, conversation_id)
@@ -178,7 +187,8 @@ async def _start(resources: Resources, conversation_id: int, outcome: TurnOutcom
             await move(session, conversation, messages, outcome)
             return None
         # A manager's echo whose takeover job never ran (its Redis queue was lost) still silences the bot.
-        for echo_id in await repository.unapplied_manager_echoes(session, conversation_id):
+        echoes = await repository.unapplied_manager_echoes(session, conversation_id)
+        for echo_id in echoes:
             await service.apply_manager_echo(
                 session, conversation_id, echo_id, hours=resources.settings.conversation.human_takeover_hours
             )
@@ -187,7 +197,11 @@ async def _start(resources: Resources, conversation_id: int, outcome: TurnOutcom
         for message in messages:
             message.turn_attempts += 1
         outcome.debounce_seconds = (utcnow() - max(m.created_at for m in messages)).total_seconds()
-        return max(message.turn_attempts for message in messages)
+        attempts = max(message.turn_attempts for message in messages)
+    # The session is closed: the rows are detached with what this step committed (expire_on_commit is off).
+    customer = conversation.customer
+    burst = None if echoes else Burst(conversation, customer, messages, was_opted_out=customer.opted_out_at is not None)
+    return attempts, burst
 
 
 async def _read(resources: Resources, conversation_id: int) -> Burst | None:

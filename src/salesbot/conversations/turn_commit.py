@@ -247,10 +247,11 @@ async def record(
     plan: Plan,
     outcome: TurnOutcome,
 ) -> None:
-    """Consume the burst: mark it processed and write the consent confirmations and the reply to the outbox."""
+    """Consume the burst: mark it processed and write the consent confirmations and the reply to the outbox.
+
+    The rows are written by one flush at the end (one UPDATE per changed row, the inserts batched)."""
     now = utcnow()
     customer = await session.get_one(Customer, conversation.customer_id)
-    await repository.mark_processed(session, [m.id for m in messages], now=now)
     first_at: datetime = min(m.created_at for m in messages)
     last_at: datetime = max(m.created_at for m in messages)
     if customer.first_inbound_at is None or customer.first_inbound_at > first_at:
@@ -268,6 +269,7 @@ async def record(
             key_prefix=f"{CONSENT_KEY_PREFIX}{conversation.id}:{message.id}",
             limit=limit,
             in_reply_to_id=message.id,
+            flush=False,
         )
         log.info("turn.consent", conversation=conversation.id, command=command.value)
     reply = plan.reply
@@ -282,6 +284,7 @@ async def record(
             key_prefix=key_prefix,
             limit=limit,
             in_reply_to_id=messages[-1].id,
+            flush=False,
         )
         if reply.media and not reply.handoff:
             # Photos and the quote's PDF are further parts of the reply: gated, paced and withdrawn like its text.
@@ -293,6 +296,7 @@ async def record(
                 key_prefix=key_prefix,
                 first_index=len(parts),
                 in_reply_to_id=messages[-1].id,
+                flush=False,
             )
         if reply.handoff:
             await _alert_handoff(session, conversation, messages, reply)
@@ -312,6 +316,7 @@ async def record(
     conversation.message_count = Conversation.message_count + len(messages) + len(written)
     conversation.last_message_at = now
     await session.flush()
+    await repository.mark_processed(session, [m.id for m in messages], now=now)
     outcome.consumed = len(messages)
     outcome.outbound = len(written)
     log.info(

@@ -159,7 +159,9 @@ def answering(generator: ReplyGenerator) -> ReplyGenerator:
     """`generator`, aware of the files in the burst (see the module docstring)."""
 
     async def reply(request: ReplyRequest) -> AgentReply:
-        rows = await repository.media_of(request.session, [message.id for message in request.new_messages])
+        # Only a voice note's kept file matters here (was it transcribed?): a text-only burst reads nothing.
+        voice_notes = [message.id for message in request.new_messages if is_voice(message)]
+        rows = await repository.media_of(request.session, voice_notes)
         by_message: dict[int, list[MessageMedia]] = {}
         for row in rows:
             by_message.setdefault(row.message_id, []).append(row)
@@ -177,9 +179,10 @@ def answering(generator: ReplyGenerator) -> ReplyGenerator:
             log.info("media.flagged", conversation=request.conversation.id, files=len(files))
         unanswered = {message.id for message in unheard}
         bare = {message.id for message in files if not message.text.strip()}
-        language = await _language(request)
+        without_agent = all(message.id in unanswered | bare for message in request.new_messages)
+        language = await _language(request) if unheard or without_agent else "en"
         ask = ASK_TO_TYPE.get(language, ASK_TO_TYPE["en"]) if unheard else ""
-        if all(message.id in unanswered | bare for message in request.new_messages):
+        if without_agent:
             text = ask or ACKNOWLEDGE_FILE.get(language, ACKNOWLEDGE_FILE["en"])
             log.info("media.answered_without_agent", conversation=request.conversation.id, unheard=len(unheard))
             return AgentReply(text=text, model=MEDIA_REPLY_MODEL)

@@ -15,6 +15,7 @@ For each row, oldest first:
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import secrets
 import time
@@ -126,28 +127,30 @@ async def _deliver_next(
     resources: Resources, providers: Providers, conversation_id: int, report: DeliveryReport
 ) -> _Step:
     settings = resources.settings.outbox
-    # Peek at the recipient to pace before the gate, so the gate's answer is fresh when the call is made.
-    async with resources.sessionmaker() as session:
-        loaded = await _load(session, conversation_id)
-        if loaded is None:
-            return _Step.IDLE
-        pace_key = pacing.key(loaded[0].channel.value, loaded[2].chat_id)
-    await pacing.wait(resources.redis, pace_key, settings.pacing_seconds)
-
-    async with unit_of_work(resources.sessionmaker) as session:
-        loaded = await _load(session, conversation_id)
-        if loaded is None:
-            return _Step.IDLE
-        message, conversation, customer = loaded
-        provider = providers.get(message.channel)
-        now = utcnow()
-        if message.next_attempt_at is not None and message.next_attempt_at > now + DUE_MARGIN:
-            report.waiting_until = message.next_attempt_at
-            return _Step.RETRY
-        attempt_or_step = await _gate_and_record(session, provider, message, conversation, customer, now, report)
-        if isinstance(attempt_or_step, _Step):
-            return attempt_or_step
-        attempt = attempt_or_step
+    while True:
+        async with unit_of_work(resources.sessionmaker) as session:
+            loaded = await _load(session, conversation_id)
+            if loaded is None:
+                return _Step.IDLE
+            message, conversation, customer = loaded
+            pace_key = pacing.key(message.channel.value, customer.chat_id)
+            # The recipient's slot is checked before the gate, so the gate's answer is fresh when the call is made;
+            # a wait happens outside the transaction (the row is looked at again afterwards).
+            wait = await pacing.remaining(resources.redis, pace_key, settings.pacing_seconds)
+            if not wait:
+                provider = providers.get(message.channel)
+                now = utcnow()
+                if message.next_attempt_at is not None and message.next_attempt_at > now + DUE_MARGIN:
+                    report.waiting_until = message.next_attempt_at
+                    return _Step.RETRY
+                attempt_or_step = await _gate_and_record(
+                    session, provider, message, conversation, customer, now, report
+                )
+                if isinstance(attempt_or_step, _Step):
+                    return attempt_or_step
+                attempt = attempt_or_step
+                break
+        await asyncio.sleep(wait)
 
     await pacing.mark(resources.redis, pace_key, settings.pacing_seconds)
     try:

@@ -3,8 +3,6 @@ apart (a recipient's next free slot lives in Redis, timed by Redis's own clock).
 
 from __future__ import annotations
 
-import asyncio
-
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -32,15 +30,15 @@ def key(channel: str, chat_id: str) -> str:
     return f"sb:outbox:pace:{channel}:{short_hash(chat_id)}"
 
 
-async def wait(redis: Redis, key: str, seconds: float) -> None:
+async def remaining(redis: Redis, key: str, seconds: float) -> float:
+    """Seconds until the recipient's next slot (0: it may be sent to now)."""
     if seconds <= 0:
-        return
+        return 0.0
     try:
         wait_ms = int(await redis.eval(_PACE_WAIT, 1, key))  # type: ignore[misc]
     except RedisError:
-        return
-    if wait_ms > 0:
-        await asyncio.sleep(wait_ms / 1000)
+        return 0.0
+    return max(wait_ms, 0) / 1000
 
 
 async def mark(redis: Redis, key: str, seconds: float) -> None:

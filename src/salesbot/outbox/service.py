@@ -45,8 +45,10 @@ async def write_outbound(
     key_prefix: str,
     limit: int,
     in_reply_to_id: int | None = None,
+    flush: bool = True,
 ) -> list[Message]:
-    """Pending outbound rows for `text`, split under `limit`, keyed `{key_prefix}:{part}` (flushes only).
+    """Pending outbound rows for `text`, split under `limit`, keyed `{key_prefix}:{part}` (flushes only; `flush`
+    False: added to the session, for the caller's next flush).
 
     The key is deterministic for replies (`reply:{conversation}:{last inbound id}`): a retried turn writes the same
     keys, and the unique index refuses a second copy.
@@ -66,7 +68,8 @@ async def write_outbound(
         for index, part in enumerate(split_text(text, limit))
     ]
     session.add_all(rows)
-    await session.flush()
+    if flush:
+        await session.flush()
     return rows
 
 
@@ -101,9 +104,11 @@ async def write_outbound_media(
     key_prefix: str,
     first_index: int,
     in_reply_to_id: int | None = None,
+    flush: bool = True,
 ) -> list[Message]:
     """Pending outbound rows for files, one each, keyed after the reply's text parts (`{key_prefix}:{index}`), so
-    they are parts of the same reply: sent after it in order, gated each, withdrawn with it (flushes only)."""
+    they are parts of the same reply: sent after it in order, gated each, withdrawn with it (flushes only, as
+    `write_outbound`)."""
     rows = [
         Message(
             conversation_id=conversation.id,
@@ -121,7 +126,8 @@ async def write_outbound_media(
         for index, item in enumerate(media, start=first_index)
     ]
     session.add_all(rows)
-    await session.flush()
+    if flush:
+        await session.flush()
     return rows
 
 
