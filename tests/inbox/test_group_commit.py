@@ -149,6 +149,27 @@ async def test_a_lingering_batcher_keeps_its_connection_through_quiet_moments(
         event.remove(pool, "checkout", on_checkout)
 
 
+async def test_the_app_gives_the_kept_connection_back_when_it_stops(pipeline: Pipeline) -> None:
+    """The API's batcher lingers (`LINGER_SECONDS`): the app's shutdown gives its connection back to the pool before
+    the engine is disposed (a connection still out then would stay open, outside any pool)."""
+    app = create_app(pipeline.resources.settings)
+    checkins = Commits()
+
+    def on_checkin(*_args: object) -> None:
+        checkins.count += 1
+
+    async with app.router.lifespan_context(app):
+        assert app.state.inbox_batcher.linger_seconds > 0
+        pool = app.state.resources.engine.sync_engine.pool
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_BASE_URL) as client:
+            answer = await replace(pipeline, client=client).wazzup(body(wazzup_message("79990005500", "hello")))
+        assert answer.status_code == 200
+        assert pool.checkedout() == 1  # kept for the next webhook
+        event.listen(pool, "checkin", on_checkin)
+    event.remove(pool, "checkin", on_checkin)
+    assert checkins.count == 1
+
+
 async def test_a_kept_connection_that_the_server_closed_is_replaced(pipeline: Pipeline) -> None:
     """The connection kept through a quiet moment is gone when the next webhook comes (the server restarted, a
     proxy timed it out): the webhook is stored on a fresh connection, not spooled."""
