@@ -14,6 +14,7 @@ from salesbot.api.middleware import AllowHeaderMiddleware
 from salesbot.api.router import router as api_router
 from salesbot.documents.router import router as documents_router
 from salesbot.health.router import router as health_router
+from salesbot.inbox.batcher import LINGER_SECONDS, InboxBatcher
 from salesbot.inbox.router import router as inbox_router
 from salesbot.kit import tracing
 from salesbot.kit.body_timeout import BodyReadTimeoutMiddleware
@@ -43,9 +44,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with open_resources(settings) as resources:
             app.state.resources = resources
             admin.bind(resources)
+            # The inbox's group commit keeps its connection through quiet moments, until the app stops.
+            batcher = app.state.inbox_batcher = InboxBatcher(resources, linger_seconds=LINGER_SECONDS)
             freeze_startup_heap()
             log.info("api.started", env=settings.env.value)
-            yield
+            try:
+                yield
+            finally:
+                await batcher.close()
         log.info("api.stopped")
 
     # The same app as FastAPI(...), with /docs and /redoc served from assets inside the fastapi-offline package

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import httpx
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError
 
 from salesbot.app import create_app
@@ -115,6 +115,83 @@ async def test_batches_that_follow_each_other_keep_one_connection(batch_of_four:
     async with asyncio.timeout(30):
         while pool.checkedout():  # type: ignore[attr-defined]
             await asyncio.sleep(0.01)
+
+
+async def test_a_lingering_batcher_keeps_its_connection_through_quiet_moments(
+    pipeline: Pipeline, commits: Commits
+) -> None:
+    """At a moderate rate each batch is written before the next webhook arrives: a batcher that gave its connection
+    back whenever its queue emptied paid the pool's liveness check (three round trips) for nearly every webhook."""
+    pool = pipeline.resources.engine.sync_engine.pool
+    checkouts = Commits()
+
+    def on_checkout(*_args: object) -> None:
+        checkouts.count += 1
+
+    # A linger no test run outlasts: the batcher ends only when closed.
+    batcher = InboxBatcher(pipeline.resources, wait_seconds=0, linger_seconds=WAIT_SECONDS)
+    event.listen(pool, "checkout", on_checkout)
+    try:
+        async for posting in posting_with(pipeline, batcher):
+            webhooks = [wazzup_message(f"7999333000{i}", f"hello {i}") for i in range(3)]
+            responses = []
+            for message in webhooks:  # one after the other: every batch finds the queue empty when it is done
+                responses.append(await posting.wazzup(body(message)))
+                await asyncio.sleep(0.01)
+            assert [r.status_code for r in responses] == [200] * 3
+            assert commits.count == 3
+            assert checkouts.count == 1
+            assert pool.checkedout() == 1  # type: ignore[attr-defined]
+            await batcher.close()
+            assert pool.checkedout() == 0  # type: ignore[attr-defined]
+            assert sorted(await stored(posting)) == sorted((m["messageId"], m["text"]) for m in webhooks)
+    finally:
+        event.remove(pool, "checkout", on_checkout)
+
+
+async def test_the_app_gives_the_kept_connection_back_when_it_stops(pipeline: Pipeline) -> None:
+    """The API's batcher lingers (`LINGER_SECONDS`): the app's shutdown gives its connection back to the pool before
+    the engine is disposed (a connection still out then would stay open, outside any pool)."""
+    app = create_app(pipeline.resources.settings)
+    checkins = Commits()
+
+    def on_checkin(*_args: object) -> None:
+        checkins.count += 1
+
+    async with app.router.lifespan_context(app):
+        assert app.state.inbox_batcher.linger_seconds > 0
+        pool = app.state.resources.engine.sync_engine.pool
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_BASE_URL) as client:
+            answer = await replace(pipeline, client=client).wazzup(body(wazzup_message("79990005500", "hello")))
+        assert answer.status_code == 200
+        assert pool.checkedout() == 1  # kept for the next webhook
+        event.listen(pool, "checkin", on_checkin)
+    event.remove(pool, "checkin", on_checkin)
+    assert checkins.count == 1
+
+
+async def test_a_kept_connection_that_the_server_closed_is_replaced(pipeline: Pipeline) -> None:
+    """The connection kept through a quiet moment is gone when the next webhook comes (the server restarted, a
+    proxy timed it out): the webhook is stored on a fresh connection, not spooled."""
+    batcher = InboxBatcher(pipeline.resources, wait_seconds=0, linger_seconds=WAIT_SECONDS)
+    try:
+        first = await batcher.accept([inbound("79990004400", "before", provider_message_id="kept-1")])
+        assert first.stored == 1
+        async with pipeline.resources.engine.connect() as admin:
+            killed = await admin.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'"
+                )
+            )
+        assert killed
+        second = await batcher.accept([inbound("79990004400", "after", provider_message_id="kept-2")])
+    finally:
+        await batcher.close()
+
+    assert (second.stored, second.spooled) == (1, False)
+    assert [provider_id for provider_id, _text in await stored(pipeline)] == ["kept-1", "kept-2"]
+    assert await pipeline.redis.xlen(spool.STREAM_KEY) == 0
 
 
 async def test_a_duplicate_within_one_batch_is_stored_once(batch_of_four: Pipeline, commits: Commits) -> None:

@@ -34,6 +34,25 @@ def test_find_reports_the_span_and_the_e164_number(text: str, found: str, number
     assert [(text[m.start : m.end], m.number) for m in matches] == [(found, number)]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Three separators between digits, the most a run spans: the quick check in front of the detector (a run of
+        # seven digits) must not skip it.
+        "call 0 - 5 0 ( 1 ) 2 - 3 4 5 6 7",
+        "+٩٧١ ٥٠ ١٢٣ ٤٥٦٧",
+        "wa.me/971501234567",
+    ],
+)
+def test_numbers_spread_over_separators_are_still_found(text: str) -> None:
+    assert PhoneDetector("AE").redact(text).count("[phone]") == 1
+
+
+def test_text_without_seven_digits_in_a_run_is_left_alone() -> None:
+    line = '127.0.0.1:54321 - "POST /webhooks/wazzup/*** HTTP/1.1" 200 in 2 x 4500 AED on 21.11'
+    assert PhoneDetector("AE").find(line) == []
+
+
 def test_skipped_spans_are_never_part_of_a_number() -> None:
     text = "CAT6-2410056 or 0501234567"
     detector = PhoneDetector("AE")
