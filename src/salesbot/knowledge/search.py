@@ -57,8 +57,9 @@ DESCRIPTION_CHARS = 280
 # The HNSW scan's candidate list: pgvector's maximum. With the default embedder (USE, 512 dims) on 24,576 products
 # (bench/bench_search.py, two runs), recall@10 against exact search is 0.80-0.84 at 100, 0.93-0.94 at 400 and
 # 0.96-0.98 at 800-1000, for a p95 of 1.5, 2.8 and 5-8 ms. At 100,000 products pgvector's default index (m 16,
-# ef_construction 64) gives 0.84 at 800 and 0.87 at 1000; the migrations' denser index (m 32, ef_construction 200)
-# gives 0.94 and 0.95 at a p95 of 16-19 ms (README, Performance).
+# ef_construction 64) gives 0.84 at 800 and 0.87 at 1000; a denser index (m 32, ef_construction 200) 0.92-0.95 at
+# 1000 over three runs at a p95 of 16-25 ms, and the migrations' (m 32, ef_construction 400) 0.96 and 0.97 (README,
+# Performance).
 EF_SEARCH = 1000
 # Category consensus in the vector branch (tuned on bench/data/search_quality.json): a candidate's score is its
 # cosine similarity + CONSENSUS_WEIGHT x the mean similarity of its category's best CONSENSUS_TOP candidates.

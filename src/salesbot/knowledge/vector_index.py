@@ -37,7 +37,7 @@ class VectorTable:
 
 
 # Products: a denser graph than pgvector's defaults (m 16, ef_construction 64), for recall at 100,000 products.
-PRODUCTS: Final = VectorTable("products", "ix_products_embedding_hnsw", m=32, ef_construction=200)
+PRODUCTS: Final = VectorTable("products", "ix_products_embedding_hnsw", m=32, ef_construction=400)
 KNOWLEDGE: Final = VectorTable("knowledge_chunks", "ix_knowledge_chunks_embedding_hnsw")
 VECTOR_TABLES: Final = (PRODUCTS, KNOWLEDGE)
 
