@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -27,6 +26,7 @@ from typing import Any, cast
 from arq import cron
 from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
+from arq.utils import timestamp_ms
 from arq.worker import Function, Worker, func
 
 from salesbot import queues
@@ -291,7 +291,9 @@ class Shutdown:
 
     @staticmethod
     async def _due(workers: Sequence[Worker]) -> int:
-        now_ms = int(time.time() * 1000)
+        # arq's own clock: it scores a job with the rounded enqueue time, which a truncated "now" taken within the
+        # same millisecond would miss (the reply a turn enqueued just before finishing).
+        now_ms = timestamp_ms()
         return sum([await worker.pool.zcount(worker.queue_name, "-inf", now_ms) for worker in workers])
 
     def _stop(self, signum: signal.Signals) -> None:
