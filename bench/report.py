@@ -304,6 +304,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], Row | list[Row]]] = {
     "search_use_100k.json": search,
     "search_use_100k_m32_efc200.json": search,
     "search_use_100k_m32_efc200_run2.json": search,
+    "search_use_100k_m32_efc400.json": search,
     "search_quality.json": search_quality,
     "language.json": language,
     "metrics.json": metrics,
