@@ -243,12 +243,12 @@ class Shutdown:
     this process; deliveries stop once none is due or running. What still runs at the deadline, or at a second
     signal, is cancelled by arq and re-run after a restart."""
 
+    DUE_POLL_SECONDS = 0.1
+
     def __init__(self, workers: Sequence[Worker], *, grace_seconds: float) -> None:
         self.workers = list(workers)
         self.grace_seconds = grace_seconds
         self._drain: asyncio.Task[None] | None = None
-
-    DUE_POLL_SECONDS = 0.1
 
     def request(self, signum: signal.Signals) -> None:
         if self._drain is None and self.grace_seconds > 0:

@@ -45,10 +45,11 @@ log = get_logger(__name__)
 
 KNOWLEDGE_FILE_SUFFIXES = {".md", ".markdown", ".txt"}
 # Above this many new vectors, when they also outnumber the vectors the table already holds, the HNSW index is
-# dropped and built once at the end instead of being updated row by row: with the products' dense graph (m 32,
-# ef_construction 200) a build is an order of magnitude faster than as many inserts (a first import of 2,000
-# products: 12 s instead of 158 s on 2 loaded cores; the 251 demo products: 1.5 s instead of 12 s). Catalog
-# searches wait from the drop to the commit, which only a first or a mostly new catalog pays for.
+# dropped and built once at the end instead of being updated row by row: with the products' dense graph
+# (`vector_index.PRODUCTS`, m 32; measured at ef_construction 200) a build is an order of magnitude faster than as
+# many inserts (a first import of 2,000 products: 12 s instead of 158 s on 2 loaded cores; the 251 demo products:
+# 1.5 s instead of 12 s). Catalog searches wait from the drop to the commit, which only a first or a mostly new
+# catalog pays for.
 REBUILD_INDEX_ABOVE = 100
 # Up to this many SKUs the stored products are looked up by SKU; beyond it one scan of the table is cheaper.
 LOOKUP_BY_SKU_UP_TO = 2000
