@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -301,7 +301,18 @@ class Shutdown:
             worker.handle_sig(signum)  # arq's own shutdown: running jobs are cancelled and queued again
 
 
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's event loop, the one uvicorn gives the API, where it is installed (uvicorn[standard] brings it
+    except on Windows): a worker's CPU goes largely to the loop's own bookkeeping and socket calls (Redis,
+    PostgreSQL, HTTP), which uvloop does in C."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
 def run_worker(settings: Settings, *, queue_names: Sequence[str] | None = None, burst: bool = False) -> None:
     configure_logging(settings.log_level, phone_region=settings.phone_default_region)
-    with contextlib.suppress(asyncio.CancelledError):
-        asyncio.run(serve(settings, process_options(settings, queue_names), burst=burst))
+    with contextlib.suppress(asyncio.CancelledError), asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(serve(settings, process_options(settings, queue_names), burst=burst))
