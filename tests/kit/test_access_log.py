@@ -64,3 +64,24 @@ def test_an_access_record_is_logged_with_the_secret_masked(access_log: io.String
     line = access_log.getvalue()
     assert '"POST /webhooks/wazzup/*** HTTP/1.1" 200' in line
     assert "wz-hook-3f9c2b7e" not in line
+
+
+def test_a_phone_number_in_the_request_line_is_masked_and_the_clients_address_is_kept(
+    access_log: io.StringIO,
+) -> None:
+    # A real client address has the digits of a phone number; a phone in the path is what a client typed.
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "203.0.113.45:51234", "GET", "/lookup/+971501234567", "1.1", 404
+    )
+    line = access_log.getvalue()
+    assert '203.0.113.45:51234 - "GET /lookup/[phone] HTTP/1.1" 404' in line
+    assert "971501234567" not in line
+
+
+@pytest.mark.parametrize("client", ["+971501234567:443", "971501234567", "+971 50 123 4567:80"])
+def test_a_client_field_that_is_not_an_ip_address_is_masked_like_any_text(access_log: io.StringIO, client: str) -> None:
+    # What a misconfigured proxy could forward as the client (X-Forwarded-For is only ever as good as the proxy).
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', client, "GET", "/", "1.1", 200)
+    line = access_log.getvalue()
+    assert "[phone]" in line
+    assert "1234567" not in line

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from salesbot.kit import tracing
+from salesbot.kit.access_log import access_message
 from salesbot.kit.phones import DEFAULT_REGION, PhoneDetector
 
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -36,9 +37,14 @@ class KeyValueFormatter(logging.Formatter):
         # The business's region (PHONE_DEFAULT_REGION) reads national numbers as the masker does.
         self._phones = phones or _DEFAULT_PHONES
 
+    def _redact(self, text: str) -> str:
+        return redact(text, self._phones)
+
     def format(self, record: logging.LogRecord) -> str:
         fields = {k: v for k, v in record.__dict__.items() if k not in _RESERVED}
-        message = redact(record.getMessage(), self._phones)
+        message = access_message(record, self._redact)
+        if message is None:
+            message = self._redact(record.getMessage())
         head = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {message}"
         parts = [head] + [f"{key}={_render(value, self._phones)}" for key, value in fields.items()]
         ids = tracing.current_ids()
