@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salesbot.knowledge import ingest
+from salesbot.knowledge import vector_index as vector_index_module
 from salesbot.knowledge.catalog_files import IngestError
 from salesbot.knowledge.catalog_rows import RowProblem, parse_price, parse_stock, read_product_file
 from salesbot.knowledge.ingest import ingest_product_file
@@ -295,7 +295,7 @@ async def test_a_mostly_new_catalog_gets_its_vector_index_built_after_the_rows(
 ) -> None:
     """Building the dense HNSW graph once is an order of magnitude faster than inserting as many rows into it;
     a catalog that is not mostly new keeps its index (a rebuild would cost a pass over the whole table)."""
-    monkeypatch.setattr(ingest, "REBUILD_INDEX_ABOVE", 5)
+    monkeypatch.setattr(vector_index_module, "REBUILD_MIN_VECTORS", 6)
     parameters = sorted([f"m={PRODUCTS.m}", f"ef_construction={PRODUCTS.ef_construction}"])
     migrated = await vector_index(db_session)
     assert migrated is not None

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tqdm import tqdm
 
 from salesbot.kit.logging import get_logger
-from salesbot.knowledge import repository
+from salesbot.knowledge import repository, vector_index
 from salesbot.knowledge.catalog_files import PRODUCT_FILE_SUFFIXES, UNSUPPORTED_FILE, IngestError, RowError
 from salesbot.knowledge.catalog_rows import CatalogRow, read_product_file
 from salesbot.knowledge.chunking import Chunk, chunk_file
@@ -44,13 +44,6 @@ from salesbot.knowledge.vector_index import (
 log = get_logger(__name__)
 
 KNOWLEDGE_FILE_SUFFIXES = {".md", ".markdown", ".txt"}
-# Above this many new vectors, when they also outnumber the vectors the table already holds, the HNSW index is
-# dropped and built once at the end instead of being updated row by row: with the products' dense graph
-# (`vector_index.PRODUCTS`, m 32; measured at ef_construction 200) a build is an order of magnitude faster than as
-# many inserts (a first import of 2,000 products: 12 s instead of 158 s on 2 loaded cores; the 251 demo products:
-# 1.5 s instead of 12 s). Catalog searches wait from the drop to the commit, which only a first or a mostly new
-# catalog pays for.
-REBUILD_INDEX_ABOVE = 100
 # Up to this many SKUs the stored products are looked up by SKU; beyond it one scan of the table is cheaper.
 LOOKUP_BY_SKU_UP_TO = 2000
 
@@ -179,8 +172,9 @@ async def import_products(
     report.embedded = len(to_embed)
 
     # `existing` holds only the imported SKUs' rows: what the index would be rebuilt for is the whole table.
-    rebuild_index = len(to_embed) > REBUILD_INDEX_ABOVE and len(to_embed) > await repository.count_embedded(
-        session, PRODUCTS
+    # (Fewer vectors than a rebuild needs are not worth counting the table for.)
+    rebuild_index = len(to_embed) >= vector_index.REBUILD_MIN_VECTORS and vector_index.rebuild_pays(
+        writing=len(to_embed), keeping=await repository.count_embedded(session, PRODUCTS)
     )
     if rebuild_index:
         await drop_vector_index(session, PRODUCTS)

@@ -27,17 +27,12 @@ from salesbot.knowledge.vector_index import (
     column_dimension,
     create_vector_index,
     drop_vector_index,
+    rebuild_pays,
     set_dimension,
 )
 from salesbot.models import CustomerMemory, KnowledgeChunk, Product
 
 log = get_logger(__name__)
-
-# Re-embedding more than this share of a table of at least REBUILD_MIN_ROWS rows drops the HNSW index and builds
-# it once afterwards: a build is an order of magnitude faster than as many updates of the products' dense graph
-# (see ingest.REBUILD_INDEX_ABOVE; the demo catalog's reindex went from 19 s to a few seconds).
-REBUILD_SHARE = 0.5
-REBUILD_MIN_ROWS = 100
 
 
 @dataclass(frozen=True)
@@ -139,7 +134,7 @@ async def reindex_table(
         digest = content_hash(document)
         if force or not row.has_embedding or row.embedding_model != embedder.name or row.content_hash != digest:
             stale.append((row, document, digest))
-    rebuild = len(rows) >= REBUILD_MIN_ROWS and len(stale) > REBUILD_SHARE * len(rows)
+    rebuild = rebuild_pays(writing=len(stale), keeping=len(rows) - len(stale))
     if rebuild:
         await drop_vector_index(session, table)
     vectors = await embed_in_batches(
