@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import json
 import math
 from collections.abc import Iterator
@@ -143,7 +144,13 @@ def bound(redis: Redis) -> Iterator[None]:
 def _field(name: str, labels: tuple[str, ...], values: dict[str, str], suffix: str) -> str:
     if set(values) != set(labels):
         raise ValueError(f"{name} takes the labels {labels}, got {sorted(values)}")
-    return json.dumps([name, [str(values[label]) for label in labels], suffix], separators=(",", ":"))
+    return _encoded_field(name, tuple(str(values[label]) for label in labels), suffix)
+
+
+# Label sets repeat (every webhook counts the same few fields): encoded once, not per increment.
+@functools.lru_cache(maxsize=4096)
+def _encoded_field(name: str, label_values: tuple[str, ...], suffix: str) -> str:
+    return json.dumps([name, list(label_values), suffix], separators=(",", ":"))
 
 
 Increments = list[tuple[str, float]]
