@@ -8,6 +8,11 @@ RUN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(VENV)/bin/python
 
+# `make test PYTEST_ARGS="-x -k inbox"` passes arguments on to pytest; DURATIONS is how many of the slowest tests
+# the run lists (0: all of them).
+PYTEST_ARGS ?=
+DURATIONS ?= 25
+
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-fast test-system soak lint typecheck format migrate bench bench-report clean
 
@@ -27,13 +32,13 @@ run: install ## start the whole product: embedded PostgreSQL+pgvector and Redis,
 	$(RUN)/salesbot dev
 
 test: install ## run the test suite (starts its own PostgreSQL and Redis; system tests run by `make test-system`)
-	$(RUN)/pytest -m "not soak and not system" --durations=25
+	$(RUN)/pytest -m "not soak and not system" --durations=$(DURATIONS) $(PYTEST_ARGS)
 
 test-fast: install ## the test suite without slow tests
-	$(RUN)/pytest -m "not slow and not soak and not system"
+	$(RUN)/pytest -m "not slow and not soak and not system" $(PYTEST_ARGS)
 
 test-system: install ## system tests: real salesbot processes, fake providers and LLM
-	$(RUN)/pytest -m "system and not soak" tests/system --durations=10
+	$(RUN)/pytest -m "system and not soak" tests/system --durations=10 $(PYTEST_ARGS)
 
 soak: install ## long soak variants of the system tests
 	$(RUN)/pytest -m soak tests/system
