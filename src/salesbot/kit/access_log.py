@@ -51,7 +51,7 @@ def access_message(record: logging.LogRecord, redact: Callable[[str], str]) -> s
 
 
 def _is_socket_address(client: object) -> bool:
-    """ "203.0.113.45:51234", "2001:db8::1:443": what uvicorn reports for the peer or a trusted proxy's client."""
+    """The peer (or a trusted proxy's client) as uvicorn reports it: "203.0.113.45:51234", "2001:db8::1:443"."""
     if not isinstance(client, str):
         return False
     host, _, port = client.rpartition(":")
