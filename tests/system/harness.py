@@ -209,7 +209,6 @@ class SalesbotProcess:
         """Wait until the API answers /healthz, or the worker logged its start; returns the seconds it took."""
         assert self.process is not None
         process = self.process
-        marker = f"=== start #{self.starts} at"
 
         async def up() -> bool:
             if process.poll() is not None:
@@ -220,8 +219,7 @@ class SalesbotProcess:
                         return (await client.get(f"{self.url}/healthz")).status_code == 200
                 except httpx.HTTPError:
                     return False
-            log = self.log_path.read_text(errors="replace")
-            return "worker.started" in log[log.rfind(marker) :]
+            return "worker.started" in self.current_log()
 
         return await eventually(up, what=f"{self.kind} ready", timeout=timeout, every=0.05)
 
@@ -256,6 +254,11 @@ class SalesbotProcess:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+    def current_log(self) -> str:
+        """The log of the latest start only (the file holds every start's, each after its `=== start #N` line)."""
+        log = self.log_text()
+        return log[log.rfind(f"=== start #{self.starts} at") :]
 
 
 class Supervisor:

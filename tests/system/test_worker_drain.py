@@ -39,7 +39,8 @@ async def send_and_wait_for_the_model(system: System, chat: str, text: str) -> A
 
 async def stop_worker(system: System, *, signals: int) -> tuple[int | None, float]:
     """SIGTERM the worker `signals` times and wait for it to exit (off the event loop: the fakes answer meanwhile).
-    A second signal is sent once the first is handled: pending signals of one kind coalesce into one."""
+    A second signal is sent once this start's worker handled the first: pending signals of one kind coalesce into one
+    (the log file also holds earlier starts' lines, whose `worker.draining` would let it go too early)."""
     worker = system.workers[0]
     process = worker.process
     assert process is not None
@@ -49,7 +50,7 @@ async def stop_worker(system: System, *, signals: int) -> tuple[int | None, floa
     if signals > 1:
 
         async def draining() -> bool:
-            return "worker.draining" in worker.log_text()
+            return "worker.draining" in worker.current_log()
 
         await eventually(draining, what="the worker draining", timeout=30, every=0.05)
         process.send_signal(signal.SIGTERM)
