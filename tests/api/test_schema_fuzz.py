@@ -7,7 +7,6 @@ input is rejected, auth is enforced...). `/readyz` is left out: it answers 503 b
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,17 +51,7 @@ def live_api(api_settings: Settings, seeded: None) -> Iterator[LiveStack]:
 # The schema the app serves at /openapi.json, built at collection time (schemathesis' fixture-based loader does
 # not work with pytest 9); requests go to the live server.
 def served_schema() -> dict[str, Any]:
-    raw = create_app(Settings()).openapi()
-    # A route that reads a path parameter from the request instead of its signature leaves it out of the schema
-    # (`/webhooks/wazzup/{secret}`); declare it so the operation can be generated at all.
-    for path, item in raw["paths"].items():
-        for operation in item.values():
-            declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
-            for name in re.findall(r"{(\w+)}", path):
-                if name not in declared:
-                    parameter = {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                    operation.setdefault("parameters", []).append(parameter)
-    return raw
+    return create_app(Settings()).openapi()
 
 
 # The token goes through schemathesis' auth support, so its "missing/invalid credentials" cases stay negative.
