@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from salesbot.outbox import service as outbox
 from salesbot.payments import tasks as payment_tasks
 from salesbot.resources import Resources
 from salesbot.settings import InventorySettings, Settings
-from salesbot.worker import event_loop_factory, process_options, queue_options, serve
+from salesbot.worker import process_options, queue_options, serve
 from salesbot.worker_context import WorkerContext
 
 
@@ -137,15 +135,3 @@ async def test_the_worker_process_runs_every_queue_until_empty_in_burst_mode(
     assert [await redis.zcard(queue) for queue in queues.BY_NAME.values()] == [0, 0, 0]
     # A stopped worker takes its heartbeats away (readiness must not count a process that is gone).
     assert await redis.exists(*[queues.heartbeat_key(queue) for queue in queues.BY_NAME.values()]) == 0
-
-
-def test_the_worker_runs_on_uvloop_where_installed_and_on_asyncio_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
-    uvloop = pytest.importorskip("uvloop")
-    assert event_loop_factory() is uvloop.new_event_loop
-    loop = event_loop_factory()()
-    try:
-        assert isinstance(loop, uvloop.Loop)
-    finally:
-        loop.close()
-    monkeypatch.setitem(sys.modules, "uvloop", None)  # what `import uvloop` meets where it is not installed
-    assert event_loop_factory() is asyncio.new_event_loop

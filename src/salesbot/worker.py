@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -28,6 +28,7 @@ from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
 from arq.utils import timestamp_ms
 from arq.worker import Function, Worker, func
+from uvicorn.loops.auto import auto_loop_factory
 
 from salesbot import queues
 from salesbot.agent.reply import ReplyGenerator
@@ -213,7 +214,12 @@ async def serve(
         if handle_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, shutdown.request, signum)
-        log.info("worker.started", env=settings.env.value, queues=[worker.queue_name for worker in workers])
+        log.info(
+            "worker.started",
+            env=settings.env.value,
+            queues=[worker.queue_name for worker in workers],
+            event_loop=type(loop).__module__.partition(".")[0],
+        )
         runs = [asyncio.ensure_future(worker.async_run()) for worker in workers]
         try:
             if burst:
@@ -301,18 +307,10 @@ class Shutdown:
             worker.handle_sig(signum)  # arq's own shutdown: running jobs are cancelled and queued again
 
 
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    """uvloop's event loop, the one uvicorn gives the API, where it is installed (uvicorn[standard] brings it
-    except on Windows): a worker's CPU goes largely to the loop's own bookkeeping and socket calls (Redis,
-    PostgreSQL, HTTP), which uvloop does in C."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop
-    return uvloop.new_event_loop
-
-
 def run_worker(settings: Settings, *, queue_names: Sequence[str] | None = None, burst: bool = False) -> None:
     configure_logging(settings.log_level, phone_region=settings.phone_default_region)
-    with contextlib.suppress(asyncio.CancelledError), asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+    # The event loop uvicorn gives the API: uvloop where installed (uvicorn[standard] brings it except on Windows),
+    # which does the loop's bookkeeping and socket calls (Redis, PostgreSQL, HTTP) in C, a good part of a worker's CPU.
+    loop_factory = auto_loop_factory()
+    with contextlib.suppress(asyncio.CancelledError), asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(serve(settings, process_options(settings, queue_names), burst=burst))

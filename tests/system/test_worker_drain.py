@@ -80,6 +80,8 @@ async def test_sigterm_lets_the_running_turn_answer_and_a_second_signal_stops_at
         assert system.sent.count(drained) == 1
         assert await max_turn_attempts(system) == 1
         assert "worker.drained" in system.workers[0].log_text()
+        # `salesbot worker` runs on uvloop, as uvicorn runs the API (uvicorn[standard] installs it here).
+        assert "event_loop=uvloop" in system.workers[0].log_text()
 
         system.workers[0].start()
         await system.workers[0].ready()

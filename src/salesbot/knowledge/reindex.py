@@ -76,8 +76,12 @@ async def embedding_status(session: AsyncSession, embedder: Embedder) -> list[Em
     from salesbot.memory.service import MEMORIES
 
     statuses: list[EmbeddingStatus] = []
-    for table in (PRODUCTS, KNOWLEDGE, MEMORIES):
-        model = CustomerMemory if table is MEMORIES else _model(table)
+    tables: tuple[tuple[VectorTable, type[Product] | type[KnowledgeChunk] | type[CustomerMemory]], ...] = (
+        (PRODUCTS, Product),
+        (KNOWLEDGE, KnowledgeChunk),
+        (MEMORIES, CustomerMemory),
+    )
+    for table, model in tables:
         rows = (await session.execute(select(func.count()).select_from(model))).scalar_one()
         current = (
             await session.execute(

@@ -185,7 +185,7 @@ async def last_active_product_name(
 
 
 async def any_fact(session: AsyncSession) -> bool:
-    return bool((await session.execute(select(exists().where(CustomerMemory.id.is_not(None))))).scalar())
+    return bool(await session.scalar(select(exists().select_from(CustomerMemory))))
 
 
 async def texts_to_embed(session: AsyncSession, *, embedding_model: str | None) -> list[tuple[int, str]]:
