@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from salesbot.db import Base, create_engine, create_sessionmaker
 from salesbot.devstack import EmbeddedPostgres, EmbeddedRedis
 from salesbot.kit import redis_client
+from salesbot.kit.arq_worker import QueueWorker
 from salesbot.migrate import upgrade
 from salesbot.resources import Resources, open_resources
 from salesbot.settings import AuthSettings, Settings
@@ -170,7 +171,7 @@ async def run_worker(resources: Resources) -> AsyncIterator[WorkerRunner]:
 
     async def run(**overrides: Any) -> list[Worker]:
         workers = [
-            Worker(
+            QueueWorker(
                 **{**options, "poll_delay": 0.01, **overrides},
                 ctx={"resources": resources},
                 # Not closed afterwards: Worker.close() would also close the shared pool.

@@ -45,6 +45,7 @@ from salesbot.crm.tasks import sweep_crm, sync_crm
 from salesbot.followups.tasks import RUN_AT_SECOND, follow_up_conversations
 from salesbot.inbox.tasks import DRAIN_EVERY_SECONDS, DRAIN_TIMEOUT_SECONDS, drain_inbox_spool
 from salesbot.kit import redis_client, tracing
+from salesbot.kit.arq_worker import QueueWorker
 from salesbot.kit.heap import freeze_startup_heap
 from salesbot.kit.language import load_model as load_language_model
 from salesbot.kit.logging import configure_logging, get_logger
@@ -115,7 +116,9 @@ def queue_options(settings: Settings, queue: str) -> dict[str, Any]:
         "max_tries": MAX_TRIES,
         "keep_result": 0,
         "health_check_interval": HEALTH_CHECK_INTERVAL_SECONDS,
-        "allow_abort_jobs": True,
+        # Nothing here aborts jobs (a turn is withdrawn by its commit step, see conversations.turn); arq would
+        # otherwise look for aborted jobs in a Redis transaction on every poll of every queue.
+        "allow_abort_jobs": False,
         "poll_delay": POLL_DELAY_SECONDS,
     }
     if queue == queues.TURNS:
@@ -198,7 +201,7 @@ async def serve(
     slots = sum(int(entry["max_jobs"]) for entry in options)
     async with worker_process(settings, slots=slots, generator=generator) as shared:
         workers = [
-            Worker(
+            QueueWorker(
                 **entry,
                 ctx={**shared},
                 # Each worker owns its client (arq closes it with the worker), on a pool that stays fast under load.

@@ -16,6 +16,7 @@ from typing import Any
 from arq.worker import Worker
 
 from salesbot.agent.reply import ReplyGenerator
+from salesbot.kit.arq_worker import QueueWorker
 from salesbot.messaging.registry import build_providers
 from salesbot.resources import Resources
 from salesbot.worker import has_jobs, process_options
@@ -65,7 +66,7 @@ class PipelineWorker:
             "reply_generator": self.generator,
         }
         return [
-            Worker(
+            QueueWorker(
                 **{**options, "poll_delay": 0.01, **self.overrides},
                 ctx=dict(ctx),
                 redis_pool=self.resources.redis,
