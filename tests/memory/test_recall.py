@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.knowledge.embeddings import Embedder, get_embedder
+from salesbot.memory import service as memory_service
 from salesbot.memory.mmr import mmr
 from salesbot.memory.service import last_product, recall, remember
 from salesbot.memory.types import FactDraft, MemoryKind
@@ -111,6 +113,37 @@ async def test_the_same_fact_is_stored_once_and_a_newer_one_of_its_kind_supersed
     newest = await last_product(db_session, customer.id)
     assert newest is not None
     assert newest.text.startswith("Asked about Ergonomic office chair")
+
+
+async def test_a_customer_keeps_the_newest_facts_up_to_the_bound(
+    db_session: AsyncSession, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(memory_service, "MAX_FACTS_PER_CUSTOMER", 3)
+    embedder = get_embedder(settings)
+    customer, conversation = await _customer(db_session, "mem-bound")
+
+    async def kept() -> list[str]:
+        keys = await db_session.scalars(
+            select(CustomerMemory.key).where(CustomerMemory.customer_id == customer.id).order_by(CustomerMemory.key)
+        )
+        return list(keys)
+
+    for sku in ("A-1", "B-2", "C-3"):
+        await _remember(db_session, embedder, customer, conversation, product(sku, f"Asked about {sku}"))
+    assert await kept() == ["A-1", "B-2", "C-3"]
+    # Seen again: still three facts, and A-1 is now the newest.
+    await _remember(db_session, embedder, customer, conversation, product("A-1", "Asked about A-1"))
+    await _remember(db_session, embedder, customer, conversation, product("D-4", "Asked about D-4"))
+    assert await kept() == ["A-1", "C-3", "D-4"]
+    await _remember(
+        db_session,
+        embedder,
+        customer,
+        conversation,
+        product("E-5", "Asked about E-5"),
+        product("F-6", "Asked about F-6"),
+    )
+    assert await kept() == ["D-4", "E-5", "F-6"]
 
 
 async def test_recall_never_returns_another_customers_facts(db_session: AsyncSession, settings: Settings) -> None:

@@ -72,7 +72,7 @@ async def remember(
                     "kind": fact.kind.value,
                     "key": fact.key,
                     "text": fact.text,
-                    "embedding": [float(x) for x in vectors[position]],
+                    "embedding": vectors[position],
                     "embedding_model": embedder.name,
                     "conversation_id": conversation_id,
                     "message_id": message_id,
@@ -84,7 +84,11 @@ async def remember(
     await repository.touch_facts(
         session, customer_id, unchanged, conversation_id=conversation_id, message_id=message_id
     )
-    await repository.prune(session, customer_id, keep=MAX_FACTS_PER_CUSTOMER)
+    # The customer's facts are those stored plus the new keys: only a customer past the bound is pruned, so a turn
+    # does not pay a DELETE that finds nothing (the turns of one chat run one at a time).
+    new_keys = {(fact.kind.value, fact.key) for fact, _ in changed} - stored.keys()
+    if len(stored) + len(new_keys) > MAX_FACTS_PER_CUSTOMER:
+        await repository.prune(session, customer_id, keep=MAX_FACTS_PER_CUSTOMER)
     await session.flush()
     log.info("memory.remembered", customer=customer_id, new_or_changed=len(changed), seen_again=len(unchanged))
     return len(changed)
