@@ -11,6 +11,7 @@ from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salesbot.knowledge.embedders.base import Vector
 from salesbot.models import CustomerMemory, Product
 
 
@@ -107,7 +108,7 @@ async def has_facts(session: AsyncSession, customer_id: int, *, exclude_conversa
 async def nearest(
     session: AsyncSession,
     customer_id: int,
-    query: Sequence[float],
+    query: Vector,
     *,
     embedding_model: str,
     limit: int,

@@ -141,7 +141,7 @@ async def ranked(
     candidates = await repository.nearest(
         session,
         customer_id,
-        [float(x) for x in vector],
+        vector,
         embedding_model=embedder.name,
         limit=CANDIDATES,
         exclude_conversation_id=exclude_conversation_id,
