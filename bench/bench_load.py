@@ -14,6 +14,10 @@ loadgen.py). A step is sustained when every conversation was answered and the p9
    the model searches the catalog, then answers), so a turn holds a worker slot for ~4 s. The overhead excludes
    the LLM's own time.
 
+The processes run with the product's default embedder (`--embedding-model`; the database is moved to it with
+`salesbot reindex` first): each turn's search embeds what the customer wrote, and the loadgen's customers write
+texts of their own.
+
 Each step also reports the worker's and the API's own CPU per answered conversation (Linux /proc): on a shared
 machine it moves far less with the other load than throughput does.
 
@@ -39,7 +43,7 @@ from loadgen import ROOT, Conversations, machine
 from tests.fakes.llm import Script, ToolCall
 from tests.system.harness import Services, System, SystemConfig
 
-from salesbot.settings import Settings
+from salesbot.settings import EmbeddingSettings, Settings
 
 RESULTS = ROOT / "bench" / "results" / "load.json"
 DEBOUNCE_SECONDS = 1.0
@@ -49,18 +53,27 @@ MESSAGES_PER_CONVERSATION = 2
 STARTUP_TIMEOUT_SECONDS = 240
 BASELINE_MAX_JOBS = 10  # arq's default max_jobs: what every worker had before WORKER_MAX_JOBS
 LLM_REQUESTS_PER_TURN = 2
-# One tool round on every turn: the model searches the catalog, then answers with the results.
+# The product's default (EMBEDDING_MODEL unset): every search embeds the customer's words with it.
+DEFAULT_EMBEDDER: str = EmbeddingSettings.model_fields["model"].default
+# One tool round on every turn: the model searches the catalog for what the customer wrote, then answers.
 TOOL_ROUND = Script(
     trigger="",  # every customer message
     steps=[
-        [ToolCall("search_products", {"query": "office printer"})],
+        [ToolCall("search_products", {"query": "{prompt}"})],
         "We have several office printers in stock; shall I prepare a quotation?",
     ],
 )
 
 
 async def run_case(
-    services: Services, workdir: Path, *, rates: list[float], step_seconds: float, llm_latency: float, max_jobs: int
+    services: Services,
+    workdir: Path,
+    *,
+    rates: list[float],
+    step_seconds: float,
+    llm_latency: float,
+    max_jobs: int,
+    embedding_model: str = DEFAULT_EMBEDDER,
 ) -> dict[str, Any]:
     config = SystemConfig(
         debounce_seconds=DEBOUNCE_SECONDS,
@@ -69,6 +82,7 @@ async def run_case(
         llm_timeout_seconds=max(5.0, llm_latency * 3),
         # The product's job timeout (and with it the turn budget, 25 s), not the system tests' shorter one.
         job_timeout_seconds=Settings.model_fields["worker_job_timeout_seconds"].default,
+        embedding_model=embedding_model,
         extra_env={"WORKER_MAX_JOBS": str(max_jobs)},
     )
     system = System(services, workdir, config)
@@ -154,6 +168,11 @@ def main() -> int:
     parser.add_argument("--llm-latency", type=float, default=2.0, help="seconds per LLM request, realistic case")
     parser.add_argument("--skip-zero-latency", action="store_true")
     parser.add_argument("--skip-realistic", action="store_true", help="only the zero-latency case")
+    parser.add_argument(
+        "--embedding-model",
+        default=DEFAULT_EMBEDDER,
+        help=f"EMBEDDING_MODEL of the processes (default: the product's, {DEFAULT_EMBEDDER}; 'offline': n-grams)",
+    )
     args = parser.parse_args()
     default_max_jobs = Settings.model_fields["worker_max_jobs"].default
     cases: dict[str, dict[str, Any]] = {}
@@ -183,6 +202,7 @@ def main() -> int:
                         step_seconds=args.step_seconds,
                         llm_latency=latency,
                         max_jobs=max_jobs,
+                        embedding_model=args.embedding_model,
                     )
                 )
         finally:
@@ -206,6 +226,7 @@ def main() -> int:
                 "machine": machine(),
                 "note": "shared 2-CPU machine (other sessions running): compare cases within this run",
                 "processes": {"api": 1, "worker": 1},
+                "embedding_model": args.embedding_model,
                 "debounce_seconds": DEBOUNCE_SECONDS,
                 "conversation": "a new customer writes 2 messages (one burst) and gets 1 reply",
                 "overhead": "reply send call - (last webhook ack + debounce) - the LLM's own time",

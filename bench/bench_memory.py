@@ -71,8 +71,13 @@ async def sample(processes: list[SalesbotProcess], seconds: float) -> dict[str, 
 
 
 async def measure(services: Services, workdir: Path, args: argparse.Namespace, embedding: dict[str, str]) -> Any:
+    # The scenario's database is moved to the model (`salesbot reindex`), so searches and memory writes use it.
     config = SystemConfig(
-        debounce_seconds=DEBOUNCE_SECONDS, debounce_max_seconds=5, llm_model=args.model, extra_env=embedding
+        debounce_seconds=DEBOUNCE_SECONDS,
+        debounce_max_seconds=5,
+        llm_model=args.model,
+        embedding_model=embedding["EMBEDDING_MODEL"],
+        extra_env=embedding,
     )
     system = System(services, workdir, config)
     await system.open()

@@ -1,9 +1,12 @@
 """Shared by bench_load.py and bench_memory.py: the real processes and an open-loop stream of new conversations.
 
-A conversation is a new customer who writes two messages a moment apart (one burst) and gets one reply. Arrivals
-are Poisson at the offered rate. Its reply overhead is the bot's own time: from the end of the debounce window
-after the customer's last message (webhook acknowledged + DEBOUNCE_SECONDS) to the reply's send call at the
-fake provider, minus the LLM's own time when the fake LLM is given a latency (`llm_seconds` per turn).
+A conversation is a new customer who writes two messages a moment apart (one burst) and gets one reply.
+Arrivals are Poisson at the offered rate. The second message carries a detail of its own (a team size), so
+customers' texts differ as real ones do: what the worker computes per text (its embedding for a search, its
+language) is not served from a cache for every conversation but the first. Its reply overhead is the bot's own
+time: from the end of the debounce window after the customer's last message (webhook acknowledged +
+DEBOUNCE_SECONDS) to the reply's send call at the fake provider, minus the LLM's own time when the fake LLM is
+given a latency (`llm_seconds` per turn).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ QUESTIONS = (
     "Can I pay by bank transfer?",
     "Do you sell ergonomic chairs?",
 )
+DETAILS = ("We are a team of {n}.", "It is for {n} people.", "Our office has {n} staff.")
 
 
 def machine() -> dict[str, Any]:
@@ -80,7 +84,8 @@ class Conversations:
         chat = wazzup_chat(2_000_000 + self.next_chat)
         result.started += 1
         first = Inbound(Channel.WAZZUP, chat, self.rng.choice(GREETINGS))
-        second = Inbound(Channel.WAZZUP, chat, self.rng.choice(QUESTIONS))
+        detail = self.rng.choice(DETAILS).format(n=self.rng.randint(2, 500))
+        second = Inbound(Channel.WAZZUP, chat, f"{self.rng.choice(QUESTIONS)} {detail}")
         ack1 = await self.system.webhooks.deliver(first)
         await asyncio.sleep(self.rng.uniform(0.1, 0.4))
         ack2 = await self.system.webhooks.deliver(second)

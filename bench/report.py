@@ -108,6 +108,8 @@ def load(data: dict[str, Any]) -> list[Row]:
     if "cases" not in data:
         return [_load_single(data)]
     processes = data.get("processes", {"api": 1, "worker": 1})
+    # Runs before the option existed used the n-gram embedder.
+    embedder = data.get("embedding_model", "offline")
     cases = data["cases"]
     pairs: dict[str, dict[str, dict[str, Any]]] = {}
     for name, case in cases.items():
@@ -139,8 +141,8 @@ def load(data: dict[str, Any]) -> list[Row]:
             )
         found.append(
             (
-                f"sustained load, {processes['api']} API + {processes['worker']} worker, {llm}, a conversation = "
-                "2 messages and 1 reply (sustained: all answered, p95 overhead under 1 s)",
+                f"sustained load, {processes['api']} API + {processes['worker']} worker, {llm}, {embedder} embedder, "
+                "a conversation = 2 messages and 1 reply (sustained: all answered, p95 overhead under 1 s)",
                 f"`.venv/bin/python bench/bench_load.py {option} {rates}`",
                 " / ".join(details),
             )

