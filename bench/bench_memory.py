@@ -77,7 +77,7 @@ async def measure(services: Services, workdir: Path, args: argparse.Namespace, e
         debounce_max_seconds=5,
         llm_model=args.model,
         embedding_model=embedding["EMBEDDING_MODEL"],
-        extra_env=embedding,
+        extra_env={name: value for name, value in embedding.items() if name != "EMBEDDING_MODEL"},
     )
     system = System(services, workdir, config)
     await system.open()

