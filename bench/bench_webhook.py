@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -43,6 +44,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -327,16 +330,34 @@ async def measure(kind: str, env: dict[str, str], args: argparse.Namespace, log:
         )
     try:
         await wait_ready(port, process)
-        throughput = await load(
-            kind, port, requests=args.requests, concurrency=args.concurrency, warmup=args.warmup, pid=process.pid
-        )
+        with client_collector_paused():
+            throughput = await load(
+                kind, port, requests=args.requests, concurrency=args.concurrency, warmup=args.warmup, pid=process.pid
+            )
         started = cpu_seconds(process.pid)
-        fixed = await fixed_rate(kind, port, rate=args.rate, seconds=args.rate_seconds)
+        with client_collector_paused():
+            fixed = await fixed_rate(kind, port, rate=args.rate, seconds=args.rate_seconds)
         fixed.server_cpu_ms = per_request_ms(started, cpu_seconds(process.pid), fixed.requests)
         return throughput, fixed
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextmanager
+def client_collector_paused() -> Iterator[None]:
+    """No garbage collection in this (client) process while it times requests.
+
+    The client has imported alembic, SQLAlchemy and salesbot's models for the migrations: a full collection of
+    that heap paused it for 80-150 ms (seen with `gc.callbacks`), and every request due meanwhile was counted
+    late, against whichever server was being measured (p99 at 300/s read 80-120 ms in some rounds for a server
+    whose own pauses were 2 ms). A phase's garbage waits for the collection after it."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 async def stored_messages(database_url: str, redis_url: str) -> tuple[int, int]:

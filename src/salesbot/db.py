@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
+from salesbot.kit import pgvector_binary
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -33,6 +35,7 @@ def create_engine(
     unnoticed fails its first statement, and SQLAlchemy then drops the whole pool; the job retries."""
     overflow = pool_size if max_overflow is None else max_overflow
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=overflow, pool_pre_ping=pre_ping)
+    pgvector_binary.install(engine)
     if not pre_ping:
         event.listen(engine.sync_engine.pool, "checkout", _replace_closed)
     return engine

@@ -108,6 +108,9 @@ def test_get_embedder_builds_one_embedder_per_process(settings: Settings) -> Non
     other = settings.model_copy(update={"embedding": settings.embedding.model_copy(update={"dim": 256})})
     assert get_embedder(other) is not first
     assert get_embedder(other).dim == 256
+    # EMBEDDING_THREADS is part of how the model runs: another value is another embedder.
+    threaded = settings.model_copy(update={"embedding": settings.embedding.model_copy(update={"threads": 2})})
+    assert get_embedder(threaded) is not first
 
 
 # ---- fastembed with a tiny model built here -----------------------------------------------------------------

@@ -93,7 +93,7 @@ def embedding_dimension(config: EmbeddingSettings) -> int:
 # The process-wide embedder and the query cache
 # --------------------------------------------------------------------------------------------------------------
 
-_embedders: dict[tuple[str, str, int, int, str | None], Embedder] = {}
+_embedders: dict[tuple[object, ...], Embedder] = {}
 _embedders_lock = threading.Lock()
 
 
@@ -131,12 +131,17 @@ def build_embedder(settings: Settings) -> Embedder:
 def get_embedder(settings: Settings) -> Embedder:
     """The process-wide embedder for these settings: built once, so a model is loaded once per process."""
     config = settings.embedding
+    # What `fastembed_cache_dir` depends on, not its answer: resolving the path costs system calls on every
+    # search, and a process looks its embedder up several times a turn.
     key = (
         config.model.strip().lower(),
         config.model_path,
         config.dim,
         config.batch_size,
-        fastembed_cache_dir(settings),
+        config.threads,
+        config.cache_dir,
+        settings.data_dir,
+        os.environ.get("FASTEMBED_CACHE_PATH"),
     )
     with _embedders_lock:
         embedder = _embedders.get(key)

@@ -135,7 +135,7 @@ async def nearest(
             CustomerMemory.conversation_id.is_(None) | (CustomerMemory.conversation_id != exclude_conversation_id)
         )
     cte = mine.cte("mine").prefix_with("MATERIALIZED")
-    distance = cte.c.embedding.cosine_distance(list(query)).label("distance")
+    distance = cte.c.embedding.cosine_distance(query).label("distance")
     rows = await session.execute(
         select(cte.c.kind, cte.c.text, cte.c.conversation_id, cte.c.updated_at, cte.c.embedding, distance)
         .order_by(distance, cte.c.updated_at.desc())

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pgvector.sqlalchemy import Vector
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from salesbot.db import Base
+from salesbot.kit.pgvector_binary import BinaryVector
 from salesbot.models._columns import created_at_column, updated_at_column
 from salesbot.models.product import EMBEDDING_DIM
 
@@ -33,7 +33,7 @@ class CustomerMemory(Base):
     # What makes two facts "the same" within a kind (a SKU, a quote id, or the kind itself for singletons).
     key: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
-    embedding: Mapped[list[float] | None] = mapped_column(Vector(EMBEDDING_DIM))
+    embedding: Mapped[list[float] | None] = mapped_column(BinaryVector(EMBEDDING_DIM))
     embedding_model: Mapped[str | None] = mapped_column(String(200))
     # Where the fact was learnt; kept when the conversation or message is deleted on its own.
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"))

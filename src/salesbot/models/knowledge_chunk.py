@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pgvector.sqlalchemy import Vector
 from sqlalchemy import BigInteger, Computed, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from salesbot.db import Base
+from salesbot.kit.pgvector_binary import BinaryVector
 from salesbot.models._columns import created_at_column, updated_at_column
 from salesbot.models.product import EMBEDDING_DIM
 
@@ -36,7 +36,7 @@ class KnowledgeChunk(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     # Deactivated passages stay for the record (and re-activation) but are never retrieved for customers.
     active: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
-    embedding: Mapped[list[float] | None] = mapped_column(Vector(EMBEDDING_DIM))
+    embedding: Mapped[list[float] | None] = mapped_column(BinaryVector(EMBEDDING_DIM))
     embedding_model: Mapped[str | None] = mapped_column(String(200))
     content_hash: Mapped[str | None] = mapped_column(String(64))
     search_vector: Mapped[str] = mapped_column(

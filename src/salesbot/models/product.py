@@ -4,12 +4,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pgvector.sqlalchemy import Vector
 from sqlalchemy import BigInteger, CheckConstraint, Computed, Index, Integer, Numeric, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from salesbot.db import Base
+from salesbot.kit.pgvector_binary import BinaryVector
 from salesbot.knowledge.embeddings import embedding_dimension
 from salesbot.models._columns import created_at_column, updated_at_column
 from salesbot.settings import get_settings
@@ -52,7 +52,7 @@ class Product(Base):
     image_url: Mapped[str | None] = mapped_column(String(2000))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
     active: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
-    embedding: Mapped[list[float] | None] = mapped_column(Vector(EMBEDDING_DIM))
+    embedding: Mapped[list[float] | None] = mapped_column(BinaryVector(EMBEDDING_DIM))
     embedding_model: Mapped[str | None] = mapped_column(String(200))
     content_hash: Mapped[str | None] = mapped_column(String(64))
     search_vector: Mapped[str] = mapped_column(
