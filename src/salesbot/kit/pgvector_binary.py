@@ -8,7 +8,9 @@ a copy each way.
 
 `install(engine)` registers the binary codec on every connection the engine opens, and `BinaryVector` (the
 models' column type) hands its values to that codec instead of printing them. A database without the `vector`
-type yet (before the first migration) gets no codec: it has no vector column to bind either.
+type yet (before the first migration) gets no codec: it has no vector column to bind either. A connection opened
+before `CREATE EXTENSION vector` keeps having none, so migrate before a process opens its engine (as `salesbot dev`,
+`make run` and the test suite do).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["BinaryVector", "install"]
+__all__ = ["BinaryVector", "install", "register"]
 
 _VECTOR_SCHEMA = """
 SELECT n.nspname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typname = 'vector'
