@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
-from sqlalchemy import func, select, text, update
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.knowledge.embeddings import OfflineEmbedder, QueryEmbeddingCache
 from salesbot.knowledge.search import HybridSearch, plan_vector_scan, product_conditions, reciprocal_rank_fusion
 from salesbot.knowledge.types import CatalogSearch, ProductFilters
+from salesbot.knowledge.vector_index import PRODUCTS, column_matches, forget_dimensions
 from salesbot.models import KnowledgeChunk, Product
 from tests.fakes.embedder import RecordingEmbedder
 from tests.knowledge.labeled_queries import LABELED_QUERIES
@@ -210,6 +212,48 @@ async def test_dimension_mismatch_degrades_to_full_text(
     assert "knowledge.vector_search_disabled" in caplog.text
     # The caller's transaction is intact.
     assert (await demo_session.execute(select(func.count()).select_from(Product))).scalar_one() >= 200
+
+
+async def test_a_matching_column_is_looked_up_once_per_connection(
+    demo_session: AsyncSession, offline_embedder: OfflineEmbedder
+) -> None:
+    """Every turn searches: the column's dimension is read from the catalog once per pooled connection, not per
+    search (a statement a turn)."""
+    lookups: list[str] = []
+
+    def executed(*args: Any) -> None:
+        if "pg_attribute" in args[2]:
+            lookups.append(args[2])
+
+    forget_dimensions()
+    sync_engine = demo_session.bind.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", executed)
+    try:
+        for query in ("laptop", "ноутбук", "office printer"):
+            assert await HybridSearch(demo_session, offline_embedder).search_products(query)
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", executed)
+    assert len(lookups) == 1
+    assert await column_matches(demo_session, PRODUCTS, offline_embedder.dim) == (True, offline_embedder.dim)
+
+
+async def test_a_column_changed_by_another_process_is_found_after_one_failed_search(
+    demo_session: AsyncSession, offline_embedder: OfflineEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reindex in another process does not tell this one: the remembered match makes one vector query fail
+    (the caller's transaction survives it), and the next search reads the column again and stops comparing."""
+    assert await HybridSearch(demo_session, offline_embedder).search_products("laptop")  # remembered
+    # What `salesbot reindex` to a 64-dimension model does elsewhere (without this process's set_dimension).
+    await demo_session.execute(text("ALTER TABLE products ALTER COLUMN embedding TYPE vector(64) USING NULL"))
+    await demo_session.execute(text("UPDATE products SET embedding = array_fill(0.1, ARRAY[64])::vector"))
+    with caplog.at_level(logging.WARNING):
+        first = await HybridSearch(demo_session, offline_embedder).search_products("Fortinet firewall")
+        assert "knowledge.vector_search_failed" in caplog.text
+        assert "knowledge.vector_search_disabled" not in caplog.text
+        second = await HybridSearch(demo_session, offline_embedder).search_products("Fortinet firewall")
+    assert "knowledge.vector_search_disabled" in caplog.text
+    assert first[0].sku == second[0].sku == "FTN-FG40F"  # full text still finds it
+    assert await column_matches(demo_session, PRODUCTS, offline_embedder.dim) == (False, 64)
 
 
 async def test_query_embeddings_are_cached_in_redis(

@@ -42,7 +42,8 @@ from salesbot.knowledge.vector_index import (
     KNOWLEDGE,
     PRODUCTS,
     VectorTable,
-    column_dimension,
+    column_matches,
+    forget_dimensions,
     pgvector_version,
     supports_iterative_scan,
 )
@@ -276,8 +277,8 @@ class HybridSearch:
         """False when the column's dimension is not the embedder's (the model changed, `reindex` not run yet)."""
         ready = self._vector_ready.get(table.table)
         if ready is None:
-            dim = await column_dimension(self.session, table)
-            ready = self._vector_ready[table.table] = dim == self.embedder.dim
+            ready, dim = await column_matches(self.session, table, self.embedder.dim)
+            self._vector_ready[table.table] = ready
             if not ready:
                 log.warning(
                     "knowledge.vector_search_disabled",
@@ -314,6 +315,7 @@ class HybridSearch:
         except DBAPIError as exc:
             log.warning("knowledge.vector_search_failed", table=table.table, error=str(exc.orig)[:200])
             self._vector_ready[table.table] = False
+            forget_dimensions()  # a reindex elsewhere may have changed the column: look again next time
             ids = []
         finally:
             await savepoint.rollback()

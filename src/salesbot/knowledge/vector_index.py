@@ -50,6 +50,8 @@ VECTOR_TABLES: Final = (PRODUCTS, KNOWLEDGE)
 REBUILD_MIN_VECTORS = 100
 
 _versions: dict[str, tuple[int, ...]] = {}
+# Bumped by `forget_dimensions`: a connection's remembered dimension counts only for the generation it was read in.
+_dimension_generation = 0
 
 
 def rebuild_pays(*, writing: int, keeping: int) -> bool:
@@ -97,6 +99,28 @@ async def column_dimension(session: AsyncSession, table: VectorTable) -> int | N
     return int(typmod) if typmod and typmod > 0 else None
 
 
+async def column_matches(session: AsyncSession, table: VectorTable, dim: int) -> tuple[bool, int | None]:
+    """Whether `table.embedding` is a `vector(dim)`, and the column's dimension. A match is remembered on the pooled
+    connection (every turn searches; the catalog's dimension changes only with `salesbot reindex`); a mismatch is
+    not, so a worker waiting for a reindex finds the new column on its next search. A reindex in this process
+    forgets every remembered match; one in another process makes the next vector query fail, and the search that
+    catches it calls `forget_dimensions`."""
+    info = (await session.connection()).info
+    key = ("salesbot.vector_dim", table.table)
+    if info.get(key) == (_dimension_generation, dim):
+        return True, dim
+    current = await column_dimension(session, table)
+    if current == dim:
+        info[key] = (_dimension_generation, dim)
+    return current == dim, current
+
+
+def forget_dimensions() -> None:
+    """Forget every connection's remembered column dimensions (a column changed, or a vector query failed)."""
+    global _dimension_generation
+    _dimension_generation += 1
+
+
 async def set_dimension(session: AsyncSession, table: VectorTable, dim: int) -> bool:
     """Make `table.embedding` a `vector(dim)`: existing vectors are dropped (they belong to another model) and
     the HNSW index is rebuilt. Returns False when the column already had that dimension."""
@@ -105,6 +129,7 @@ async def set_dimension(session: AsyncSession, table: VectorTable, dim: int) -> 
     current = await column_dimension(session, table)
     if current == dim:
         return False
+    forget_dimensions()
     # DDL cannot take bind parameters; table/index names are constants above and dim is an int.
     await session.execute(text(f"DROP INDEX IF EXISTS {table.index}"))
     await session.execute(text(f"ALTER TABLE {table.table} ALTER COLUMN embedding TYPE vector({int(dim)}) USING NULL"))

@@ -47,9 +47,9 @@ async def upsert_facts(session: AsyncSession, customer_id: int, values: Sequence
     embedding_model, conversation_id, message_id, updated_at."""
     if not values:
         return
-    statement = insert(CustomerMemory).values(
-        [{**value, "customer_id": customer_id, "created_at": value["updated_at"]} for value in values]
-    )
+    # Rows as parameters (an executemany that SQLAlchemy sends as one multi-row INSERT), not `.values([...])`:
+    # a statement with its rows inside has no cache key and was compiled again on every turn.
+    statement = insert(CustomerMemory)
     excluded = statement.excluded
     await session.execute(
         statement.on_conflict_do_update(
@@ -62,7 +62,8 @@ async def upsert_facts(session: AsyncSession, customer_id: int, values: Sequence
                 "message_id": excluded.message_id,
                 "updated_at": excluded.updated_at,
             },
-        )
+        ),
+        [{**value, "customer_id": customer_id, "created_at": value["updated_at"]} for value in values],
     )
 
 

@@ -163,8 +163,7 @@ async def _deliver_next(
         return await _permanent(resources, attempt, exc, report, opted_out=True)
     except PermanentProviderError as exc:
         return await _permanent(resources, attempt, exc, report)
-    await _sent(resources, provider, attempt, result, report)
-    return _Step.NEXT
+    return await _sent(resources, provider, attempt, result, report)
 
 
 async def _gate_and_record(
@@ -333,12 +332,15 @@ async def _fail(session: AsyncSession, message: Message, conversation: Conversat
 
 async def _sent(
     resources: Resources, provider: MessagingProvider, attempt: _Attempt, result: SendResult, report: DeliveryReport
-) -> None:
+) -> _Step:
+    """Record the send; NEXT when the conversation has another pending row. Asked in this transaction, so a reply
+    of one message (most of them) costs no second transaction that finds nothing: a row written after the
+    commit is delivered by the job its writer schedules."""
     now = utcnow()
     async with unit_of_work(resources.sessionmaker) as session:
         message = await _locked(session, attempt.message_id)
         if message is None:
-            return
+            return _Step.NEXT
         written_at = message.created_at
         if result.provider_message_id and message.provider_message_id is None:
             message.provider_message_id = result.provider_message_id
@@ -352,6 +354,7 @@ async def _sent(
             message.error = service.TEMPLATE_SENT_NOTE
         else:
             message.error = None
+        more = await repository.has_pending(session, attempt.conversation_id)
     report.sent += 1
     await metrics.record_delivery(provider.channel.value, "sent", seconds=(now - written_at).total_seconds())
     log.info(
@@ -367,6 +370,7 @@ async def _sent(
         for status in early:
             async with unit_of_work(resources.sessionmaker) as session:
                 await service.apply_status(session, status)
+    return _Step.NEXT if more else _Step.IDLE
 
 
 async def _transient(

@@ -52,6 +52,21 @@ async def next_pending(session: AsyncSession, conversation_id: int) -> Message |
     )
 
 
+async def has_pending(session: AsyncSession, conversation_id: int) -> bool:
+    """Whether the conversation has a pending outbound row (locked by another deliverer or not)."""
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    Message.conversation_id == conversation_id,
+                    Message.direction == Direction.OUTBOUND,
+                    Message.delivery_status == DeliveryStatus.PENDING,
+                )
+            )
+        )
+    )
+
+
 async def lock_by_provider_id(session: AsyncSession, channel: Channel, provider_message_id: str) -> Message | None:
     return await session.scalar(
         select(Message)
