@@ -4,7 +4,7 @@ own number as written; the reply gets the real number back."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -83,7 +83,7 @@ async def test_a_sku_edited_in_the_catalog_is_not_masked_from_the_next_turn_on(
     def echo(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         return ModelResponse(parts=[TextPart("Noted.")])
 
-    script = Script([echo, echo, echo])
+    script = Script([echo] * 5)
     service = SalesAgentService(model=script.model, playbook=playbook, clock=lambda: datetime.now(UTC))
     driver = ChatDriver(catalog_session, service, settings)
     await driver.start()
@@ -100,3 +100,22 @@ async def test_a_sku_edited_in_the_catalog_is_not_masked_from_the_next_turn_on(
     await catalog_session.flush()
     await driver.say(f"And {SKU}?")
     assert f"And {SKU}?" in script.seen[-1].text()
+
+    # A writer whose clock runs behind (another host) does not move the latest `updated_at`; its insert is seen
+    # all the same (by the highest id).
+    skewed = "TON-62410058"
+    await driver.say(f"What about {skewed}?")
+    assert skewed not in script.seen[-1].text()
+    catalog_session.add(
+        Product(
+            sku=skewed,
+            name="Toner 218A",
+            price=Decimal("270.00"),
+            currency="AED",
+            stock=1,
+            updated_at=datetime.now(UTC) - timedelta(hours=1),
+        )
+    )
+    await catalog_session.flush()
+    await driver.say(f"And {skewed}?")
+    assert f"And {skewed}?" in script.seen[-1].text()

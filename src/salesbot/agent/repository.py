@@ -80,10 +80,13 @@ async def skus_with_digits(session: AsyncSession, *, min_digits: int) -> tuple[s
     """Catalog SKUs holding at least `min_digits` digits: the ones a phone detector could mistake for a number.
 
     Every turn asks, and the catalog rarely changes: the SKUs are remembered per process and read again only when
-    the catalog's fingerprint (its row count and latest `updated_at`, which every insert, edit and delete through
-    SQLAlchemy moves) differs. The fingerprint is read first, so remembered SKUs are never older than it."""
+    the catalog's fingerprint differs: its highest id, which every insert moves whatever the writer's clock says,
+    and its latest `updated_at`, which every edit through SQLAlchemy moves. Both are one end of an index (a row
+    count was a sequential scan: 31 ms per turn at 100,000 products). Products are deactivated, not deleted; a row
+    deleted by hand leaves its SKU in the list until the next change, which only spares that SKU from masking. The
+    fingerprint is read first, so remembered SKUs are never older than it."""
     key = (session.get_bind().engine.url.render_as_string(hide_password=True), min_digits)
-    fingerprint = tuple((await session.execute(select(func.count(), func.max(Product.updated_at)))).one())
+    fingerprint = tuple((await session.execute(select(func.max(Product.id), func.max(Product.updated_at)))).one())
     cached = _skus.get(key)
     if cached is not None and cached[0] == fingerprint:
         return cached[1]

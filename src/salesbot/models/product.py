@@ -38,6 +38,8 @@ class Product(Base):
         ),
         Index("ix_products_search_vector", "search_vector", postgresql_using="gin"),
         Index("ix_products_category", "category"),
+        # Each turn's catalog fingerprint reads max(updated_at) (agent/repository.skus_with_digits).
+        Index("ix_products_updated_at", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
