@@ -354,6 +354,7 @@ async def _sent(
             message.error = service.TEMPLATE_SENT_NOTE
         else:
             message.error = None
+        await session.flush()  # the row just sent is no longer pending when the next one is looked for
         more = await repository.has_pending(session, attempt.conversation_id)
     report.sent += 1
     await metrics.record_delivery(provider.channel.value, "sent", seconds=(now - written_at).total_seconds())
