@@ -37,15 +37,19 @@ def status_advances(current: DeliveryStatus | None, new: DeliveryStatus) -> bool
     return _RANK.get(new, 0) > _RANK.get(current, 0)
 
 
+def _pending(conversation_id: int) -> tuple[ColumnElement[bool], ...]:
+    return (
+        Message.conversation_id == conversation_id,
+        Message.direction == Direction.OUTBOUND,
+        Message.delivery_status == DeliveryStatus.PENDING,
+    )
+
+
 async def next_pending(session: AsyncSession, conversation_id: int) -> Message | None:
     """The conversation's oldest pending outbound row, locked (skipped if another deliverer holds it)."""
     return await session.scalar(
         select(Message)
-        .where(
-            Message.conversation_id == conversation_id,
-            Message.direction == Direction.OUTBOUND,
-            Message.delivery_status == DeliveryStatus.PENDING,
-        )
+        .where(*_pending(conversation_id))
         .order_by(Message.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -54,17 +58,7 @@ async def next_pending(session: AsyncSession, conversation_id: int) -> Message |
 
 async def has_pending(session: AsyncSession, conversation_id: int) -> bool:
     """Whether the conversation has a pending outbound row (locked by another deliverer or not)."""
-    return bool(
-        await session.scalar(
-            select(
-                exists().where(
-                    Message.conversation_id == conversation_id,
-                    Message.direction == Direction.OUTBOUND,
-                    Message.delivery_status == DeliveryStatus.PENDING,
-                )
-            )
-        )
-    )
+    return bool(await session.scalar(select(exists().where(*_pending(conversation_id)))))
 
 
 async def lock_by_provider_id(session: AsyncSession, channel: Channel, provider_message_id: str) -> Message | None:
