@@ -136,6 +136,14 @@ def server_usage(system: System) -> dict[str, int]:
     }
 
 
+def assert_every_request_counted(dashboard: dict[str, int], server: dict[str, int], *, turns: int) -> None:
+    """The dashboard counts every request the LLM received. A request the turn budget cuts while it is still on its
+    way out is counted too (the process cannot tell whether it left; counting it errs on the side of the bill),
+    and the LLM never sees it: on a loaded machine that happened once in 16 requests. The cut ends its turn, so
+    there is at most one such request per turn."""
+    assert server["llm_requests"] <= dashboard["llm_requests"] <= server["llm_requests"] + turns, (dashboard, server)
+
+
 async def test_slow_llm_and_a_customer_who_keeps_writing(make_system: MakeSystem, reliability: dict[str, Any]) -> None:
     """10 s per request; the customer adds a message while each draft is generated, so drafts are discarded
     twice and the third generation meets the budget (the offline responder finishes it)."""
@@ -162,7 +170,7 @@ async def test_slow_llm_and_a_customer_who_keeps_writing(make_system: MakeSystem
         measured = await check_turns(system, acks)
         dashboard, server = await dashboard_usage(system), server_usage(system)
         # Requests cut by the budget are counted without tokens (the answer never arrived).
-        assert dashboard["llm_requests"] == server["llm_requests"]
+        assert_every_request_counted(dashboard, server, turns=measured["bursts"])
         assert dashboard["llm_tokens_in"] <= server["llm_tokens_in"]
         reliability.update({**measured, "dashboard": dashboard, "llm_server": server})
 
@@ -184,7 +192,7 @@ async def test_slow_llm_that_keeps_asking_for_tools(make_system: MakeSystem, rel
         await system.settled(timeout=120)
         measured = await check_turns(system, acks)
         dashboard, server = await dashboard_usage(system), server_usage(system)
-        assert dashboard["llm_requests"] == server["llm_requests"]
+        assert_every_request_counted(dashboard, server, turns=measured["bursts"])
         per_turn = server["llm_requests"] / measured["bursts"]
         reliability.update({**measured, "llm_requests_per_burst": round(per_turn, 1), "dashboard": dashboard})
 
