@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salesbot.knowledge.embeddings import OfflineEmbedder, QueryEmbeddingCache
 from salesbot.knowledge.search import HybridSearch, plan_vector_scan, product_conditions, reciprocal_rank_fusion
 from salesbot.knowledge.types import CatalogSearch, ProductFilters
-from salesbot.knowledge.vector_index import PRODUCTS, column_matches, forget_dimensions
+from salesbot.knowledge.vector_index import PRODUCTS, checked_dimension, forget_dimensions
 from salesbot.models import KnowledgeChunk, Product
 from tests.fakes.embedder import RecordingEmbedder
 from tests.knowledge.labeled_queries import LABELED_QUERIES
@@ -234,7 +234,7 @@ async def test_a_matching_column_is_looked_up_once_per_connection(
     finally:
         event.remove(sync_engine, "before_cursor_execute", executed)
     assert len(lookups) == 1
-    assert await column_matches(demo_session, PRODUCTS, offline_embedder.dim) == (True, offline_embedder.dim)
+    assert await checked_dimension(demo_session, PRODUCTS, offline_embedder.dim) == offline_embedder.dim
 
 
 async def test_a_column_changed_by_another_process_is_found_after_one_failed_search(
@@ -253,7 +253,7 @@ async def test_a_column_changed_by_another_process_is_found_after_one_failed_sea
         second = await HybridSearch(demo_session, offline_embedder).search_products("Fortinet firewall")
     assert "knowledge.vector_search_disabled" in caplog.text
     assert first[0].sku == second[0].sku == "FTN-FG40F"  # full text still finds it
-    assert await column_matches(demo_session, PRODUCTS, offline_embedder.dim) == (False, 64)
+    assert await checked_dimension(demo_session, PRODUCTS, offline_embedder.dim) == 64
 
 
 async def test_query_embeddings_are_cached_in_redis(

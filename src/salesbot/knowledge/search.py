@@ -42,7 +42,7 @@ from salesbot.knowledge.vector_index import (
     KNOWLEDGE,
     PRODUCTS,
     VectorTable,
-    column_matches,
+    checked_dimension,
     forget_dimensions,
     pgvector_version,
     supports_iterative_scan,
@@ -277,8 +277,8 @@ class HybridSearch:
         """False when the column's dimension is not the embedder's (the model changed, `reindex` not run yet)."""
         ready = self._vector_ready.get(table.table)
         if ready is None:
-            ready, dim = await column_matches(self.session, table, self.embedder.dim)
-            self._vector_ready[table.table] = ready
+            dim = await checked_dimension(self.session, table, self.embedder.dim)
+            ready = self._vector_ready[table.table] = dim == self.embedder.dim
             if not ready:
                 log.warning(
                     "knowledge.vector_search_disabled",

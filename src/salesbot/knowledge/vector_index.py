@@ -99,20 +99,20 @@ async def column_dimension(session: AsyncSession, table: VectorTable) -> int | N
     return int(typmod) if typmod and typmod > 0 else None
 
 
-async def column_matches(session: AsyncSession, table: VectorTable, dim: int) -> tuple[bool, int | None]:
-    """Whether `table.embedding` is a `vector(dim)`, and the column's dimension. A match is remembered on the pooled
-    connection (every turn searches; the catalog's dimension changes only with `salesbot reindex`); a mismatch is
-    not, so a worker waiting for a reindex finds the new column on its next search. A reindex in this process
-    forgets every remembered match; one in another process makes the next vector query fail, and the search that
-    catches it calls `forget_dimensions`."""
+async def checked_dimension(session: AsyncSession, table: VectorTable, expected: int) -> int | None:
+    """`column_dimension`, where a column found to be `vector(expected)` is remembered on the pooled connection
+    (every turn searches; the dimension changes only with `salesbot reindex`). Any other answer is not, so a worker
+    waiting for a reindex finds the new column on its next search. A reindex in this process forgets every
+    remembered match; one in another process makes the next vector query fail, and the search that catches it
+    calls `forget_dimensions`."""
     info = (await session.connection()).info
     key = ("salesbot.vector_dim", table.table)
-    if info.get(key) == (_dimension_generation, dim):
-        return True, dim
+    if info.get(key) == (_dimension_generation, expected):
+        return expected
     current = await column_dimension(session, table)
-    if current == dim:
-        info[key] = (_dimension_generation, dim)
-    return current == dim, current
+    if current == expected:
+        info[key] = (_dimension_generation, expected)
+    return current
 
 
 def forget_dimensions() -> None:
