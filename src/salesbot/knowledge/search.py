@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -33,9 +32,12 @@ from sqlalchemy import ColumnElement, Row, Select, Text, cast, func, literal, se
 from sqlalchemy.dialects.postgresql import REGCONFIG, TSQUERY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from salesbot.kit.logging import get_logger
 from salesbot.knowledge.embeddings import Embedder, QueryEmbeddingCache, Vector
+from salesbot.knowledge.ranking import RRF_K as RRF_K
+from salesbot.knowledge.ranking import category_consensus, reciprocal_rank_fusion
 from salesbot.knowledge.text import content_words, fulltext_query, shorten
 from salesbot.knowledge.types import KnowledgeHit, ProductFilters, ProductHit
 from salesbot.knowledge.vector_index import (
@@ -51,7 +53,6 @@ from salesbot.models import KnowledgeChunk, Product
 
 log = get_logger(__name__)
 
-RRF_K = 60
 MAX_LIMIT = 50
 MIN_CANDIDATES = 20
 DESCRIPTION_CHARS = 280
@@ -62,10 +63,6 @@ DESCRIPTION_CHARS = 280
 # 1000 over three runs at a p95 of 16-25 ms, and the migrations' (m 32, ef_construction 400) 0.96 and 0.97 (README,
 # Performance).
 EF_SEARCH = 1000
-# Category consensus in the vector branch (tuned on bench/data/search_quality.json): a candidate's score is its
-# cosine similarity + CONSENSUS_WEIGHT x the mean similarity of its category's best CONSENSUS_TOP candidates.
-CONSENSUS_WEIGHT = 0.25
-CONSENSUS_TOP = 5
 
 
 @dataclass(frozen=True)
@@ -81,19 +78,6 @@ def plan_vector_scan(version: tuple[int, ...], *, filtered: bool) -> ScanPlan:
     if filtered and supports_iterative_scan(version):
         return ScanPlan((("hnsw.ef_search", str(EF_SEARCH)), ("hnsw.iterative_scan", "strict_order")))
     return ScanPlan((("hnsw.ef_search", str(EF_SEARCH)),))
-
-
-def reciprocal_rank_fusion(*rankings: Sequence[int], k: int = RRF_K) -> list[tuple[int, float]]:
-    """Ids ordered by sum(1 / (k + rank)); the score is normalized so first in every ranking = 1.0."""
-    scores: dict[int, float] = defaultdict(float)
-    best_rank: dict[int, int] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, start=1):
-            scores[item] += 1.0 / (k + rank)
-            best_rank[item] = min(best_rank.get(item, rank), rank)
-    ceiling = len(rankings) / (k + 1)
-    ordered = sorted(scores, key=lambda item: (-scores[item], best_rank[item]))
-    return [(item, scores[item] / ceiling) for item in ordered]
 
 
 def _category_variants(category: str) -> list[str]:
@@ -164,9 +148,11 @@ class HybridSearch:
         vector_ids: list[int] = []
         vector = await self._query_vector(query)
         if vector is not None:
-            vector_ids = await self.nearest_product_ids(vector, filters=filters, k=fetch)
-            if not (filters.category and filters.category.strip()):
-                vector_ids = await self._category_consensus(vector_ids, vector)
+            nearest = await self._nearest_products(vector, filters=filters, k=fetch)
+            if filters.category and filters.category.strip():
+                vector_ids = [row.id for row in nearest]
+            else:
+                vector_ids = category_consensus(nearest)
         text_ids = await self._text_ids(Product, query, conditions, fetch)
         fused = reciprocal_rank_fusion(vector_ids, text_ids)[:limit]
         if not fused and vector is None and _is_filtered(filters):
@@ -213,7 +199,8 @@ class HybridSearch:
                 KnowledgeChunk.embedding.is_not(None),
                 KnowledgeChunk.embedding_model == self.embedder.name,
             ]
-            vector_ids = await self._vector_ids(KNOWLEDGE, KnowledgeChunk, base, vector, filtered=False, fetch=fetch)
+            nearest = await self._nearest(KNOWLEDGE, KnowledgeChunk, base, vector, filtered=False, fetch=fetch)
+            vector_ids = [row.id for row in nearest]
         text_ids = await self._text_ids(KnowledgeChunk, query, [KnowledgeChunk.active.is_(True)], fetch)
         fused = reciprocal_rank_fusion(vector_ids, text_ids)[:limit]
         if not fused:
@@ -231,6 +218,10 @@ class HybridSearch:
     async def nearest_product_ids(self, vector: Vector, *, filters: ProductFilters, k: int) -> list[int]:
         """Ids of the k products nearest to `vector` among those matching `filters` (the vector branch alone:
         [] when the stored vectors do not fit the embedder)."""
+        return [row.id for row in await self._nearest_products(vector, filters=filters, k=k)]
+
+    async def _nearest_products(self, vector: Vector, *, filters: ProductFilters, k: int) -> list[Row[Any]]:
+        """(id, category, similarity) of the k nearest products, nearest first."""
         if not await self._ready(PRODUCTS):
             return []
         base = [
@@ -238,29 +229,10 @@ class HybridSearch:
             Product.embedding_model == self.embedder.name,
             *product_conditions(filters),
         ]
-        return await self._vector_ids(PRODUCTS, Product, base, vector, filtered=_is_filtered(filters), fetch=k)
-
-    async def _category_consensus(self, ids: list[int], vector: Vector) -> list[int]:
-        """Re-rank the vector branch's candidates by their similarity plus how well their category as a whole
-        matches (the mean of its best `CONSENSUS_TOP` candidates): a customer describing a need ("something
-        portable to work on while travelling") means a kind of product, and one lookalike of another kind
-        (a portable SSD) should not outrank several products of the kind meant."""
-        if len(ids) < 2:
-            return ids
-        similarity = (1 - Product.embedding.cosine_distance(vector)).label("similarity")
-        rows = (
-            await self.session.execute(select(Product.id, Product.category, similarity).where(Product.id.in_(ids)))
-        ).all()
-        by_category: dict[str, list[float]] = defaultdict(list)
-        for row in rows:
-            by_category[row.category].append(float(row.similarity))
-        vote = {
-            category: sum(sorted(values, reverse=True)[:CONSENSUS_TOP]) / CONSENSUS_TOP
-            for category, values in by_category.items()
-        }
-        scores = {row.id: float(row.similarity) + CONSENSUS_WEIGHT * vote[row.category] for row in rows}
-        position = {item: rank for rank, item in enumerate(ids)}
-        return sorted(scores, key=lambda item: (-scores[item], position[item]))
+        filtered = _is_filtered(filters)
+        return await self._nearest(
+            PRODUCTS, Product, base, vector, filtered=filtered, fetch=k, extra=(Product.category,)
+        )
 
     # ---- branches -----------------------------------------------------------------------------------------
 
@@ -290,7 +262,7 @@ class HybridSearch:
                 )
         return ready
 
-    async def _vector_ids(
+    async def _nearest(
         self,
         table: VectorTable,
         model: type[Product] | type[KnowledgeChunk],
@@ -299,7 +271,9 @@ class HybridSearch:
         *,
         filtered: bool,
         fetch: int,
-    ) -> list[int]:
+        extra: Sequence[InstrumentedAttribute[Any]] = (),
+    ) -> list[Row[Any]]:
+        """Rows of (id, *extra, similarity), nearest first; [] when the vector query failed."""
         plan = plan_vector_scan(await pgvector_version(self.session), filtered=filtered)
         savepoint = await self.session.begin_nested()
         try:
@@ -307,19 +281,19 @@ class HybridSearch:
                 await self.session.execute(
                     text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value}
                 )
-            ids = list((await self.session.execute(_ann(model, base, vector, fetch))).scalars())
-            if len(ids) < fetch:
+            rows = list((await self.session.execute(_ann(model, base, vector, fetch, extra))).all())
+            if len(rows) < fetch:
                 # The index scan gave fewer rows than asked: filters removed them after the scan (or the table
                 # is small). An exact scan over the filtered rows returns every match there is.
-                ids = list((await self.session.execute(_exact(model, base, vector, fetch))).scalars())
+                rows = list((await self.session.execute(_exact(model, base, vector, fetch, extra))).all())
         except DBAPIError as exc:
             log.warning("knowledge.vector_search_failed", table=table.table, error=str(exc.orig)[:200])
             self._vector_ready[table.table] = False
             forget_dimensions()  # a reindex elsewhere may have changed the column: look again next time
-            ids = []
+            rows = []
         finally:
             await savepoint.rollback()
-        return ids
+        return rows
 
     async def _text_ids(
         self,
@@ -362,18 +336,31 @@ class HybridSearch:
 
 
 def _ann(
-    model: type[Product] | type[KnowledgeChunk], base: list[ColumnElement[bool]], vector: Vector, fetch: int
+    model: type[Product] | type[KnowledgeChunk],
+    base: list[ColumnElement[bool]],
+    vector: Vector,
+    fetch: int,
+    extra: Sequence[InstrumentedAttribute[Any]],
 ) -> Select[Any]:
     distance = model.embedding.cosine_distance(vector)
-    return select(model.id).where(*base).order_by(distance).limit(fetch)
+    similarity = (1 - distance).label("similarity")
+    return select(model.id, *extra, similarity).where(*base).order_by(distance).limit(fetch)
 
 
 def _exact(
-    model: type[Product] | type[KnowledgeChunk], base: list[ColumnElement[bool]], vector: Vector, fetch: int
+    model: type[Product] | type[KnowledgeChunk],
+    base: list[ColumnElement[bool]],
+    vector: Vector,
+    fetch: int,
+    extra: Sequence[InstrumentedAttribute[Any]],
 ) -> Select[Any]:
-    candidates = select(model.id, model.embedding).where(*base).cte("vector_candidates").prefix_with("MATERIALIZED")
+    candidates = (
+        select(model.id, model.embedding, *extra).where(*base).cte("vector_candidates").prefix_with("MATERIALIZED")
+    )
     distance = candidates.c.embedding.cosine_distance(vector)
-    return select(candidates.c.id).order_by(distance, candidates.c.id).limit(fetch)
+    carried = [candidates.c[column.key] for column in extra]
+    similarity = (1 - distance).label("similarity")
+    return select(candidates.c.id, *carried, similarity).order_by(distance, candidates.c.id).limit(fetch)
 
 
 _HIT_COLUMNS = (
