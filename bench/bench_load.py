@@ -19,7 +19,9 @@ The processes run with the product's default embedder (`--embedding-model`; the 
 texts of their own.
 
 Each step also reports the worker's and the API's own CPU per answered conversation (Linux /proc): on a shared
-machine it moves far less with the other load than throughput does.
+machine it moves far less with the other load than throughput does. And the whole machine's: everything that
+serves a conversation here (PostgreSQL, Redis, the fakes, the load generator) shares the same cores, so the
+machine's cores divided by it bounds the conversations a minute this machine can answer, whatever the worker does.
 
 Each case runs twice in the same run: with arq's default 10 slots (WORKER_MAX_JOBS=10, the baseline) and with
 the default WORKER_MAX_JOBS.
@@ -104,11 +106,16 @@ async def run_case(
         for rate in rates:
             calls_before = len(system.llm.calls)
             cpu_before = {kind: process_cpu_seconds(process.pid) for kind, process in processes.items()}
+            cpu_before["machine"] = machine_cpu_seconds()
             summary = (await conversations.step(rate, step_seconds)).summary()
-            for kind, process in processes.items():
-                # The process's own CPU per answered conversation: on a shared machine, steadier than throughput.
-                now, before = process_cpu_seconds(process.pid), cpu_before[kind]
-                answered = summary["conversations_answered"]
+            answered = summary["conversations_answered"]
+            cpu_now = {kind: process_cpu_seconds(process.pid) for kind, process in processes.items()}
+            # Every CPU of the machine: the API and the worker, and PostgreSQL, Redis, the fakes and the load
+            # generator, which share the same cores (and any other load on a shared machine).
+            cpu_now["machine"] = machine_cpu_seconds()
+            for kind, now in cpu_now.items():
+                # CPU per answered conversation: on a shared machine, steadier than throughput.
+                before = cpu_before[kind]
                 summary[f"{kind}_cpu_ms_per_answer"] = (
                     round((now - before) * 1000 / answered, 1)
                     if now is not None and before is not None and answered
@@ -120,7 +127,6 @@ async def run_case(
             summary["inbound_messages_per_second"] = round(
                 summary["answered_per_minute"] * MESSAGES_PER_CONVERSATION / 60, 1
             )
-            answered = summary["conversations_answered"]
             summary["llm_requests_per_answer"] = round((len(system.llm.calls) - calls_before) / max(answered, 1), 2)
             steps.append(summary)
             print(
@@ -130,7 +136,7 @@ async def run_case(
                 f"p50 {summary['reply_overhead_p50_ms']:>7.1f} ms  p95 {summary['reply_overhead_p95_ms']:>8.1f} ms  "
                 f"unanswered {summary['unanswered_after_grace']}  "
                 f"CPU/answer: worker {summary['worker_cpu_ms_per_answer']} ms, "
-                f"api {summary['api_cpu_ms_per_answer']} ms",
+                f"api {summary['api_cpu_ms_per_answer']} ms, machine {summary['machine_cpu_ms_per_answer']} ms",
                 flush=True,
             )
             over_budget = 0 if summary["sustained"] else over_budget + 1
@@ -158,6 +164,19 @@ def process_cpu_seconds(pid: int | None) -> float | None:
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> float | None:
+    """Busy CPU seconds of the whole machine so far, all cores (Linux /proc/stat: user, nice, system, irq and
+    softirq; idle, iowait and steal excluded); None elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = (int(value) for value in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
@@ -228,6 +247,7 @@ def main() -> int:
                 "processes": {"api": 1, "worker": 1},
                 "embedding_model": args.embedding_model,
                 "debounce_seconds": DEBOUNCE_SECONDS,
+                "step_seconds": args.step_seconds,
                 "conversation": "a new customer writes 2 messages (one burst) and gets 1 reply",
                 "overhead": "reply send call - (last webhook ack + debounce) - the LLM's own time",
                 "p95_budget_ms": P95_BUDGET_MS,

@@ -100,6 +100,11 @@ def _load_steps(case: dict[str, Any]) -> str:
                 if (cpu := step.get("worker_cpu_ms_per_answer")) and step["conversations_answered"]
                 else ""
             )
+            + (
+                f" (whole machine {machine:.0f})"
+                if (machine := step.get("machine_cpu_ms_per_answer")) and step["conversations_answered"]
+                else ""
+            )
         )
     return "; ".join(parts)
 
@@ -124,8 +129,12 @@ def load(data: dict[str, Any]) -> list[Row]:
             if not latency
             else f"LLM {latency:g} s a request, {sample['llm_requests_per_turn']} requests a turn"
         )
-        rates = " ".join(f"{step['offered_conversations_per_minute']:.0f}" for step in sample["steps"])
+        # A variant that kept up ran more steps than one that fell behind: the command offers the longest list.
+        longest = max((case["steps"] for case in variants.values()), key=len)
+        rates = " ".join(f"{step['offered_conversations_per_minute']:.0f}" for step in longest)
         option = "--llm-rates" if latency else "--rates"
+        if "step_seconds" in data:
+            option = f"--step-seconds {data['step_seconds']:g} {option}"
         details = []
         for variant in ("baseline", "default"):
             case = variants.get(variant)
