@@ -324,6 +324,18 @@ def redis_pool(data: dict[str, Any]) -> Row:
     )
 
 
+def llm_client(data: dict[str, Any]) -> Row:
+    spent = data["cpu_ms_per_turn"]
+    turn, bare = spent["pydantic_ai_turn"]["median"], spent["httpx_requests"]["median"]
+    return (
+        f"LLM client CPU per turn ({data['turn']}): a pydantic-ai agent turn with the product's OpenAI model vs the "
+        "same two requests with httpx alone, against the fake LLM; medians of alternated rounds",
+        f"`.venv/bin/python {data['command']}`",
+        f"pydantic-ai {turn:.1f} ms, httpx alone {bare:.1f} ms (x{data['ratio']:.1f}) "
+        f"(load average {data['load_average_before'][0]})",
+    )
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], Row | list[Row]]] = {
     "webhook.json": webhook,
     "turn.json": turn,
@@ -341,6 +353,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], Row | list[Row]]] = {
     "embed_threads.json": embed_threads,
     "metrics.json": metrics,
     "redis_pool.json": redis_pool,
+    "llm_client.json": llm_client,
 }
 
 
