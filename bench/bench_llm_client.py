@@ -27,6 +27,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,10 +58,11 @@ CATALOG = "Matching products (prices and stock from the catalog):\n" + "\n".join
 )
 
 
+@dataclass
 class RecordingLLM(FakeLLM):
     """The fake LLM, keeping the request bodies it answered (the baseline sends them again)."""
 
-    bodies: list[dict[str, Any]]
+    bodies: list[dict[str, Any]] = field(default_factory=list)
 
     async def respond(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         self.bodies.append(body)
@@ -157,7 +159,6 @@ def main() -> int:
     args = parser.parse_args()
 
     llm = RecordingLLM(scripts=[Script(QUESTION, [[ToolCall("search_products", {"query": "{prompt}"})], REPLY])])
-    llm.bodies = []
     load_average = [round(value, 2) for value in os.getloadavg()]
     with llm.in_thread():
         spent = asyncio.run(_measure(llm, rounds=args.rounds, turns=args.turns))

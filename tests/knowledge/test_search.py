@@ -12,7 +12,7 @@ from sqlalchemy import event, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salesbot.knowledge.embeddings import OfflineEmbedder, QueryEmbeddingCache
-from salesbot.knowledge.search import HybridSearch, plan_vector_scan, product_conditions, reciprocal_rank_fusion
+from salesbot.knowledge.search import HybridSearch, plan_vector_scan, product_conditions
 from salesbot.knowledge.types import CatalogSearch, ProductFilters
 from salesbot.knowledge.vector_index import PRODUCTS, checked_dimension, forget_dimensions
 from salesbot.models import KnowledgeChunk, Product
@@ -278,16 +278,6 @@ async def test_query_cache_survives_a_redis_outage(offline_embedder: OfflineEmbe
         await dead.aclose()
     assert vector.shape == (1024,)
     assert vector.tolist() == (await offline_embedder.embed_query("laser printer")).tolist()
-
-
-def test_reciprocal_rank_fusion() -> None:
-    fused = reciprocal_rank_fusion([1, 2, 3], [3, 1, 4])
-    assert [item for item, _ in fused] == [1, 3, 2, 4]
-    assert fused[0][1] == pytest.approx((1 / 61 + 1 / 62) / (2 / 61))
-    item, score = reciprocal_rank_fusion([7], [7])[0]
-    assert item == 7
-    assert score == pytest.approx(1.0)
-    assert reciprocal_rank_fusion([], []) == []
 
 
 def test_scan_plan_follows_the_pgvector_version() -> None:
